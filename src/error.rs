@@ -1,0 +1,117 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// A tensor shape, printed as `[4, 3]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape(pub Vec<usize>);
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(s: &[usize]) -> Self {
+        Shape(s.to_vec())
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(s: [usize; N]) -> Self {
+        Shape(s.to_vec())
+    }
+}
+
+/// Everything that can go wrong in this crate. Messages are one line, lowercase, and name the
+/// tensor, file or limit involved.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor (weight, input or state) has the wrong shape.
+    #[error("tensor `{tensor}`: expected shape {expected}, got {actual}")]
+    ShapeMismatch {
+        /// Name of the tensor, e.g. `weight_hh_l1_reverse` or `h0`.
+        tensor: String,
+        /// The shape the model needs.
+        expected: Shape,
+        /// The shape that was given.
+        actual: Shape,
+    },
+    /// A weight tensor the model needs is absent.
+    #[error("missing tensor `{tensor}` (expected shape {expected})")]
+    MissingTensor {
+        /// Name of the tensor.
+        tensor: String,
+        /// The shape the model needs.
+        expected: Shape,
+    },
+    /// A weight tensor was given that the model does not use.
+    #[error("unexpected tensor `{tensor}` with shape {actual}")]
+    UnexpectedTensor {
+        /// Name of the tensor.
+        tensor: String,
+        /// Its shape.
+        actual: Shape,
+    },
+    /// The model description itself is invalid (e.g. zero layers).
+    #[error("invalid model spec: {0}")]
+    InvalidSpec(String),
+    /// The input is invalid in a way that is not a plain shape mismatch (e.g. zero time steps).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// No wgpu adapter matched the request.
+    #[error("no GPU adapter found{detail}; install a GPU driver (on Linux without a GPU: `apt-get install mesa-vulkan-drivers` for the software Vulkan adapter) or use the CPU path")]
+    NoAdapter {
+        /// What was asked for, e.g. " for backend gl" (may be empty).
+        detail: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not create a device on adapter `{adapter}`: {message}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// A buffer or dispatch would exceed a device limit.
+    #[error("{what} needs {needed} but the device limit `{limit}` is {allowed}")]
+    ExceedsLimit {
+        /// What was being created, e.g. `gate buffer of layer 0`.
+        what: String,
+        /// Name of the wgpu limit.
+        limit: &'static str,
+        /// Amount needed.
+        needed: u64,
+        /// Amount allowed.
+        allowed: u64,
+    },
+    /// wgpu reported a validation, out-of-memory or internal error, or the device was lost.
+    #[error("gpu error during {during}: {message}")]
+    Gpu {
+        /// What the crate was doing (`upload`, `forward`, `pipeline lstm_step`…).
+        during: String,
+        /// wgpu's message.
+        message: String,
+    },
+}
+
+/// Shorthand for `Result<T, wgpu_lstm::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(tensor: impl Into<String>, expected: &[usize], actual: &[usize]) -> Self {
+        Error::ShapeMismatch {
+            tensor: tensor.into(),
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Adapter, device and queue, chosen by backend and adapter name, with the kernel cache.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{Kernel, KernelCache, Specialization};
+
+/// How to choose the adapter of a [`GpuContext`].
+///
+/// The default takes every backend, narrowed by the `WGPU_BACKEND` environment variable when it
+/// is set (e.g. `WGPU_BACKEND=gl`), and prefers a discrete GPU, then an integrated one, then a
+/// virtual one, then a software (CPU) adapter.
+#[derive(Debug, Clone)]
+pub struct ContextOptions {
+    /// Backends to search.
+    pub backends: wgpu::Backends,
+    /// Only adapters whose name contains this text (case-insensitive).
+    pub adapter_name: Option<String>,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions {
+            backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+            adapter_name: None,
+        }
+    }
+}
+
+/// What wgpu reports about one adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    /// Name, backend, device type and driver.
+    pub info: wgpu::AdapterInfo,
+    /// The limits the adapter supports.
+    pub limits: wgpu::Limits,
+}
+
+/// Lists every adapter wgpu finds on `backends`.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| AdapterSummary {
+            info: a.get_info(),
+            limits: a.limits(),
+        })
+        .collect()
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn preference(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+/// A wgpu device and queue with this crate's pipelines: create one per adapter and share it
+/// (it is cheap to clone) between models.
+///
+/// ```no_run
+/// use wgpu_lstm::{ContextOptions, GpuContext};
+/// let ctx = GpuContext::new(&ContextOptions::default())?;
+/// println!("running on {}", ctx.adapter_info().name);
+/// # Ok::<(), wgpu_lstm::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct GpuContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    kernels: KernelCache,
+}
+
+impl GpuContext {
+    /// Picks an adapter as `options` say and opens a device on it with every limit the adapter
+    /// supports.
+    pub fn new(options: &ContextOptions) -> Result<Self> {
+        let instance = new_instance(options.backends);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(options.backends));
+        if let Some(name) = &options.adapter_name {
+            let needle = name.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        }
+        adapters.sort_by_key(|a| preference(a.get_info().device_type));
+        let Some(adapter) = adapters.into_iter().next() else {
+            let mut detail = String::new();
+            if options.backends != wgpu::Backends::all() {
+                detail += &format!(" for backends {:?}", options.backends);
+            }
+            if let Some(name) = &options.adapter_name {
+                detail += &format!(" with a name containing `{name}`");
+            }
+            return Err(Error::NoAdapter { detail });
+        };
+        let info = adapter.get_info();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgpu-lstm"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Self::from_device(device, queue, info))
+    }
+
+    /// Uses a device and queue the application already has (e.g. its renderer's).
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        GpuContext {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                kernels: KernelCache::default(),
+            }),
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter this context runs on.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.inner.device.limits()
+    }
+
+    pub(crate) fn kernel(&self, spec: &Specialization) -> Result<Arc<Kernel>> {
+        self.inner.kernels.get(&self.inner.device, spec)
+    }
+}

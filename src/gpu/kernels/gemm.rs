@@ -1,0 +1,75 @@
+//! Host side of `shaders/gemm.wgsl`: `out[z] = a · w[z] + bias[z]` with vec4 output columns.
+//!
+//! Used for the hoisted input projection of every layer (z = direction) and, with zero bias,
+//! as the plain matrix product that measures an adapter's ceiling.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{div_ceil, dynamic_uniform, storage, Family, Specialization};
+
+/// Invocations per workgroup along vec4 columns (`WG_X` in the shader).
+pub(crate) const WG_X: u32 = 16;
+/// Invocations per workgroup along row tiles (`WG_Y` in the shader).
+pub(crate) const WG_Y: u32 = 4;
+/// Rows per invocation (`TM` in the shader).
+pub(crate) const ROWS_PER_INVOCATION: usize = 4;
+
+/// Mirrors `GemmParams` in the shader.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable)]
+pub(crate) struct GemmParams {
+    pub m: u32,
+    pub k: u32,
+    pub n4: u32,
+    pub a_stride: u32,
+    pub w_batch: u32,
+    pub out_batch: u32,
+    pub bias_batch: u32,
+    pub _pad: u32,
+}
+
+impl GemmParams {
+    /// `z` products of `[m, k] · [k, 4·n4]`, `a` shared, `w`/`bias`/`out` packed one after another.
+    pub fn new(m: usize, k: usize, n4: usize) -> Self {
+        GemmParams {
+            m: m as u32,
+            k: k as u32,
+            n4: n4 as u32,
+            a_stride: k as u32,
+            w_batch: (k * n4) as u32,
+            out_batch: (m * n4) as u32,
+            bias_batch: n4 as u32,
+            _pad: 0,
+        }
+    }
+
+    /// Workgroups to dispatch for `z` products.
+    pub fn workgroups(&self, z: usize) -> [usize; 3] {
+        [
+            div_ceil(self.n4 as usize, WG_X as usize),
+            div_ceil(
+                div_ceil(self.m as usize, ROWS_PER_INVOCATION),
+                WG_Y as usize,
+            ),
+            z,
+        ]
+    }
+}
+
+pub(crate) fn specialization() -> Specialization {
+    Specialization {
+        family: Family::Gemm,
+        constants: vec![("WG_X", WG_X), ("WG_Y", WG_Y)],
+    }
+}
+
+/// Bindings: params (dynamic uniform), a, w, bias, out.
+pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+    vec![
+        dynamic_uniform::<GemmParams>(0),
+        storage(1, true),
+        storage(2, true),
+        storage(3, true),
+        storage(4, false),
+    ]
+}

@@ -1,0 +1,172 @@
+//! Compute kernels: one module per WGSL file in `shaders/`, each owning its bind-group layout,
+//! its parameter struct and the way it is dispatched.
+//!
+//! Pipelines are created once per device and specialisation (WGSL `override` values) and kept
+//! in a [`KernelCache`]; nothing here is created on the per-forward path once it has been seen.
+
+pub(crate) mod gemm;
+pub(crate) mod lstm_step;
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// A kernel family: one WGSL file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Family {
+    Gemm,
+    LstmStep,
+}
+
+impl Family {
+    /// Every family, for tools that check all kernels.
+    #[allow(dead_code)]
+    pub const ALL: [Family; 2] = [Family::Gemm, Family::LstmStep];
+
+    /// The kernel's name, also its file name in `shaders/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Gemm => "gemm",
+            Family::LstmStep => "lstm_step",
+        }
+    }
+
+    /// WGSL source, embedded at build time.
+    pub fn source(self) -> &'static str {
+        match self {
+            Family::Gemm => include_str!("../../../shaders/gemm.wgsl"),
+            Family::LstmStep => include_str!("../../../shaders/lstm_step.wgsl"),
+        }
+    }
+
+    fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        match self {
+            Family::Gemm => gemm::layout_entries(),
+            Family::LstmStep => lstm_step::layout_entries(),
+        }
+    }
+}
+
+/// A kernel family with the values of its `override` constants: the pipeline-cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Specialization {
+    pub family: Family,
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl std::fmt::Display for Specialization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.family.name())?;
+        for (k, v) in &self.constants {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A compiled pipeline and the layout its bind groups must follow.
+#[derive(Debug)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Pipelines of one device, created on first use.
+#[derive(Debug, Default)]
+pub(crate) struct KernelCache {
+    pipelines: Mutex<HashMap<Specialization, Arc<Kernel>>>,
+    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+}
+
+impl KernelCache {
+    /// The pipeline for `spec`, compiled on first request.
+    pub fn get(&self, device: &wgpu::Device, spec: &Specialization) -> Result<Arc<Kernel>> {
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = pipelines.get(spec) {
+            return Ok(k.clone());
+        }
+        let label = spec.to_string();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(spec.family)
+                .or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(spec.family.name()),
+                        source: wgpu::ShaderSource::Wgsl(spec.family.source().into()),
+                    })
+                })
+                .clone()
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &spec.family.layout_entries(),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let constants: Vec<(&str, f64)> = spec
+            .constants
+            .iter()
+            .map(|&(k, v)| (k, f64::from(v)))
+            .collect();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu {
+                during: format!("pipeline creation of kernel `{label}`"),
+                message: e.to_string(),
+            });
+        }
+        let kernel = Arc::new(Kernel { pipeline, layout });
+        pipelines.insert(spec.clone(), kernel.clone());
+        Ok(kernel)
+    }
+}
+
+/// A storage-buffer binding visible to compute.
+pub(crate) fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// A uniform binding with a dynamic offset, holding one `T` per dispatch.
+pub(crate) fn dynamic_uniform<T>(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: NonZeroU64::new(std::mem::size_of::<T>() as u64),
+        },
+        count: None,
+    }
+}
+
+/// `⌈n / d⌉`.
+pub(crate) fn div_ceil(n: usize, d: usize) -> usize {
+    n.div_ceil(d)
+}

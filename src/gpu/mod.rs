@@ -1,0 +1,12 @@
+//! The GPU path: wgpu context, WGSL kernels, and the uploaded model.
+//!
+//! A forward of an `L`-layer model over `T` steps records `L · (T + 1)` dispatches into one
+//! command encoder — per layer, one input projection for all time steps and both directions,
+//! then one fused step per time step for both directions — submits once and reads back once.
+
+pub mod context;
+pub(crate) mod kernels;
+pub mod model;
+
+pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
+pub use model::GpuModel;

@@ -1,0 +1,96 @@
+//! # wgpu-lstm
+//!
+//! Recurrent-network inference on any GPU that [wgpu] reaches (Vulkan, Metal, DX12, GL),
+//! through compute shaders written in WGSL, with a CPU implementation beside it that is the
+//! reference for tests, the fallback where no GPU exists, and the baseline of the benchmark.
+//!
+//! Results equal PyTorch's `nn.LSTM` given the same weights, to float32 rounding.
+//!
+//! ```no_run
+//! use ndarray::Array3;
+//! use wgpu_lstm::{ContextOptions, CpuModel, Forward, GpuContext, GpuModel, Input, RnnSpec, Weights};
+//!
+//! // A 2-layer bidirectional LSTM, 40 input features, 128 hidden units.
+//! let spec = RnnSpec::lstm(40, 128).layers(2).bidirectional(true);
+//! let weights = Weights::random(&spec, 42)?; // or Weights::from_tensors(&spec, state_dict)
+//!
+//! let ctx = GpuContext::new(&ContextOptions::default())?; // picks the best adapter
+//! let gpu = GpuModel::upload(&ctx, &weights)?;            // repack + upload once
+//! let cpu = CpuModel::new(weights);
+//!
+//! let x = Array3::<f32>::zeros((100, 8, 40)); // [T, B, I]
+//! let out = gpu.forward(&Input::new(x.view()))?;
+//! assert_eq!(out.y.shape(), &[100, 8, 256]);   // [T, B, D·H]
+//! assert_eq!(out.h_n.shape(), &[4, 8, 128]);   // [L·D, B, H]
+//! let reference = cpu.forward(&Input::new(x.view()))?;
+//! # Ok::<(), wgpu_lstm::Error>(())
+//! ```
+//!
+//! ## Shapes
+//!
+//! `T` steps, `B` batch, `I` input features, `H` hidden units, `L` layers, `D` directions (2 when
+//! bidirectional). Input `x` is `[T, B, I]` (time-major, like PyTorch's default), `[B, T, I]`
+//! with [`Input::batch_first`], or `[T, I]` for one unbatched sequence. Optional `h0`/`c0` are
+//! `[L·D, B, H]` (`[L·D, H]` unbatched) and default to zeros. The [`Output`] holds `y`
+//! `[T, B, D·H]`, `h_n` and `c_n` `[L·D, B, H]`; batch-first and unbatched inputs give outputs in
+//! the same convention, and `h_n`/`c_n` are never batch-first.
+//!
+//! ## Semantics
+//!
+//! PyTorch's `nn.LSTM`, gate rows in the order i, f, g, o:
+//!
+//! ```text
+//! i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
+//! f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
+//! g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+//! o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+//! c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+//! h_t = o_t ⊙ tanh(c_t)
+//! ```
+//!
+//! Layer `k > 0` takes layer `k − 1`'s output (both directions concatenated, forward first).
+//! The reverse direction runs from `t = T − 1` down to 0. `h_n[l·D + d]` is the final state of
+//! layer `l` in direction `d`. Weights use PyTorch's names and layouts, see [`Weights`].
+//!
+//! ## Precision
+//!
+//! Both paths compute in float32. The GPU sums the gate products in a different order than the
+//! CPU's GEMM and uses its own exp-based σ and tanh, so results differ by float32 rounding:
+//! the tests hold them within `|gpu − cpu| ≤ 1e-4 + 1e-4·|cpu|` after up to 300 steps and 3
+//! layers. The activations never overflow: finite inputs give finite outputs on every backend.
+//!
+//! ## Platforms
+//!
+//! Any adapter wgpu finds: Vulkan (Linux, Windows, Android), Metal (macOS, iOS), DX12 (Windows),
+//! GL/GLES. On a machine without a GPU, Mesa's software Vulkan driver (`llvmpipe`, Debian
+//! package `mesa-vulkan-drivers`) gives a working adapter. Choose one with [`ContextOptions`] or
+//! the `WGPU_BACKEND` environment variable.
+//!
+//! ## GPU strategy
+//!
+//! Per layer, one dispatch computes the input projection `X·W_ihᵀ + b` of every time step and
+//! both directions; then one fused dispatch per time step computes the recurrent product of
+//! all four gates, the activations and the c/h update for both directions. All dispatches of a
+//! forward go into one command encoder, submitted once, read back once.
+
+pub mod bench;
+pub mod compare;
+pub mod cpu;
+mod error;
+pub mod gpu;
+mod spec;
+mod tensor;
+mod weights;
+
+pub use cpu::CpuModel;
+pub use error::{Error, Result, Shape};
+pub use gpu::{list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel};
+pub use spec::{Cell, RnnSpec};
+pub use tensor::{Input, Output};
+pub use weights::{param_name, DirectionWeights, Weights};
+
+/// A model that can run a forward pass: [`CpuModel`] or [`GpuModel`].
+pub trait Forward {
+    /// Runs the whole model over `input` and returns `y`, `h_n` and `c_n`.
+    fn forward(&self, input: &Input<'_>) -> Result<Output>;
+}

@@ -1,0 +1,188 @@
+//! Host-side weights with PyTorch's names and layout.
+//!
+//! For layer `k` and direction suffix `s` (`""` forward, `"_reverse"` backward) PyTorch stores
+//! `weight_ih_l{k}{s}` `[G·H, in_k]`, `weight_hh_l{k}{s}` `[G·H, H]` and, when the model has
+//! biases, `bias_ih_l{k}{s}` and `bias_hh_l{k}{s}` `[G·H]`. Rows are grouped by gate: for an
+//! LSTM, rows `0..H` are the input gate i, `H..2H` the forget gate f, `2H..3H` the cell
+//! candidate g and `3H..4H` the output gate o.
+
+use std::collections::BTreeMap;
+
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD, Ix1, Ix2};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::spec::RnnSpec;
+
+/// The parameters of one layer in one direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectionWeights {
+    /// `weight_ih`: `[G·H, in]`.
+    pub w_ih: Array2<f32>,
+    /// `weight_hh`: `[G·H, H]`.
+    pub w_hh: Array2<f32>,
+    /// `bias_ih`: `[G·H]`, absent when the model has no biases.
+    pub b_ih: Option<Array1<f32>>,
+    /// `bias_hh`: `[G·H]`, absent when the model has no biases.
+    pub b_hh: Option<Array1<f32>>,
+}
+
+impl DirectionWeights {
+    /// `b_ih + b_hh`, or zeros when the model has no biases.
+    pub fn combined_bias(&self) -> Array1<f32> {
+        let mut b = Array1::zeros(self.w_ih.nrows());
+        if let Some(bi) = &self.b_ih {
+            b += bi;
+        }
+        if let Some(bh) = &self.b_hh {
+            b += bh;
+        }
+        b
+    }
+}
+
+/// All parameters of a model, validated against its [`RnnSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    spec: RnnSpec,
+    /// Indexed `layer · D + direction`, like PyTorch's `h_n`.
+    params: Vec<DirectionWeights>,
+}
+
+/// PyTorch's name of a parameter, e.g. `param_name("weight_hh", 1, true)` is
+/// `weight_hh_l1_reverse`.
+pub fn param_name(kind: &str, layer: usize, reverse: bool) -> String {
+    format!("{kind}_l{layer}{}", if reverse { "_reverse" } else { "" })
+}
+
+impl Weights {
+    /// Random weights drawn like PyTorch's initialisation, `U(−1/√H, 1/√H)`, from a seeded
+    /// generator (the same seed gives the same weights).
+    pub fn random(spec: &RnnSpec, seed: u64) -> Result<Self> {
+        spec.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let k = 1.0 / (spec.hidden_size as f32).sqrt();
+        let g = spec.gate_rows();
+        let mut uniform = |shape: (usize, usize)| {
+            Array2::from_shape_simple_fn(shape, || rng.random_range(-k..=k))
+        };
+        let mut params = Vec::new();
+        for layer in 0..spec.num_layers {
+            for _ in 0..spec.num_directions() {
+                let w_ih = uniform((g, spec.layer_input_size(layer)));
+                let w_hh = uniform((g, spec.hidden_size));
+                let (b_ih, b_hh) = if spec.bias {
+                    let bi = uniform((1, g)).into_shape_with_order(g).expect("1×g to g");
+                    let bh = uniform((1, g)).into_shape_with_order(g).expect("1×g to g");
+                    (Some(bi), Some(bh))
+                } else {
+                    (None, None)
+                };
+                params.push(DirectionWeights {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                });
+            }
+        }
+        Ok(Weights {
+            spec: spec.clone(),
+            params,
+        })
+    }
+
+    /// Builds weights from tensors named as in PyTorch's `state_dict()`; every tensor the spec
+    /// needs must be present with its exact shape, and no other tensor may be given.
+    pub fn from_tensors<I>(spec: &RnnSpec, tensors: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (String, ArrayD<f32>)>,
+    {
+        spec.validate()?;
+        let mut map: BTreeMap<String, ArrayD<f32>> = tensors.into_iter().collect();
+        let g = spec.gate_rows();
+        let mut take = |name: String, expected: &[usize]| -> Result<ArrayD<f32>> {
+            let t = map.remove(&name).ok_or_else(|| Error::MissingTensor {
+                tensor: name.clone(),
+                expected: expected.into(),
+            })?;
+            if t.shape() != expected {
+                return Err(Error::shape(name, expected, t.shape()));
+            }
+            Ok(t)
+        };
+        let mut params = Vec::new();
+        for layer in 0..spec.num_layers {
+            for d in 0..spec.num_directions() {
+                let rev = d == 1;
+                let in_size = spec.layer_input_size(layer);
+                let w_ih = take(param_name("weight_ih", layer, rev), &[g, in_size])?;
+                let w_hh = take(param_name("weight_hh", layer, rev), &[g, spec.hidden_size])?;
+                let (b_ih, b_hh) = if spec.bias {
+                    (
+                        Some(take(param_name("bias_ih", layer, rev), &[g])?),
+                        Some(take(param_name("bias_hh", layer, rev), &[g])?),
+                    )
+                } else {
+                    (None, None)
+                };
+                params.push(DirectionWeights {
+                    w_ih: into2(w_ih),
+                    w_hh: into2(w_hh),
+                    b_ih: b_ih.map(into1),
+                    b_hh: b_hh.map(into1),
+                });
+            }
+        }
+        if let Some((name, t)) = map.into_iter().next() {
+            return Err(Error::UnexpectedTensor {
+                tensor: name,
+                actual: t.shape().into(),
+            });
+        }
+        Ok(Weights {
+            spec: spec.clone(),
+            params,
+        })
+    }
+
+    /// The model description.
+    pub fn spec(&self) -> &RnnSpec {
+        &self.spec
+    }
+
+    /// Parameters of `layer` in `direction` (0 forward, 1 reverse).
+    ///
+    /// # Panics
+    /// If `layer` or `direction` is out of range for the spec.
+    pub fn get(&self, layer: usize, direction: usize) -> &DirectionWeights {
+        assert!(layer < self.spec.num_layers && direction < self.spec.num_directions());
+        &self.params[layer * self.spec.num_directions() + direction]
+    }
+
+    /// Every tensor with its PyTorch name, in `state_dict()` order.
+    pub fn tensors(&self) -> Vec<(String, ArrayViewD<'_, f32>)> {
+        let mut out = Vec::new();
+        for layer in 0..self.spec.num_layers {
+            for d in 0..self.spec.num_directions() {
+                let p = self.get(layer, d);
+                let rev = d == 1;
+                out.push((param_name("weight_ih", layer, rev), p.w_ih.view().into_dyn()));
+                out.push((param_name("weight_hh", layer, rev), p.w_hh.view().into_dyn()));
+                if let (Some(bi), Some(bh)) = (&p.b_ih, &p.b_hh) {
+                    out.push((param_name("bias_ih", layer, rev), bi.view().into_dyn()));
+                    out.push((param_name("bias_hh", layer, rev), bh.view().into_dyn()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn into2(t: ArrayD<f32>) -> Array2<f32> {
+    t.into_dimensionality::<Ix2>().expect("shape checked")
+}
+
+fn into1(t: ArrayD<f32>) -> Array1<f32> {
+    t.into_dimensionality::<Ix1>().expect("shape checked")
+}
