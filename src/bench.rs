@@ -120,7 +120,9 @@ pub fn measure(
     warmup: usize,
     reps: usize,
 ) -> Result<Timings> {
-    time(warmup, reps, || model.forward(&Input::new(x.view())).map(|_| ()))
+    time(warmup, reps, || {
+        model.forward(&Input::new(x.view())).map(|_| ())
+    })
 }
 
 /// Worst absolute error of `model` against `reference` on `x` over y, h_n and c_n, and whether

@@ -18,13 +18,14 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
-    /// GPU against CPU after many steps and layers: float32 rounding of sums taken in a
-    /// different order, and exp-based activations, accumulate to a few 1e-6 on values of
-    /// order 1; 1e-4 leaves room for 300 steps × 3 layers while still catching any wrong
-    /// formula, gate order or index (those give errors of order 0.1).
+    /// GPU against CPU after many steps and layers. Sums taken in a different order and
+    /// exp-based activations differ by float32 rounding: the worst seen over the 54 test
+    /// configurations (up to 300 steps × 3 layers, hidden 257) is 1.2e-6 on the software
+    /// Vulkan adapter. 2e-5 leaves room for drivers with less exact `exp` while still
+    /// catching any wrong formula, gate order or index (those give errors of order 0.1).
     pub const GPU_VS_CPU: Tolerance = Tolerance {
-        abs: 1e-4,
-        rel: 1e-4,
+        abs: 2e-5,
+        rel: 2e-5,
     };
 }
 

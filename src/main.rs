@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use wgpu_lstm::bench::{self, BenchShape};
-use wgpu_lstm::{
-    list_adapters, ContextOptions, CpuModel, Error, GpuContext, GpuModel, Weights,
-};
+use wgpu_lstm::{list_adapters, ContextOptions, CpuModel, Error, GpuContext, GpuModel, Weights};
 
 #[derive(Parser)]
-#[command(name = "wgpu-lstm", version, about = "LSTM inference on any GPU through wgpu, with a CPU reference")]
+#[command(
+    name = "wgpu-lstm",
+    version,
+    about = "LSTM inference on any GPU through wgpu, with a CPU reference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -122,7 +124,15 @@ fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     };
     println!(
         "{:<7} {:<34} {:<10} {:>10} {:>9} {:>12} {:>8} {:>10} {:>9}",
-        "shape", "device", "variant", "median ms", "GFLOP/s", "B·T/s", "vs CPU", "dispatches", "max err"
+        "shape",
+        "device",
+        "variant",
+        "median ms",
+        "GFLOP/s",
+        "B·T/s",
+        "vs CPU",
+        "dispatches",
+        "max err"
     );
     for (n, shape) in shapes.iter().enumerate() {
         eprintln!(

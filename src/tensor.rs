@@ -145,11 +145,17 @@ impl<'a> Prepared<'a> {
                 if steps == 0 { "time steps" } else { "batch elements" }
             )));
         }
-        let state = |name: &str, t: &Option<ArrayViewD<'a, f32>>| -> Result<Option<CowArray<'a, f32, Ix3>>> {
+        let state = |name: &str,
+                     t: &Option<ArrayViewD<'a, f32>>|
+         -> Result<Option<CowArray<'a, f32, Ix3>>> {
             let Some(t) = t else { return Ok(None) };
             let ld = spec.num_layers * spec.num_directions();
             let h = spec.hidden_size;
-            let expected: Vec<usize> = if unbatched { vec![ld, h] } else { vec![ld, batch, h] };
+            let expected: Vec<usize> = if unbatched {
+                vec![ld, h]
+            } else {
+                vec![ld, batch, h]
+            };
             if t.shape() != expected.as_slice() {
                 return Err(Error::shape(name, &expected, t.shape()));
             }

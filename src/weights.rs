@@ -167,8 +167,14 @@ impl Weights {
             for d in 0..self.spec.num_directions() {
                 let p = self.get(layer, d);
                 let rev = d == 1;
-                out.push((param_name("weight_ih", layer, rev), p.w_ih.view().into_dyn()));
-                out.push((param_name("weight_hh", layer, rev), p.w_hh.view().into_dyn()));
+                out.push((
+                    param_name("weight_ih", layer, rev),
+                    p.w_ih.view().into_dyn(),
+                ));
+                out.push((
+                    param_name("weight_hh", layer, rev),
+                    p.w_hh.view().into_dyn(),
+                ));
                 if let (Some(bi), Some(bh)) = (&p.b_ih, &p.b_hh) {
                     out.push((param_name("bias_ih", layer, rev), bi.view().into_dyn()));
                     out.push((param_name("bias_hh", layer, rev), bh.view().into_dyn()));

@@ -109,7 +109,11 @@ impl Direction {
 }
 
 /// `x · wᵀ + bias` for all rows of `x` at once: the hoisted input projection.
-fn input_projection(x: ArrayView2<'_, f32>, w: &Array2<f32>, bias: &ndarray::Array1<f32>) -> Array2<f32> {
+fn input_projection(
+    x: ArrayView2<'_, f32>,
+    w: &Array2<f32>,
+    bias: &ndarray::Array1<f32>,
+) -> Array2<f32> {
     let mut gx = Array2::from_shape_fn((x.nrows(), w.nrows()), |(_, j)| bias[j]);
     ndarray::linalg::general_mat_mul(1.0, &x, &w.t(), 1.0, &mut gx);
     gx

@@ -165,11 +165,13 @@ impl GpuModel {
                 let buffer = |name: &str, data: &[f32]| -> Result<wgpu::Buffer> {
                     let label = format!("{name} of layer {layer}");
                     check_size(&limits, &label, (data.len() * 4) as u64)?;
-                    Ok(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(&label),
-                        contents: bytemuck::cast_slice(data),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    }))
+                    Ok(
+                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some(&label),
+                            contents: bytemuck::cast_slice(data),
+                            usage: wgpu::BufferUsages::STORAGE,
+                        }),
+                    )
                 };
                 layers.push(LayerParams {
                     w_ih: buffer("weight_ih", &w_ih)?,
@@ -453,7 +455,13 @@ impl GpuModel {
             self.last_dispatches.store(n, Ordering::Relaxed);
             encoder.copy_buffer_to_buffer(ws.final_y(spec), 0, &ws.staging, 0, y_bytes);
             encoder.copy_buffer_to_buffer(&ws.hn, 0, &ws.staging, y_bytes, state_bytes);
-            encoder.copy_buffer_to_buffer(&ws.c, 0, &ws.staging, y_bytes + state_bytes, state_bytes);
+            encoder.copy_buffer_to_buffer(
+                &ws.c,
+                0,
+                &ws.staging,
+                y_bytes + state_bytes,
+                state_bytes,
+            );
             queue.submit([encoder.finish()]);
             read_back(device, &ws.staging)
         })?;
@@ -518,10 +526,12 @@ fn entries(resources: Vec<wgpu::BindingResource<'_>>) -> Vec<wgpu::BindGroupEntr
 
 /// Checks a buffer of `bytes` against the device's buffer-size limits.
 fn check_size(limits: &wgpu::Limits, what: &str, bytes: u64) -> Result<()> {
-    let binding = u64::from(limits.max_storage_buffer_binding_size);
     for (limit, allowed) in [
         ("max_buffer_size", limits.max_buffer_size),
-        ("max_storage_buffer_binding_size", binding),
+        (
+            "max_storage_buffer_binding_size",
+            limits.max_storage_buffer_binding_size,
+        ),
     ] {
         if bytes > allowed {
             return Err(Error::ExceedsLimit {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Makes sure wgpu finds at least one adapter. On a machine without one (no GPU driver), installs
+# Mesa's software drivers from Debian/Ubuntu packages: lavapipe (Vulkan) and llvmpipe through
+# EGL (GL). Sourced by scripts/test and scripts/bench.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo build --quiet --locked --bin wgpu-lstm
+if target/debug/wgpu-lstm info >/dev/null 2>&1; then
+  target/debug/wgpu-lstm info 2>/dev/null | grep '^adapter' || true
+  exit 0
+fi
+
+echo "wgpu found no adapter: installing Mesa's software Vulkan/GL drivers" >&2
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: no adapter and no apt-get; install a Vulkan, Metal, DX12 or GL driver" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+  mesa-vulkan-drivers libegl1 libgl1-mesa-dri >/dev/null
+target/debug/wgpu-lstm info 2>/dev/null | grep '^adapter'
