@@ -1,10 +1,11 @@
-// Input projection: a batched matrix product with bias, output in vec4 columns.
+// Batched matrix product with bias: the input projection of every layer, the projection of an
+// LSTM with `proj_size`, and the plain GEMM that measures an adapter.
 //
-//   out[z][m][n] = bias[z][n] + Σ_k a[m][k] · w[z][k][n]        (n indexes vec4 columns)
+//   out[out_offset + z·out_batch + m·out_stride + c] = bias[z][c] + Σ_k a[a_offset + z·a_batch + m·a_stride + k] · w[z][k][c]
 //
-// `a` is shared by every z (the layer input, [T·B, K] row-major); z is the direction. `w` is
-// stored K-major ([K, N/4] of vec4), so the four gates of one hidden unit — packed together at
-// upload — are one vec4 and neighbouring invocations read neighbouring memory.
+// for columns c < n_valid. `w` is stored K-major in vec4 columns ([K, N/4] of vec4), so the
+// gates of one hidden unit — packed together at upload — are one vec4 and neighbouring
+// invocations read neighbouring memory. z is the direction.
 //
 // Each invocation computes TM rows × one vec4 column in registers (register blocking, no
 // barriers: barriers are expensive on software adapters and not needed at this size).
@@ -12,12 +13,16 @@
 struct GemmParams {
     m: u32,          // rows of a and out
     k: u32,          // inner dimension
-    n4: u32,         // vec4 columns of w and out
+    n4: u32,         // vec4 columns of w
+    n_valid: u32,    // output columns stored (≤ 4·n4)
+    a_offset: u32,   // f32 index of a's first element
     a_stride: u32,   // f32 elements between rows of a
+    a_batch: u32,    // f32 elements between the a matrices of consecutive z
     w_batch: u32,    // vec4 elements between the w matrices of consecutive z
-    out_batch: u32,  // vec4 elements between the out matrices of consecutive z
     bias_batch: u32, // vec4 elements between the bias vectors of consecutive z
-    _pad: u32,
+    out_offset: u32, // f32 index of out's first element
+    out_stride: u32, // f32 elements between rows of out
+    out_batch: u32,  // f32 elements between the out matrices of consecutive z
 }
 
 override WG_X: u32 = 16u; // invocations along vec4 columns
@@ -28,7 +33,16 @@ const TM: u32 = 4u;       // rows per invocation (mirrored by gemm::ROWS_PER_INV
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+fn store(row: u32, col: u32, v: vec4<f32>) {
+    let o = row + col;
+    for (var lane = 0u; lane < 4u; lane = lane + 1u) {
+        if (col + lane < p.n_valid) {
+            out[o + lane] = v[lane];
+        }
+    }
+}
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -40,10 +54,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     // Rows past the end are clamped for loading and skipped when storing.
     let last = p.m - 1u;
-    let r0 = m0 * p.a_stride;
-    let r1 = min(m0 + 1u, last) * p.a_stride;
-    let r2 = min(m0 + 2u, last) * p.a_stride;
-    let r3 = min(m0 + 3u, last) * p.a_stride;
+    let a0 = p.a_offset + z * p.a_batch;
+    let r0 = a0 + m0 * p.a_stride;
+    let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
+    let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
+    let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
     let b = bias[z * p.bias_batch + n];
     var acc0 = b;
     var acc1 = b;
@@ -58,9 +73,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc3 = acc3 + a[r3 + kk] * wv;
         wi = wi + p.n4;
     }
-    let o = z * p.out_batch + m0 * p.n4 + n;
-    out[o] = acc0;
-    if (m0 + 1u < p.m) { out[o + p.n4] = acc1; }
-    if (m0 + 2u < p.m) { out[o + 2u * p.n4] = acc2; }
-    if (m0 + 3u < p.m) { out[o + 3u * p.n4] = acc3; }
+    let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
+    let col = 4u * n;
+    store(o, col, acc0);
+    if (m0 + 1u < p.m) { store(o + p.out_stride, col, acc1); }
+    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, acc2); }
+    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, acc3); }
 }

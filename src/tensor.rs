@@ -14,8 +14,10 @@ use crate::spec::RnnSpec;
 /// | `x`    | `[T, B, I]` (`[B, T, I]` with `batch_first`) | `[T, I]`    |
 /// | `h0`   | `[L·D, B, H]` (never batch-first)            | `[L·D, H]`  |
 /// | `c0`   | `[L·D, B, H]` (never batch-first)            | `[L·D, H]`  |
+/// | `lengths` | `[B]`, each in `1..=T`                    | `[1]`       |
 ///
-/// Missing initial states are zeros.
+/// `H` is the projection size for `h0` of an LSTM with a projection. Missing initial states
+/// are zeros; without `lengths` every sequence is `T` long.
 ///
 /// ```
 /// use ndarray::Array3;
@@ -29,6 +31,7 @@ pub struct Input<'a> {
     x: ArrayViewD<'a, f32>,
     h0: Option<ArrayViewD<'a, f32>>,
     c0: Option<ArrayViewD<'a, f32>>,
+    lengths: Option<&'a [usize]>,
     batch_first: bool,
 }
 
@@ -39,8 +42,18 @@ impl<'a> Input<'a> {
             x: x.into_dyn(),
             h0: None,
             c0: None,
+            lengths: None,
             batch_first: false,
         }
+    }
+
+    /// Per-sequence lengths (PyTorch `PackedSequence`, ONNX `sequence_lens`): batch element
+    /// `b` is `lengths[b]` steps long, `1 ≤ lengths[b] ≤ T`. Its outputs at `t ≥ lengths[b]`
+    /// are 0, its `h_n`/`c_n` are the state after its own last step, and the reverse direction
+    /// starts at its step `lengths[b] − 1`.
+    pub fn lengths(mut self, lengths: &'a [usize]) -> Self {
+        self.lengths = Some(lengths);
+        self
     }
 
     /// The initial hidden state `h0`.
@@ -79,11 +92,12 @@ impl<'a> Input<'a> {
 /// |--------|--------------------------------------------------|---------------|
 /// | `y`    | `[T, B, D·H]` (`[B, T, D·H]` with `batch_first`) | `[T, D·H]`    |
 /// | `h_n`  | `[L·D, B, H]`                                    | `[L·D, H]`    |
-/// | `c_n`  | `[L·D, B, H]`                                    | `[L·D, H]`    |
+/// | `c_n`  | `[L·D, B, H_cell]`                               | `[L·D, H_cell]` |
 ///
-/// `y[t]` holds the last layer's hidden state of both directions concatenated on features
-/// (forward first); `h_n[l·D + d]` is layer `l`'s final state in direction `d` (for the
-/// reverse direction, the state after step 0).
+/// `H` is the projection size for an LSTM with a projection (the cell state keeps
+/// `H_cell` = hidden size). `y[t]` holds the last layer's hidden state of both directions
+/// concatenated on features (forward first); `h_n[l·D + d]` is layer `l`'s final state in
+/// direction `d` (for the reverse direction, the state after time step 0).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     /// Output sequence of the last layer.
@@ -107,6 +121,8 @@ pub(crate) struct Prepared<'a> {
     pub h0: Option<CowArray<'a, f32, Ix3>>,
     /// `[L·D, B, H]`, standard layout.
     pub c0: Option<CowArray<'a, f32, Ix3>>,
+    /// `[B]`, each in `1..=T`; `None` when every sequence is `T` long.
+    pub lengths: Option<Vec<usize>>,
 }
 
 impl<'a> Prepared<'a> {
@@ -146,11 +162,11 @@ impl<'a> Prepared<'a> {
             )));
         }
         let state = |name: &str,
-                     t: &Option<ArrayViewD<'a, f32>>|
+                     t: &Option<ArrayViewD<'a, f32>>,
+                     h: usize|
          -> Result<Option<CowArray<'a, f32, Ix3>>> {
             let Some(t) = t else { return Ok(None) };
             let ld = spec.num_layers * spec.num_directions();
-            let h = spec.hidden_size;
             let expected: Vec<usize> = if unbatched {
                 vec![ld, h]
             } else {
@@ -167,9 +183,9 @@ impl<'a> Prepared<'a> {
             let t3 = t3.into_dimensionality::<Ix3>().expect("ndim checked");
             Ok(Some(standard(t3)))
         };
-        let h0 = state("h0", &input.h0)?;
+        let h0 = state("h0", &input.h0, spec.hidden_out())?;
         let c0 = if spec.cell.has_cell_state() {
-            state("c0", &input.c0)?
+            state("c0", &input.c0, spec.hidden_size)?
         } else if input.c0.is_some() {
             return Err(Error::InvalidInput(format!(
                 "`c0` was given but a {} has no cell state",
@@ -177,6 +193,23 @@ impl<'a> Prepared<'a> {
             )));
         } else {
             None
+        };
+        let lengths = match input.lengths {
+            None => None,
+            Some(l) if l.len() != batch => {
+                return Err(Error::InvalidInput(format!(
+                    "`lengths` has {} entries but the batch has {batch}",
+                    l.len()
+                )))
+            }
+            Some(l) => {
+                if let Some((b, &v)) = l.iter().enumerate().find(|(_, &v)| v == 0 || v > steps) {
+                    return Err(Error::InvalidInput(format!(
+                        "`lengths[{b}]` is {v}; each length must be in 1..={steps} (the input's time steps)"
+                    )));
+                }
+                Some(l.to_vec())
+            }
         };
         let x = standard(x3);
         Ok(Prepared {
@@ -187,7 +220,13 @@ impl<'a> Prepared<'a> {
             x,
             h0,
             c0,
+            lengths,
         })
+    }
+
+    /// Length of sequence `b`.
+    pub fn length(&self, b: usize) -> usize {
+        self.lengths.as_ref().map_or(self.steps, |l| l[b])
     }
 
     /// Turns time-major results into the caller's layout.

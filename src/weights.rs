@@ -3,8 +3,12 @@
 //! For layer `k` and direction suffix `s` (`""` forward, `"_reverse"` backward) PyTorch stores
 //! `weight_ih_l{k}{s}` `[G·H, in_k]`, `weight_hh_l{k}{s}` `[G·H, H]` and, when the model has
 //! biases, `bias_ih_l{k}{s}` and `bias_hh_l{k}{s}` `[G·H]`. Rows are grouped by gate: for an
-//! LSTM, rows `0..H` are the input gate i, `H..2H` the forget gate f, `2H..3H` the cell
-//! candidate g and `3H..4H` the output gate o.
+//! LSTM (G = 4), rows `0..H` are the input gate i, `H..2H` the forget gate f, `2H..3H` the cell
+//! candidate g and `3H..4H` the output gate o; for a GRU (G = 3) r, z, n; an RNN has G = 1.
+//!
+//! An LSTM with a projection (`proj_size` P) adds `weight_hr_l{k}{s}` `[P, H]`, and its
+//! `weight_hh` is `[4H, P]`. A peephole LSTM adds `weight_ph_l{k}{s}` `[3H]`: the peephole
+//! weights of the i, f and o gates, in that order.
 
 use std::collections::BTreeMap;
 
@@ -19,25 +23,31 @@ use crate::spec::RnnSpec;
 pub struct DirectionWeights {
     /// `weight_ih`: `[G·H, in]`.
     pub w_ih: Array2<f32>,
-    /// `weight_hh`: `[G·H, H]`.
+    /// `weight_hh`: `[G·H, H_out]` (`H_out` = P with a projection, else H).
     pub w_hh: Array2<f32>,
     /// `bias_ih`: `[G·H]`, absent when the model has no biases.
     pub b_ih: Option<Array1<f32>>,
     /// `bias_hh`: `[G·H]`, absent when the model has no biases.
     pub b_hh: Option<Array1<f32>>,
+    /// `weight_hr`: `[P, H]`, LSTM with projection only.
+    pub w_hr: Option<Array2<f32>>,
+    /// `weight_ph`: `[3H]` (i, f, o), peephole LSTM only.
+    pub w_ph: Option<Array1<f32>>,
 }
 
 impl DirectionWeights {
-    /// `b_ih + b_hh`, or zeros when the model has no biases.
-    pub fn combined_bias(&self) -> Array1<f32> {
-        let mut b = Array1::zeros(self.w_ih.nrows());
-        if let Some(bi) = &self.b_ih {
-            b += bi;
-        }
-        if let Some(bh) = &self.b_hh {
-            b += bh;
-        }
-        b
+    /// `b_ih`, or zeros when the model has no biases.
+    pub fn bias_ih(&self) -> Array1<f32> {
+        self.b_ih
+            .clone()
+            .unwrap_or_else(|| Array1::zeros(self.w_ih.nrows()))
+    }
+
+    /// `b_hh`, or zeros when the model has no biases.
+    pub fn bias_hh(&self) -> Array1<f32> {
+        self.b_hh
+            .clone()
+            .unwrap_or_else(|| Array1::zeros(self.w_ih.nrows()))
     }
 }
 
@@ -70,19 +80,22 @@ impl Weights {
         for layer in 0..spec.num_layers {
             for _ in 0..spec.num_directions() {
                 let w_ih = uniform((g, spec.layer_input_size(layer)));
-                let w_hh = uniform((g, spec.hidden_size));
+                let w_hh = uniform((g, spec.hidden_out()));
+                let mut vector = |n: usize| uniform((1, n)).into_shape_with_order(n).expect("1×n");
                 let (b_ih, b_hh) = if spec.bias {
-                    let bi = uniform((1, g)).into_shape_with_order(g).expect("1×g to g");
-                    let bh = uniform((1, g)).into_shape_with_order(g).expect("1×g to g");
-                    (Some(bi), Some(bh))
+                    (Some(vector(g)), Some(vector(g)))
                 } else {
                     (None, None)
                 };
+                let w_ph = spec.peephole.then(|| vector(3 * spec.hidden_size));
+                let w_hr = (spec.proj_size > 0).then(|| uniform((spec.proj_size, spec.hidden_size)));
                 params.push(DirectionWeights {
                     w_ih,
                     w_hh,
                     b_ih,
                     b_hh,
+                    w_hr,
+                    w_ph,
                 });
             }
         }
@@ -117,7 +130,7 @@ impl Weights {
                 let rev = d == 1;
                 let in_size = spec.layer_input_size(layer);
                 let w_ih = take(param_name("weight_ih", layer, rev), &[g, in_size])?;
-                let w_hh = take(param_name("weight_hh", layer, rev), &[g, spec.hidden_size])?;
+                let w_hh = take(param_name("weight_hh", layer, rev), &[g, spec.hidden_out()])?;
                 let (b_ih, b_hh) = if spec.bias {
                     (
                         Some(take(param_name("bias_ih", layer, rev), &[g])?),
@@ -126,11 +139,24 @@ impl Weights {
                 } else {
                     (None, None)
                 };
+                let w_hr = if spec.proj_size > 0 {
+                    let shape = [spec.proj_size, spec.hidden_size];
+                    Some(take(param_name("weight_hr", layer, rev), &shape)?)
+                } else {
+                    None
+                };
+                let w_ph = if spec.peephole {
+                    Some(take(param_name("weight_ph", layer, rev), &[3 * spec.hidden_size])?)
+                } else {
+                    None
+                };
                 params.push(DirectionWeights {
                     w_ih: into2(w_ih),
                     w_hh: into2(w_hh),
                     b_ih: b_ih.map(into1),
                     b_hh: b_hh.map(into1),
+                    w_hr: w_hr.map(into2),
+                    w_ph: w_ph.map(into1),
                 });
             }
         }
@@ -178,6 +204,12 @@ impl Weights {
                 if let (Some(bi), Some(bh)) = (&p.b_ih, &p.b_hh) {
                     out.push((param_name("bias_ih", layer, rev), bi.view().into_dyn()));
                     out.push((param_name("bias_hh", layer, rev), bh.view().into_dyn()));
+                }
+                if let Some(w) = &p.w_hr {
+                    out.push((param_name("weight_hr", layer, rev), w.view().into_dyn()));
+                }
+                if let Some(w) = &p.w_ph {
+                    out.push((param_name("weight_ph", layer, rev), w.view().into_dyn()));
                 }
             }
         }

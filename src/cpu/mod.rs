@@ -1,16 +1,19 @@
 //! The CPU path: a readable forward on the host with `ndarray`.
 //!
 //! It is the reference the GPU results are tested against, the fallback where no adapter
-//! exists, and the baseline of the benchmark.
+//! exists, and the baseline of the benchmark. For each layer and direction it computes the
+//! input projection of all time steps in one matrix product (`Gx = X·W_ihᵀ + b_ih`), then walks
+//! the sequence: per step one matrix product for the recurrent part (`Gh = H·W_hhᵀ + b_hh`)
+//! and the cell equations of [`cells`] row by row.
 
-mod lstm;
+mod cells;
 
 use ndarray::{s, Array2, Array3, ArrayView2};
 
 use crate::error::Result;
-use crate::spec::Cell;
+use crate::spec::{Cell, RnnSpec};
 use crate::tensor::{Input, Output, Prepared};
-use crate::weights::Weights;
+use crate::weights::{DirectionWeights, Weights};
 use crate::Forward;
 
 /// A model that runs on the CPU.
@@ -48,39 +51,36 @@ impl Forward for CpuModel {
         let spec = self.weights.spec();
         let p = Prepared::new(spec, input)?;
         let (t, b) = (p.steps, p.batch);
-        let (h, dirs) = (spec.hidden_size, spec.num_directions());
+        let (h, h_out, dirs) = (spec.hidden_size, spec.hidden_out(), spec.num_directions());
         let ld = spec.num_layers * dirs;
-        let mut h_n = Array3::<f32>::zeros((ld, b, h));
+        let mut h_n = Array3::<f32>::zeros((ld, b, h_out));
         let mut c_n = Array3::<f32>::zeros((ld, b, h));
         let mut layer_in = p.x.to_owned();
         for layer in 0..spec.num_layers {
-            let mut y = Array3::<f32>::zeros((t, b, dirs * h));
+            let mut y = Array3::<f32>::zeros((t, b, dirs * h_out));
             for d in 0..dirs {
                 let idx = layer * dirs + d;
-                let h0 = p.h0.as_ref().map(|a| a.slice(s![idx, .., ..]).to_owned());
-                let c0 = p.c0.as_ref().map(|a| a.slice(s![idx, .., ..]).to_owned());
-                let mut hs = h0.unwrap_or_else(|| Array2::zeros((b, h)));
-                let mut cs = c0.unwrap_or_else(|| Array2::zeros((b, h)));
+                let mut state = State {
+                    h: p.h0.as_ref().map_or_else(
+                        || Array2::zeros((b, h_out)),
+                        |a| a.slice(s![idx, .., ..]).to_owned(),
+                    ),
+                    c: p.c0.as_ref().map_or_else(
+                        || Array2::zeros((b, h)),
+                        |a| a.slice(s![idx, .., ..]).to_owned(),
+                    ),
+                };
                 let x2 = layer_in
                     .view()
                     .into_shape_with_order((t * b, layer_in.dim().2))
                     .expect("layer input is contiguous");
                 let dir = Direction {
                     reverse: d == 1,
-                    out_offset: d * h,
+                    out_offset: d * h_out,
                 };
-                match spec.cell {
-                    Cell::Lstm => lstm::run_direction(
-                        self.weights.get(layer, d),
-                        x2,
-                        dir,
-                        &mut hs,
-                        &mut cs,
-                        &mut y,
-                    ),
-                }
-                h_n.slice_mut(s![idx, .., ..]).assign(&hs);
-                c_n.slice_mut(s![idx, .., ..]).assign(&cs);
+                run_direction(spec, self.weights.get(layer, d), x2, dir, &p, &mut state, &mut y);
+                h_n.slice_mut(s![idx, .., ..]).assign(&state.h);
+                c_n.slice_mut(s![idx, .., ..]).assign(&state.c);
             }
             layer_in = y;
         }
@@ -93,33 +93,91 @@ impl Forward for CpuModel {
 #[derive(Debug, Clone, Copy)]
 struct Direction {
     reverse: bool,
-    /// First feature of this direction in the layer output (`d · H`).
+    /// First feature of this direction in the layer output (`d · H_out`).
     out_offset: usize,
 }
 
 impl Direction {
-    /// The time index processed at step `s` of `steps`.
-    fn time(self, s: usize, steps: usize) -> usize {
+    /// The time index a sequence of `len` steps processes at step `s < len`: the reverse
+    /// direction starts at its own last step.
+    fn time(self, s: usize, len: usize) -> usize {
         if self.reverse {
-            steps - 1 - s
+            len - 1 - s
         } else {
             s
         }
     }
 }
 
-/// `x · wᵀ + bias` for all rows of `x` at once: the hoisted input projection.
-fn input_projection(
-    x: ArrayView2<'_, f32>,
-    w: &Array2<f32>,
-    bias: &ndarray::Array1<f32>,
-) -> Array2<f32> {
-    let mut gx = Array2::from_shape_fn((x.nrows(), w.nrows()), |(_, j)| bias[j]);
-    ndarray::linalg::general_mat_mul(1.0, &x, &w.t(), 1.0, &mut gx);
-    gx
+/// The recurrent state of one layer and direction: `h` `[B, H_out]`, `c` `[B, H]` (LSTM).
+struct State {
+    h: Array2<f32>,
+    c: Array2<f32>,
 }
 
-/// Logistic sigmoid `1 / (1 + e^{−x})`; saturates to 0 or 1 without NaN for any finite `x`.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// `x · wᵀ + bias` for all rows of `x` at once.
+fn affine(x: ArrayView2<'_, f32>, w: &Array2<f32>, bias: &ndarray::Array1<f32>) -> Array2<f32> {
+    let mut out = Array2::from_shape_fn((x.nrows(), w.nrows()), |(_, j)| bias[j]);
+    ndarray::linalg::general_mat_mul(1.0, &x, &w.t(), 1.0, &mut out);
+    out
+}
+
+/// Runs one layer in one direction over `x` (`[T·B, in]`, time-major rows), starting from and
+/// updating `state`, and writing `h_t` into `y[t, b, offset..offset+H_out]`. Sequence `b`
+/// takes part in steps `0..len_b` only; its outputs past its length stay 0.
+fn run_direction(
+    spec: &RnnSpec,
+    w: &DirectionWeights,
+    x: ArrayView2<'_, f32>,
+    dir: Direction,
+    p: &Prepared<'_>,
+    state: &mut State,
+    y: &mut Array3<f32>,
+) {
+    let (steps, batch) = (p.steps, p.batch);
+    let h_out = state.h.ncols();
+    // The input part of every step at once (hoisted out of the time loop).
+    let gx = affine(x, &w.w_ih, &w.bias_ih());
+    let b_hh = w.bias_hh();
+    let mut gx_t = Array2::<f32>::zeros((batch, gx.ncols()));
+    let mut m = Array2::<f32>::zeros((batch, spec.hidden_size));
+    for s in 0..steps {
+        let active: Vec<(usize, usize)> = (0..batch)
+            .filter(|&b| s < p.length(b))
+            .map(|b| (b, dir.time(s, p.length(b))))
+            .collect();
+        for &(b, t) in &active {
+            gx_t.row_mut(b).assign(&gx.row(t * batch + b));
+        }
+        let gh = affine(state.h.view(), &w.w_hh, &b_hh);
+        let mut h_new = state.h.clone();
+        for &(b, _) in &active {
+            let (gxr, ghr) = (gx_t.row(b), gh.row(b));
+            match spec.cell {
+                Cell::Lstm => {
+                    let out = if w.w_hr.is_some() {
+                        m.row_mut(b)
+                    } else {
+                        h_new.row_mut(b)
+                    };
+                    cells::lstm(gxr, ghr, w.w_ph.as_ref().map(|p| p.view()), state.c.row_mut(b), out)
+                }
+                Cell::Gru => cells::gru(gxr, ghr, h_new.row_mut(b)),
+                Cell::RnnTanh => cells::rnn(gxr, ghr, false, h_new.row_mut(b)),
+                Cell::RnnRelu => cells::rnn(gxr, ghr, true, h_new.row_mut(b)),
+            }
+        }
+        if let Some(w_hr) = &w.w_hr {
+            // h_t = W_hr m_t
+            let projected = m.dot(&w_hr.t());
+            for &(b, _) in &active {
+                h_new.row_mut(b).assign(&projected.row(b));
+            }
+        }
+        state.h = h_new;
+        for &(b, t) in &active {
+            y.slice_mut(s![t, b, dir.out_offset..dir.out_offset + h_out])
+                .assign(&state.h.row(b));
+        }
+    }
 }

@@ -2,11 +2,13 @@
 //!
 //! A forward of an `L`-layer model over `T` steps records `L · (T + 1)` dispatches into one
 //! command encoder — per layer, one input projection for all time steps and both directions,
-//! then one fused step per time step for both directions — submits once and reads back once.
+//! then one fused step per time step for both directions (plus two projection GEMMs per layer
+//! for an LSTM with `proj_size`) — submits once and reads back once.
 
 pub mod context;
 pub(crate) mod kernels;
 pub mod model;
+mod pack;
 
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use model::GpuModel;

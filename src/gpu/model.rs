@@ -5,14 +5,15 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ndarray::{Array2, Array3};
+use ndarray::Array3;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams};
-use crate::gpu::kernels::lstm_step::{self, StepParams};
+use crate::gpu::kernels::step::{self, StepParams};
 use crate::gpu::kernels::Kernel;
+use crate::gpu::pack;
 use crate::spec::RnnSpec;
 use crate::tensor::{Input, Output, Prepared};
 use crate::weights::Weights;
@@ -21,15 +22,19 @@ use crate::Forward;
 /// How many input shapes (steps × batch) keep their buffers and bind groups between forwards.
 const WORKSPACE_CACHE: usize = 4;
 
-/// Weight buffers of one layer, both directions packed one after another.
+/// Weight buffers of one layer, both directions packed one after another (see [`pack`]).
 #[derive(Debug)]
 struct LayerParams {
-    /// `[D, in, H]` of vec4 (gates i, f, g, o of unit j together).
+    /// Input projection weights `[D, in, n4]` of vec4.
     w_ih: wgpu::Buffer,
-    /// `[D, H, H]` of vec4.
-    w_hh: wgpu::Buffer,
-    /// `[D, H]` of vec4: `b_ih + b_hh` (zeros without biases).
+    /// Input projection bias `[D, n4]` of vec4.
     bias: wgpu::Buffer,
+    /// Step weights: step-0, recurrent (projection only), peepholes (peephole only).
+    w_step: wgpu::Buffer,
+    wrec_offset: u32,
+    ph_offset: u32,
+    /// Projection `[D, H, ⌈P/4⌉]` of vec4, and a zero bias for its GEMM.
+    w_hr: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 /// Buffers and bind groups for one input shape.
@@ -39,17 +44,21 @@ struct Workspace {
     batch: usize,
     /// Input sequence `[T, B, I]`.
     x: wgpu::Buffer,
-    /// Layer outputs `[T, B, D·H]`, ping-ponged between layers.
+    /// Layer outputs `[T, B, D·H_out]`, ping-ponged between layers.
     ys: [wgpu::Buffer; 2],
-    /// Input projections of one layer `[D, T, B, H]` of vec4.
+    /// Input projections of one layer `[D, T, B, n4]` of vec4.
     gx: wgpu::Buffer,
-    /// `h0` `[L·D, B, H]`.
+    /// `h0` `[L·D, B, H_out]`.
     h0: wgpu::Buffer,
     /// Cell state, updated in place; ends as `c_n` `[L·D, B, H]`.
     c: wgpu::Buffer,
-    /// `h_n` `[L·D, B, H]`.
+    /// `h_n` `[L·D, B, H_out]`.
     hn: wgpu::Buffer,
-    /// One parameter block per dispatch, `stride` bytes apart.
+    /// Sequence lengths `[B]` (u32).
+    lens: wgpu::Buffer,
+    /// With a projection: step outputs `m` `[T, B, D·H]` and their final values `[L·D, B, H]`.
+    proj: Option<[wgpu::Buffer; 2]>,
+    /// One parameter block per dispatch, `stride` bytes apart (kept alive with its bind groups).
     _params: wgpu::Buffer,
     stride: u64,
     /// `y`, `h_n`, `c_n` copied here for the one readback.
@@ -58,11 +67,18 @@ struct Workspace {
     layers: Vec<LayerGroups>,
 }
 
+/// The dispatches of one layer: input projection, steps, and (projection only) the GEMMs that
+/// project the step outputs and the final states.
 #[derive(Debug)]
 struct LayerGroups {
-    gemm: wgpu::BindGroup,
-    gemm_params: GemmParams,
+    gemm: (wgpu::BindGroup, GemmParams),
     step: wgpu::BindGroup,
+    proj: Option<[(wgpu::BindGroup, GemmParams); 2]>,
+}
+
+/// Parameter blocks per layer: input projection, T steps, two projection GEMMs.
+fn blocks_per_layer(steps: usize) -> usize {
+    steps + 3
 }
 
 impl Workspace {
@@ -70,13 +86,18 @@ impl Workspace {
         (self.steps * self.batch * spec.output_size() * 4) as u64
     }
 
-    fn state_bytes(&self, spec: &RnnSpec) -> u64 {
+    fn h_bytes(&self, spec: &RnnSpec) -> u64 {
+        (spec.num_layers * spec.num_directions() * self.batch * spec.hidden_out() * 4) as u64
+    }
+
+    fn c_bytes(&self, spec: &RnnSpec) -> u64 {
         (spec.num_layers * spec.num_directions() * self.batch * spec.hidden_size * 4) as u64
     }
 
-    /// Dynamic offset of dispatch `i` of layer `layer` (0: projection, 1 + s: step s).
+    /// Dynamic offset of block `i` of layer `layer` (0: input projection, 1 + s: step s,
+    /// T + 1 and T + 2: projection GEMMs).
     fn offset(&self, layer: usize, i: usize) -> u32 {
-        ((layer * (self.steps + 1) + i) as u64 * self.stride) as u32
+        ((layer * blocks_per_layer(self.steps) + i) as u64 * self.stride) as u32
     }
 
     fn final_y(&self, spec: &RnnSpec) -> &wgpu::Buffer {
@@ -108,24 +129,21 @@ pub struct GpuModel {
     last_dispatches: AtomicUsize,
 }
 
-/// `w` (`[G·H, K]`, gate-major rows as in PyTorch) repacked to `[K, H, G]`: for each input
-/// feature k, the G gates of hidden unit j sit together.
-fn pack_gates(w: &Array2<f32>, gates: usize) -> Vec<f32> {
-    let (rows, k) = w.dim();
-    let h = rows / gates;
-    let mut out = vec![0.0f32; rows * k];
-    for ((row, kk), &v) in w.indexed_iter() {
-        let (g, j) = (row / h, row % h);
-        out[(kk * h + j) * gates + g] = v;
-    }
-    out
-}
-
 fn gpu_error(during: &str, e: impl std::fmt::Display) -> Error {
     Error::Gpu {
         during: during.to_string(),
-        message: e.to_string(),
+        message: one_line(&e.to_string()),
     }
+}
+
+/// wgpu's multi-line messages joined into one line.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// Runs `f` inside validation and out-of-memory error scopes and turns what they catch into
@@ -148,35 +166,35 @@ impl GpuModel {
     pub fn upload(ctx: &GpuContext, weights: &Weights) -> Result<Self> {
         let spec = weights.spec().clone();
         let device = ctx.device();
-        let gates = spec.cell.gates();
         let gemm = ctx.kernel(&gemm::specialization())?;
+        let limits = ctx.limits();
         let layers = scoped(device, "weight upload", || {
             let mut layers = Vec::new();
             for layer in 0..spec.num_layers {
-                let (mut w_ih, mut w_hh, mut bias) = (Vec::new(), Vec::new(), Vec::new());
-                for d in 0..spec.num_directions() {
-                    let p = weights.get(layer, d);
-                    w_ih.extend(pack_gates(&p.w_ih, gates));
-                    w_hh.extend(pack_gates(&p.w_hh, gates));
-                    let b = p.combined_bias().insert_axis(ndarray::Axis(1));
-                    bias.extend(pack_gates(&b, gates));
-                }
-                let limits = ctx.limits();
+                let packed = pack::pack_layer(&spec, weights, layer);
                 let buffer = |name: &str, data: &[f32]| -> Result<wgpu::Buffer> {
                     let label = format!("{name} of layer {layer}");
                     check_size(&limits, &label, (data.len() * 4) as u64)?;
-                    Ok(
-                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(&label),
-                            contents: bytemuck::cast_slice(data),
-                            usage: wgpu::BufferUsages::STORAGE,
-                        }),
-                    )
+                    Ok(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(&label),
+                        contents: bytemuck::cast_slice(data),
+                        usage: wgpu::BufferUsages::STORAGE,
+                    }))
+                };
+                let w_hr = match &packed.w_hr {
+                    Some(w) => {
+                        let zeros = vec![0.0f32; 4 * spec.num_directions() * pack::proj_columns(&spec)];
+                        Some((buffer("weight_hr", w)?, buffer("projection bias", &zeros)?))
+                    }
+                    None => None,
                 };
                 layers.push(LayerParams {
-                    w_ih: buffer("weight_ih", &w_ih)?,
-                    w_hh: buffer("weight_hh", &w_hh)?,
-                    bias: buffer("bias", &bias)?,
+                    w_ih: buffer("weight_ih", &packed.w_ih)?,
+                    bias: buffer("bias", &packed.bias)?,
+                    w_step: buffer("step weights", &packed.w_step)?,
+                    wrec_offset: packed.wrec_offset as u32,
+                    ph_offset: packed.ph_offset as u32,
+                    w_hr,
                 });
             }
             Ok(layers)
@@ -201,8 +219,9 @@ impl GpuModel {
         &self.ctx
     }
 
-    /// Compute dispatches recorded by the most recent forward (0 before the first): one input
-    /// projection per layer plus one fused step per layer and time step.
+    /// Compute dispatches recorded by the most recent forward (0 before the first): per layer
+    /// one input projection and one fused step per time step, plus two projection GEMMs for an
+    /// LSTM with `proj_size`.
     pub fn last_forward_dispatches(&self) -> usize {
         self.last_dispatches.load(Ordering::Relaxed)
     }
@@ -214,7 +233,10 @@ impl GpuModel {
         let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
         let ws = self.workspace(&mut cache, steps, batch)?;
         let queue = self.ctx.queue();
-        let bufs = [&ws.ys[0], &ws.ys[1], &ws.gx, &ws.c, &ws.hn, &ws.staging];
+        let mut bufs = vec![&ws.ys[0], &ws.ys[1], &ws.gx, &ws.c, &ws.hn, &ws.staging];
+        if let Some(p) = &ws.proj {
+            bufs.extend(p);
+        }
         for b in bufs {
             let fill = vec![value; (b.size() / 4) as usize];
             queue.write_buffer(b, 0, bytemuck::cast_slice(&fill));
@@ -252,7 +274,13 @@ impl GpuModel {
         let spec = &self.spec;
         let device = self.ctx.device();
         let limits = self.ctx.limits();
-        let (l, d, h) = (spec.num_layers, spec.num_directions(), spec.hidden_size);
+        let (l, d, h, h_out) = (
+            spec.num_layers,
+            spec.num_directions(),
+            spec.hidden_size,
+            spec.hidden_out(),
+        );
+        let n4 = step::columns(spec.cell, h);
         let f = 4u64;
         use wgpu::BufferUsages as U;
         let buffer = |label: &str, bytes: u64, usage: U| -> Result<wgpu::Buffer> {
@@ -264,61 +292,108 @@ impl GpuModel {
                 mapped_at_creation: false,
             }))
         };
-        let y_bytes = (steps * batch * d * h) as u64 * f;
-        let state_bytes = (l * d * batch * h) as u64 * f;
+        let y_bytes = (steps * batch * d * h_out) as u64 * f;
+        let h_bytes = (l * d * batch * h_out) as u64 * f;
+        let c_bytes = (l * d * batch * h) as u64 * f;
         let x = buffer(
             "input x",
             (steps * batch * spec.input_size) as u64 * f,
             U::STORAGE | U::COPY_DST,
         )?;
-        let y_usage = U::STORAGE | U::COPY_SRC | U::COPY_DST;
+        let rw = U::STORAGE | U::COPY_SRC | U::COPY_DST;
         let ys = [
-            buffer("layer output (even layers)", y_bytes, y_usage)?,
-            buffer("layer output (odd layers)", y_bytes, y_usage)?,
+            buffer("layer output (even layers)", y_bytes, rw)?,
+            buffer("layer output (odd layers)", y_bytes, rw)?,
         ];
         let gx = buffer(
             "input projection",
-            (d * steps * batch * spec.gate_rows()) as u64 * f,
+            (d * steps * batch * n4 * 4) as u64 * f,
             U::STORAGE | U::COPY_DST,
         )?;
-        let state_usage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
-        let h0 = buffer("h0", state_bytes, state_usage)?;
-        let c = buffer("cell state", state_bytes, state_usage)?;
-        let hn = buffer("h_n", state_bytes, state_usage)?;
+        let h0 = buffer("h0", h_bytes, rw)?;
+        let c = buffer("cell state", c_bytes, rw)?;
+        let hn = buffer("h_n", h_bytes, rw)?;
+        let lens = buffer("lengths", batch as u64 * 4, U::STORAGE | U::COPY_DST)?;
+        let proj = if spec.proj_size > 0 {
+            Some([
+                buffer("step outputs before projection", (steps * batch * d * h) as u64 * f, rw)?,
+                buffer("final states before projection", c_bytes, rw)?,
+            ])
+        } else {
+            None
+        };
         let staging = buffer(
             "readback",
-            y_bytes + 2 * state_bytes,
+            y_bytes + h_bytes + c_bytes,
             U::MAP_READ | U::COPY_DST,
         )?;
 
-        // One parameter block per dispatch: [projection, step 0, …, step T−1] per layer.
-        let stride = u64::from(limits.min_uniform_buffer_offset_alignment)
-            .max(std::mem::size_of::<GemmParams>() as u64)
-            .max(std::mem::size_of::<StepParams>() as u64);
-        let blocks = l * (steps + 1);
-        let mut param_bytes = vec![0u8; blocks * stride as usize];
-        let mut gemm_params = Vec::new();
-        for layer in 0..l {
-            let base = layer * (steps + 1) * stride as usize;
-            let gp = GemmParams::new(steps * batch, spec.layer_input_size(layer), h);
-            gemm_params.push(gp);
-            param_bytes[base..base + std::mem::size_of::<GemmParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&gp));
+        // One parameter block per dispatch, laid out by `Workspace::offset`.
+        let block = std::mem::size_of::<GemmParams>().max(std::mem::size_of::<StepParams>()) as u64;
+        let stride = block.next_multiple_of(u64::from(limits.min_uniform_buffer_offset_alignment));
+        let per_layer = blocks_per_layer(steps);
+        let mut param_bytes = vec![0u8; l * per_layer * stride as usize];
+        let mut put = |layer: usize, i: usize, bytes: &[u8]| {
+            let o = (layer * per_layer + i) * stride as usize;
+            param_bytes[o..o + bytes.len()].copy_from_slice(bytes);
+        };
+        let mut plans = Vec::new();
+        for (layer, lp) in self.layers.iter().enumerate() {
+            let input = GemmParams::dense(steps * batch, spec.layer_input_size(layer), n4);
+            put(layer, 0, bytemuck::bytes_of(&input));
             for s in 0..steps {
                 let sp = StepParams {
                     batch: batch as u32,
-                    hidden: h as u32,
                     steps: steps as u32,
                     step: s as u32,
                     dirs: d as u32,
+                    hidden: h as u32,
+                    n4: n4 as u32,
+                    k0: h_out as u32,
+                    w0_offset: 0,
+                    wrec_offset: lp.wrec_offset,
+                    ph_offset: lp.ph_offset,
+                    h0_offset: (layer * d * batch * h_out) as u32,
                     state_offset: (layer * d * batch * h) as u32,
-                    _pad0: 0,
-                    _pad1: 0,
                 };
-                let o = base + (1 + s) * stride as usize;
-                param_bytes[o..o + std::mem::size_of::<StepParams>()]
-                    .copy_from_slice(bytemuck::bytes_of(&sp));
+                put(layer, 1 + s, bytemuck::bytes_of(&sp));
             }
+            let proj = (spec.proj_size > 0).then(|| {
+                let np = pack::proj_columns(spec);
+                let p = spec.proj_size as u32;
+                // y[t, b, d·P + p] = Σ_k m[t, b, d·H + k] · W_hr[p, k]
+                let y = GemmParams {
+                    m: (steps * batch) as u32,
+                    k: h as u32,
+                    n4: np as u32,
+                    n_valid: p,
+                    a_offset: 0,
+                    a_stride: (d * h) as u32,
+                    a_batch: h as u32,
+                    w_batch: (h * np) as u32,
+                    bias_batch: np as u32,
+                    out_offset: 0,
+                    out_stride: (d * spec.proj_size) as u32,
+                    out_batch: p,
+                };
+                // h_n[l·D + d, b, p] = Σ_k m_n[l·D + d, b, k] · W_hr[p, k]
+                let hn = GemmParams {
+                    m: batch as u32,
+                    a_offset: (layer * d * batch * h) as u32,
+                    a_stride: h as u32,
+                    a_batch: (batch * h) as u32,
+                    out_offset: (layer * d * batch * spec.proj_size) as u32,
+                    out_stride: p,
+                    out_batch: (batch * spec.proj_size) as u32,
+                    ..y
+                };
+                [y, hn]
+            });
+            if let Some([y, hn]) = &proj {
+                put(layer, steps + 1, bytemuck::bytes_of(y));
+                put(layer, steps + 2, bytemuck::bytes_of(hn));
+            }
+            plans.push((input, proj));
         }
         check_size(&limits, "parameter blocks", param_bytes.len() as u64)?;
         let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -329,24 +404,21 @@ impl GpuModel {
 
         // Dispatch sizes must fit the workgroup-count limit.
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
-        let mut dims = vec![lstm_step::workgroups(h, batch, d)];
-        dims.extend(gemm_params.iter().map(|g| g.workgroups(d)));
-        for dim in dims {
-            for n in dim {
-                if n as u64 > max_groups {
-                    return Err(Error::ExceedsLimit {
-                        what: format!("a dispatch for {steps} steps × batch {batch}"),
-                        limit: "max_compute_workgroups_per_dimension",
-                        needed: n as u64,
-                        allowed: max_groups,
-                    });
-                }
-            }
+        let mut dims = vec![step::workgroups(spec, batch)];
+        for (input, proj) in &plans {
+            dims.push(input.workgroups(d));
+            dims.extend(proj.iter().flatten().map(|g| g.workgroups(d)));
+        }
+        if let Some(&n) = dims.iter().flatten().find(|&&n| n as u64 > max_groups) {
+            return Err(Error::ExceedsLimit {
+                what: format!("a dispatch for {steps} steps × batch {batch}"),
+                limit: "max_compute_workgroups_per_dimension",
+                needed: n as u64,
+                allowed: max_groups,
+            });
         }
 
-        let step_kernel = self
-            .ctx
-            .kernel(&lstm_step::specialization(lstm_step::batch_tile(batch)))?;
+        let step_kernel = self.ctx.kernel(&step::specialization(spec, batch))?;
         let uniform = |size: usize| {
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &params,
@@ -354,38 +426,54 @@ impl GpuModel {
                 size: NonZeroU64::new(size as u64),
             })
         };
-        let mut layers = Vec::new();
-        for (layer, (lp, gp)) in self.layers.iter().zip(gemm_params).enumerate() {
-            let input = if layer == 0 { &x } else { &ys[(layer - 1) % 2] };
-            let output = &ys[layer % 2];
-            let gemm = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&format!("gemm layer {layer}")),
+        let gemm_group = |label: &str, a: &wgpu::Buffer, w: &wgpu::Buffer, bias: &wgpu::Buffer, out: &wgpu::Buffer| {
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
                 layout: &self.gemm.layout,
                 entries: &entries(vec![
                     uniform(std::mem::size_of::<GemmParams>()),
-                    input.as_entire_binding(),
-                    lp.w_ih.as_entire_binding(),
-                    lp.bias.as_entire_binding(),
-                    gx.as_entire_binding(),
+                    a.as_entire_binding(),
+                    w.as_entire_binding(),
+                    bias.as_entire_binding(),
+                    out.as_entire_binding(),
                 ]),
-            });
+            })
+        };
+        let mut layers = Vec::new();
+        for (layer, (lp, (input_params, proj_params))) in self.layers.iter().zip(plans).enumerate() {
+            let input = if layer == 0 { &x } else { &ys[(layer - 1) % 2] };
+            let output = &ys[layer % 2];
+            // The step writes h_t into the layer output directly, unless it is projected after.
+            let (m, mn) = match &proj {
+                Some([m, mn]) => (m, mn),
+                None => (output, &hn),
+            };
+            let gemm = gemm_group(&format!("input projection layer {layer}"), input, &lp.w_ih, &lp.bias, &gx);
             let step = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&format!("lstm_step layer {layer}")),
+                label: Some(&format!("step layer {layer}")),
                 layout: &step_kernel.layout,
                 entries: &entries(vec![
                     uniform(std::mem::size_of::<StepParams>()),
                     gx.as_entire_binding(),
-                    lp.w_hh.as_entire_binding(),
+                    lp.w_step.as_entire_binding(),
                     h0.as_entire_binding(),
-                    output.as_entire_binding(),
+                    m.as_entire_binding(),
                     c.as_entire_binding(),
-                    hn.as_entire_binding(),
+                    mn.as_entire_binding(),
+                    lens.as_entire_binding(),
                 ]),
             });
+            let proj_groups = match (&lp.w_hr, proj_params) {
+                (Some((w_hr, zero)), Some([py, phn])) => Some([
+                    (gemm_group(&format!("projection of y, layer {layer}"), m, w_hr, zero, output), py),
+                    (gemm_group(&format!("projection of h_n, layer {layer}"), mn, w_hr, zero, &hn), phn),
+                ]),
+                _ => None,
+            };
             layers.push(LayerGroups {
-                gemm,
-                gemm_params: gp,
+                gemm: (gemm, input_params),
                 step,
+                proj: proj_groups,
             });
         }
         Ok(Workspace {
@@ -397,6 +485,8 @@ impl GpuModel {
             h0,
             c,
             hn,
+            lens,
+            proj,
             _params: params,
             stride,
             staging,
@@ -409,10 +499,10 @@ impl GpuModel {
     /// many it recorded.
     fn encode(&self, ws: &Workspace, encoder: &mut wgpu::CommandEncoder) -> usize {
         let d = self.spec.num_directions();
-        let step_groups = lstm_step::workgroups(self.spec.hidden_size, ws.batch, d);
+        let step_groups = step::workgroups(&self.spec, ws.batch);
         let mut dispatches = 0;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("lstm forward"),
+            label: Some("forward"),
             timestamp_writes: None,
         });
         let mut dispatch = |pass: &mut wgpu::ComputePass<'_>, [x, y, z]: [usize; 3]| {
@@ -421,12 +511,19 @@ impl GpuModel {
         };
         for (layer, groups) in ws.layers.iter().enumerate() {
             pass.set_pipeline(&self.gemm.pipeline);
-            pass.set_bind_group(0, &groups.gemm, &[ws.offset(layer, 0)]);
-            dispatch(&mut pass, groups.gemm_params.workgroups(d));
+            pass.set_bind_group(0, &groups.gemm.0, &[ws.offset(layer, 0)]);
+            dispatch(&mut pass, groups.gemm.1.workgroups(d));
             pass.set_pipeline(&ws.step_kernel.pipeline);
             for s in 0..ws.steps {
                 pass.set_bind_group(0, &groups.step, &[ws.offset(layer, 1 + s)]);
                 dispatch(&mut pass, step_groups);
+            }
+            if let Some(proj) = &groups.proj {
+                pass.set_pipeline(&self.gemm.pipeline);
+                for (i, (group, params)) in proj.iter().enumerate() {
+                    pass.set_bind_group(0, group, &[ws.offset(layer, ws.steps + 1 + i)]);
+                    dispatch(&mut pass, params.workgroups(d));
+                }
             }
         }
         drop(pass);
@@ -439,11 +536,13 @@ impl GpuModel {
         let queue = self.ctx.queue();
         let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
         let ws = self.workspace(&mut cache, p.steps, p.batch)?;
-        let (y_bytes, state_bytes) = (ws.y_bytes(spec), ws.state_bytes(spec));
+        let (y_bytes, h_bytes, c_bytes) = (ws.y_bytes(spec), ws.h_bytes(spec), ws.c_bytes(spec));
+        let lens: Vec<u32> = (0..p.batch).map(|b| p.length(b) as u32).collect();
         let data = scoped(device, "forward", || {
             queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(contiguous(&p.x)));
+            queue.write_buffer(&ws.lens, 0, bytemuck::cast_slice(&lens));
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("lstm forward"),
+                label: Some("forward"),
             });
             for (buf, init) in [(&ws.h0, &p.h0), (&ws.c, &p.c0)] {
                 match init {
@@ -454,25 +553,19 @@ impl GpuModel {
             let n = self.encode(ws, &mut encoder);
             self.last_dispatches.store(n, Ordering::Relaxed);
             encoder.copy_buffer_to_buffer(ws.final_y(spec), 0, &ws.staging, 0, y_bytes);
-            encoder.copy_buffer_to_buffer(&ws.hn, 0, &ws.staging, y_bytes, state_bytes);
-            encoder.copy_buffer_to_buffer(
-                &ws.c,
-                0,
-                &ws.staging,
-                y_bytes + state_bytes,
-                state_bytes,
-            );
+            encoder.copy_buffer_to_buffer(&ws.hn, 0, &ws.staging, y_bytes, h_bytes);
+            encoder.copy_buffer_to_buffer(&ws.c, 0, &ws.staging, y_bytes + h_bytes, c_bytes);
             queue.submit([encoder.finish()]);
             read_back(device, &ws.staging)
         })?;
         let (t, b, ld) = (p.steps, p.batch, spec.num_layers * spec.num_directions());
-        let (yl, sl) = ((y_bytes / 4) as usize, (state_bytes / 4) as usize);
+        let (yl, hl) = ((y_bytes / 4) as usize, (h_bytes / 4) as usize);
         let shape_err = |e: ndarray::ShapeError| gpu_error("readback", e);
         let y = Array3::from_shape_vec((t, b, spec.output_size()), data[..yl].to_vec())
             .map_err(shape_err)?;
-        let h_n = Array3::from_shape_vec((ld, b, spec.hidden_size), data[yl..yl + sl].to_vec())
+        let h_n = Array3::from_shape_vec((ld, b, spec.hidden_out()), data[yl..yl + hl].to_vec())
             .map_err(shape_err)?;
-        let c_n = Array3::from_shape_vec((ld, b, spec.hidden_size), data[yl + sl..].to_vec())
+        let c_n = Array3::from_shape_vec((ld, b, spec.hidden_size), data[yl + hl..].to_vec())
             .map_err(shape_err)?;
         Ok(p.finish(y, h_n, spec.cell.has_cell_state().then_some(c_n)))
     }

@@ -1,7 +1,9 @@
-//! Host side of `shaders/gemm.wgsl`: `out[z] = a · w[z] + bias[z]` with vec4 output columns.
+//! Host side of `shaders/gemm.wgsl`: `out[z] = a[z] · w[z] + bias[z]` with the weights in vec4
+//! columns.
 //!
-//! Used for the hoisted input projection of every layer (z = direction) and, with zero bias,
-//! as the plain matrix product that measures an adapter's ceiling.
+//! Used for the hoisted input projection of every layer (z = direction), for the output
+//! projection of an LSTM with `proj_size`, and, with zero bias, as the plain matrix product
+//! that measures an adapter's ceiling.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -14,32 +16,42 @@ pub(crate) const WG_Y: u32 = 4;
 /// Rows per invocation (`TM` in the shader).
 pub(crate) const ROWS_PER_INVOCATION: usize = 4;
 
-/// Mirrors `GemmParams` in the shader.
+/// Mirrors `GemmParams` in the shader. Offsets and strides of `a` and `out` count f32
+/// elements, those of `w` and `bias` vec4 elements.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable)]
 pub(crate) struct GemmParams {
     pub m: u32,
     pub k: u32,
     pub n4: u32,
+    pub n_valid: u32,
+    pub a_offset: u32,
     pub a_stride: u32,
+    pub a_batch: u32,
     pub w_batch: u32,
-    pub out_batch: u32,
     pub bias_batch: u32,
-    pub _pad: u32,
+    pub out_offset: u32,
+    pub out_stride: u32,
+    pub out_batch: u32,
 }
 
 impl GemmParams {
-    /// `z` products of `[m, k] · [k, 4·n4]`, `a` shared, `w`/`bias`/`out` packed one after another.
-    pub fn new(m: usize, k: usize, n4: usize) -> Self {
+    /// Dense products `[m, k] · [k, 4·n4]`, `a` shared by every z, `w`/`bias`/`out` packed one
+    /// z after another, every column stored.
+    pub fn dense(m: usize, k: usize, n4: usize) -> Self {
         GemmParams {
             m: m as u32,
             k: k as u32,
             n4: n4 as u32,
+            n_valid: (4 * n4) as u32,
+            a_offset: 0,
             a_stride: k as u32,
+            a_batch: 0,
             w_batch: (k * n4) as u32,
-            out_batch: (m * n4) as u32,
             bias_batch: n4 as u32,
-            _pad: 0,
+            out_offset: 0,
+            out_stride: (4 * n4) as u32,
+            out_batch: (m * 4 * n4) as u32,
         }
     }
 

@@ -5,7 +5,7 @@
 //! in a [`KernelCache`]; nothing here is created on the per-forward path once it has been seen.
 
 pub(crate) mod gemm;
-pub(crate) mod lstm_step;
+pub(crate) mod step;
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -17,19 +17,19 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
     Gemm,
-    LstmStep,
+    Step,
 }
 
 impl Family {
     /// Every family, for tools that check all kernels.
     #[allow(dead_code)]
-    pub const ALL: [Family; 2] = [Family::Gemm, Family::LstmStep];
+    pub const ALL: [Family; 2] = [Family::Gemm, Family::Step];
 
     /// The kernel's name, also its file name in `shaders/`.
     pub fn name(self) -> &'static str {
         match self {
             Family::Gemm => "gemm",
-            Family::LstmStep => "lstm_step",
+            Family::Step => "step",
         }
     }
 
@@ -37,14 +37,14 @@ impl Family {
     pub fn source(self) -> &'static str {
         match self {
             Family::Gemm => include_str!("../../../shaders/gemm.wgsl"),
-            Family::LstmStep => include_str!("../../../shaders/lstm_step.wgsl"),
+            Family::Step => include_str!("../../../shaders/step.wgsl"),
         }
     }
 
     fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
         match self {
             Family::Gemm => gemm::layout_entries(),
-            Family::LstmStep => lstm_step::layout_entries(),
+            Family::Step => step::layout_entries(),
         }
     }
 }
@@ -129,7 +129,7 @@ impl KernelCache {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 during: format!("pipeline creation of kernel `{label}`"),
-                message: e.to_string(),
+                message: crate::gpu::model::one_line(&e.to_string()),
             });
         }
         let kernel = Arc::new(Kernel { pipeline, layout });

@@ -1,0 +1,73 @@
+//! The cell equations, one batch row at a time, PyTorch semantics.
+//!
+//! Each function takes the input part `gx = W_ih x + b_ih` and the recurrent part
+//! `gh = W_hh h_{t−1} + b_hh` of the pre-activations of one batch row, gate-major as in
+//! PyTorch (`[G·H]`), and updates the row's state.
+
+use ndarray::{ArrayView1, ArrayViewMut1};
+
+/// Logistic sigmoid `1 / (1 + e^{−x})`; saturates to 0 or 1 without NaN for any finite `x`.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// LSTM, gates i, f, g, o, with optional peepholes `p = [p_i, p_f, p_o]` (`[3H]`):
+///
+/// ```text
+/// i = σ(gx_i + gh_i + p_i ⊙ c_{t−1})      f = σ(gx_f + gh_f + p_f ⊙ c_{t−1})
+/// g = tanh(gx_g + gh_g)
+/// c_t = f ⊙ c_{t−1} + i ⊙ g
+/// o = σ(gx_o + gh_o + p_o ⊙ c_t)
+/// m_t = o ⊙ tanh(c_t)
+/// ```
+///
+/// Updates `c` in place and writes `m_t` (which is `h_t` without a projection).
+pub(crate) fn lstm(
+    gx: ArrayView1<'_, f32>,
+    gh: ArrayView1<'_, f32>,
+    peephole: Option<ArrayView1<'_, f32>>,
+    mut c: ArrayViewMut1<'_, f32>,
+    mut m: ArrayViewMut1<'_, f32>,
+) {
+    let h = c.len();
+    let a = |g: usize, j: usize| gx[g * h + j] + gh[g * h + j];
+    for j in 0..h {
+        let (p_i, p_f, p_o) = match &peephole {
+            Some(p) => (p[j], p[h + j], p[2 * h + j]),
+            None => (0.0, 0.0, 0.0),
+        };
+        let c_prev = c[j];
+        let i = sigmoid(a(0, j) + p_i * c_prev);
+        let f = sigmoid(a(1, j) + p_f * c_prev);
+        let g = a(2, j).tanh();
+        let c_new = f * c_prev + i * g;
+        let o = sigmoid(a(3, j) + p_o * c_new);
+        c[j] = c_new;
+        m[j] = o * c_new.tanh();
+    }
+}
+
+/// GRU, gates r, z, n:
+///
+/// ```text
+/// r = σ(gx_r + gh_r)     z = σ(gx_z + gh_z)
+/// n = tanh(gx_n + r ⊙ gh_n)          (gh_n = W_hn h_{t−1} + b_hn)
+/// h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}
+/// ```
+pub(crate) fn gru(gx: ArrayView1<'_, f32>, gh: ArrayView1<'_, f32>, mut h: ArrayViewMut1<'_, f32>) {
+    let n_h = h.len();
+    for j in 0..n_h {
+        let r = sigmoid(gx[j] + gh[j]);
+        let z = sigmoid(gx[n_h + j] + gh[n_h + j]);
+        let n = (gx[2 * n_h + j] + r * gh[2 * n_h + j]).tanh();
+        h[j] = (1.0 - z) * n + z * h[j];
+    }
+}
+
+/// Vanilla RNN: `h_t = tanh(gx + gh)`, or `relu(gx + gh)` when `relu`.
+pub(crate) fn rnn(gx: ArrayView1<'_, f32>, gh: ArrayView1<'_, f32>, relu: bool, mut h: ArrayViewMut1<'_, f32>) {
+    for j in 0..h.len() {
+        let a = gx[j] + gh[j];
+        h[j] = if relu { a.max(0.0) } else { a.tanh() };
+    }
+}
