@@ -41,7 +41,7 @@ impl BenchShape {
 }
 
 /// The default suite: a batch-1 edge model, a batched layer, a deep stack, a bidirectional
-/// stack.
+/// stack, a batched GRU.
 pub fn default_suite() -> Vec<BenchShape> {
     vec![
         BenchShape {
@@ -67,6 +67,12 @@ pub fn default_suite() -> Vec<BenchShape> {
             spec: RnnSpec::lstm(80, 256).layers(2).bidirectional(true),
             batch: 8,
             steps: 200,
+        },
+        BenchShape {
+            name: "gru",
+            spec: RnnSpec::gru(128, 256),
+            batch: 64,
+            steps: 50,
         },
     ]
 }

@@ -4,7 +4,9 @@
 //! through compute shaders written in WGSL, with a CPU implementation beside it that is the
 //! reference for tests, the fallback where no GPU exists, and the baseline of the benchmark.
 //!
-//! Results equal PyTorch's `nn.LSTM` given the same weights, to float32 rounding.
+//! Results equal PyTorch's `nn.LSTM`, `nn.GRU` and `nn.RNN` given the same weights, to float32
+//! rounding; peephole LSTMs (Gers / ONNX), LSTM projections (`proj_size`) and per-sequence
+//! lengths are supported on both paths.
 //!
 //! ```no_run
 //! use ndarray::Array3;
@@ -37,7 +39,7 @@
 //!
 //! ## Semantics
 //!
-//! PyTorch's `nn.LSTM`, gate rows in the order i, f, g, o:
+//! [`Cell::Lstm`] is PyTorch's `nn.LSTM`, gate rows in the order i, f, g, o:
 //!
 //! ```text
 //! i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
@@ -48,7 +50,25 @@
 //! h_t = o_t ⊙ tanh(c_t)
 //! ```
 //!
+//! With peepholes ([`RnnSpec::peephole`], `weight_ph_l{k}` = `[p_i, p_f, p_o]`), `i_t` and `f_t`
+//! add `p_i ⊙ c_{t−1}`, `p_f ⊙ c_{t−1}` and `o_t` adds `p_o ⊙ c_t`. With a projection
+//! ([`RnnSpec::proj_size`], `weight_hr_l{k}` `[P, H]`), `h_t = W_hr (o_t ⊙ tanh(c_t))`.
+//!
+//! [`Cell::Gru`] is `nn.GRU`, rows r, z, n:
+//!
+//! ```text
+//! r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+//! z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+//! n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+//! h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
+//! ```
+//!
+//! [`Cell::RnnTanh`] / [`Cell::RnnRelu`] are `nn.RNN`:
+//! `h_t = tanh|relu(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)`.
+//!
 //! Layer `k > 0` takes layer `k − 1`'s output (both directions concatenated, forward first).
+//! With [`Input::lengths`], batch element `b` runs `len_b` steps: its outputs past that are 0,
+//! its final states are those after its own last step, and its reverse direction starts there.
 //! The reverse direction runs from `t = T − 1` down to 0. `h_n[l·D + d]` is the final state of
 //! layer `l` in direction `d`. Weights use PyTorch's names and layouts, see [`Weights`].
 //!
@@ -70,7 +90,7 @@
 //!
 //! Per layer, one dispatch computes the input projection `X·W_ihᵀ + b` of every time step and
 //! both directions; then one fused dispatch per time step computes the recurrent product of
-//! all four gates, the activations and the c/h update for both directions. All dispatches of a
+//! all gates, the activations and the state update for both directions. All dispatches of a
 //! forward go into one command encoder, submitted once, read back once.
 
 pub mod bench;

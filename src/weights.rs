@@ -88,7 +88,8 @@ impl Weights {
                     (None, None)
                 };
                 let w_ph = spec.peephole.then(|| vector(3 * spec.hidden_size));
-                let w_hr = (spec.proj_size > 0).then(|| uniform((spec.proj_size, spec.hidden_size)));
+                let w_hr =
+                    (spec.proj_size > 0).then(|| uniform((spec.proj_size, spec.hidden_size)));
                 params.push(DirectionWeights {
                     w_ih,
                     w_hh,
@@ -146,7 +147,10 @@ impl Weights {
                     None
                 };
                 let w_ph = if spec.peephole {
-                    Some(take(param_name("weight_ph", layer, rev), &[3 * spec.hidden_size])?)
+                    Some(take(
+                        param_name("weight_ph", layer, rev),
+                        &[3 * spec.hidden_size],
+                    )?)
                 } else {
                     None
                 };

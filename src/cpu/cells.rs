@@ -65,7 +65,12 @@ pub(crate) fn gru(gx: ArrayView1<'_, f32>, gh: ArrayView1<'_, f32>, mut h: Array
 }
 
 /// Vanilla RNN: `h_t = tanh(gx + gh)`, or `relu(gx + gh)` when `relu`.
-pub(crate) fn rnn(gx: ArrayView1<'_, f32>, gh: ArrayView1<'_, f32>, relu: bool, mut h: ArrayViewMut1<'_, f32>) {
+pub(crate) fn rnn(
+    gx: ArrayView1<'_, f32>,
+    gh: ArrayView1<'_, f32>,
+    relu: bool,
+    mut h: ArrayViewMut1<'_, f32>,
+) {
     for j in 0..h.len() {
         let a = gx[j] + gh[j];
         h[j] = if relu { a.max(0.0) } else { a.tanh() };

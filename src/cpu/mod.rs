@@ -78,7 +78,15 @@ impl Forward for CpuModel {
                     reverse: d == 1,
                     out_offset: d * h_out,
                 };
-                run_direction(spec, self.weights.get(layer, d), x2, dir, &p, &mut state, &mut y);
+                run_direction(
+                    spec,
+                    self.weights.get(layer, d),
+                    x2,
+                    dir,
+                    &p,
+                    &mut state,
+                    &mut y,
+                );
                 h_n.slice_mut(s![idx, .., ..]).assign(&state.h);
                 c_n.slice_mut(s![idx, .., ..]).assign(&state.c);
             }
@@ -160,7 +168,13 @@ fn run_direction(
                     } else {
                         h_new.row_mut(b)
                     };
-                    cells::lstm(gxr, ghr, w.w_ph.as_ref().map(|p| p.view()), state.c.row_mut(b), out)
+                    cells::lstm(
+                        gxr,
+                        ghr,
+                        w.w_ph.as_ref().map(|p| p.view()),
+                        state.c.row_mut(b),
+                        out,
+                    )
                 }
                 Cell::Gru => cells::gru(gxr, ghr, h_new.row_mut(b)),
                 Cell::RnnTanh => cells::rnn(gxr, ghr, false, h_new.row_mut(b)),

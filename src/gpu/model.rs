@@ -175,15 +175,18 @@ impl GpuModel {
                 let buffer = |name: &str, data: &[f32]| -> Result<wgpu::Buffer> {
                     let label = format!("{name} of layer {layer}");
                     check_size(&limits, &label, (data.len() * 4) as u64)?;
-                    Ok(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: Some(&label),
-                        contents: bytemuck::cast_slice(data),
-                        usage: wgpu::BufferUsages::STORAGE,
-                    }))
+                    Ok(
+                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some(&label),
+                            contents: bytemuck::cast_slice(data),
+                            usage: wgpu::BufferUsages::STORAGE,
+                        }),
+                    )
                 };
                 let w_hr = match &packed.w_hr {
                     Some(w) => {
-                        let zeros = vec![0.0f32; 4 * spec.num_directions() * pack::proj_columns(&spec)];
+                        let zeros =
+                            vec![0.0f32; 4 * spec.num_directions() * pack::proj_columns(&spec)];
                         Some((buffer("weight_hr", w)?, buffer("projection bias", &zeros)?))
                     }
                     None => None,
@@ -316,7 +319,11 @@ impl GpuModel {
         let lens = buffer("lengths", batch as u64 * 4, U::STORAGE | U::COPY_DST)?;
         let proj = if spec.proj_size > 0 {
             Some([
-                buffer("step outputs before projection", (steps * batch * d * h) as u64 * f, rw)?,
+                buffer(
+                    "step outputs before projection",
+                    (steps * batch * d * h) as u64 * f,
+                    rw,
+                )?,
                 buffer("final states before projection", c_bytes, rw)?,
             ])
         } else {
@@ -426,7 +433,11 @@ impl GpuModel {
                 size: NonZeroU64::new(size as u64),
             })
         };
-        let gemm_group = |label: &str, a: &wgpu::Buffer, w: &wgpu::Buffer, bias: &wgpu::Buffer, out: &wgpu::Buffer| {
+        let gemm_group = |label: &str,
+                          a: &wgpu::Buffer,
+                          w: &wgpu::Buffer,
+                          bias: &wgpu::Buffer,
+                          out: &wgpu::Buffer| {
             device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(label),
                 layout: &self.gemm.layout,
@@ -440,7 +451,8 @@ impl GpuModel {
             })
         };
         let mut layers = Vec::new();
-        for (layer, (lp, (input_params, proj_params))) in self.layers.iter().zip(plans).enumerate() {
+        for (layer, (lp, (input_params, proj_params))) in self.layers.iter().zip(plans).enumerate()
+        {
             let input = if layer == 0 { &x } else { &ys[(layer - 1) % 2] };
             let output = &ys[layer % 2];
             // The step writes h_t into the layer output directly, unless it is projected after.
@@ -448,7 +460,13 @@ impl GpuModel {
                 Some([m, mn]) => (m, mn),
                 None => (output, &hn),
             };
-            let gemm = gemm_group(&format!("input projection layer {layer}"), input, &lp.w_ih, &lp.bias, &gx);
+            let gemm = gemm_group(
+                &format!("input projection layer {layer}"),
+                input,
+                &lp.w_ih,
+                &lp.bias,
+                &gx,
+            );
             let step = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&format!("step layer {layer}")),
                 layout: &step_kernel.layout,
@@ -465,8 +483,26 @@ impl GpuModel {
             });
             let proj_groups = match (&lp.w_hr, proj_params) {
                 (Some((w_hr, zero)), Some([py, phn])) => Some([
-                    (gemm_group(&format!("projection of y, layer {layer}"), m, w_hr, zero, output), py),
-                    (gemm_group(&format!("projection of h_n, layer {layer}"), mn, w_hr, zero, &hn), phn),
+                    (
+                        gemm_group(
+                            &format!("projection of y, layer {layer}"),
+                            m,
+                            w_hr,
+                            zero,
+                            output,
+                        ),
+                        py,
+                    ),
+                    (
+                        gemm_group(
+                            &format!("projection of h_n, layer {layer}"),
+                            mn,
+                            w_hr,
+                            zero,
+                            &hn,
+                        ),
+                        phn,
+                    ),
                 ]),
                 _ => None,
             };

@@ -97,7 +97,11 @@ pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> Lay
             w_hr.extend(pack_columns(hr.view(), Columns::Units, spec.proj_size));
         }
         if let Some(p_ph) = &p.w_ph {
-            ph.extend(pack_columns(as_column(p_ph.clone()).view(), Columns::Gates, h));
+            ph.extend(pack_columns(
+                as_column(p_ph.clone()).view(),
+                Columns::Gates,
+                h,
+            ));
         }
     }
     let wrec_offset = if wrec.is_empty() { 0 } else { w0.len() / 4 };

@@ -97,3 +97,75 @@ pub fn assert_outputs_close(what: &str, expected: &Output, actual: &Output, tol:
     }
     worst
 }
+
+/// One seeded random GPU-vs-CPU configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub spec: wgpu_lstm::RnnSpec,
+    pub batch: usize,
+    pub steps: usize,
+    /// Give random h0 (and c0 for an LSTM).
+    pub with_state: bool,
+    pub batch_first: bool,
+    /// Give random per-sequence lengths in 1..=steps.
+    pub with_lengths: bool,
+    pub seed: u64,
+}
+
+/// Runs `cfg` on the CPU and on the GPU (GPU buffers poisoned with NaN first), asserts the
+/// outputs equal within [`Tolerance::GPU_VS_CPU`] and the dispatch count, prints one line, and
+/// returns the worst absolute error.
+#[track_caller]
+pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
+    use wgpu_lstm::{CpuModel, Forward, GpuModel, Input, Weights};
+    let mut r = rng(cfg.seed);
+    let spec = &cfg.spec;
+    let weights = Weights::random(spec, cfg.seed).unwrap();
+    let (t, b, i) = (cfg.steps, cfg.batch, spec.input_size);
+    let ld = spec.num_layers * spec.num_directions();
+    let x: ndarray::Array3<f32> = if cfg.batch_first {
+        uniform(&mut r, (b, t, i), 1.0)
+    } else {
+        uniform(&mut r, (t, b, i), 1.0)
+    };
+    let h0: ndarray::Array3<f32> = uniform(&mut r, (ld, b, spec.hidden_out()), 1.0);
+    let c0: ndarray::Array3<f32> = uniform(&mut r, (ld, b, spec.hidden_size), 2.0);
+    let lengths: Vec<usize> = (0..b).map(|_| r.random_range(1..=t)).collect();
+    let mut input = Input::new(x.view()).batch_first(cfg.batch_first);
+    if cfg.with_state {
+        input = input.h0(h0.view());
+        if spec.cell.has_cell_state() {
+            input = input.c0(c0.view());
+        }
+    }
+    if cfg.with_lengths {
+        input = input.lengths(&lengths);
+    }
+    let expected = CpuModel::new(weights.clone()).forward(&input).unwrap();
+    let model = GpuModel::upload(ctx, &weights).unwrap();
+    model.poison_workspace(t, b, f32::NAN).unwrap();
+    let actual = model.forward(&input).unwrap();
+    let what = format!("{what} {cfg:?}");
+    let err = assert_outputs_close(&what, &expected, &actual, Tolerance::GPU_VS_CPU);
+    let proj_gemms = if spec.proj_size > 0 { 2 } else { 0 };
+    assert_eq!(
+        model.last_forward_dispatches(),
+        spec.num_layers * (t + 1 + proj_gemms),
+        "{what}: dispatches"
+    );
+    eprintln!(
+        "  {} H={:3} P={} I={:3} B={b:2} T={t:3} L={} D={} bias={} peephole={} state={} lengths={} batch_first={}  max |gpu-cpu| = {err:.2e}",
+        spec.cell.name(),
+        spec.hidden_size,
+        spec.proj_size,
+        i,
+        spec.num_layers,
+        spec.num_directions(),
+        spec.bias,
+        spec.peephole,
+        cfg.with_state,
+        cfg.with_lengths,
+        cfg.batch_first
+    );
+    err
+}
