@@ -93,6 +93,22 @@ pub enum Error {
         /// Amount allowed.
         allowed: u64,
     },
+    /// A file could not be read or written.
+    #[error("`{path}`: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file was read but its contents are not what was expected.
+    #[error("`{path}`: {message}")]
+    InvalidFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// wgpu reported a validation, out-of-memory or internal error, or the device was lost.
     #[error("gpu error during {during}: {message}")]
     Gpu {
@@ -112,6 +128,22 @@ impl Error {
             tensor: tensor.into(),
             expected: expected.into(),
             actual: actual.into(),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn io(path: &std::path::Path, e: impl fmt::Display) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid_file(path: &std::path::Path, message: impl Into<String>) -> Self {
+        Error::InvalidFile {
+            path: path.display().to_string(),
+            message: message.into(),
         }
     }
 }

@@ -98,14 +98,17 @@ pub mod compare;
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod io;
 mod spec;
+pub mod stream;
 mod tensor;
 mod weights;
 
 pub use cpu::CpuModel;
 pub use error::{Error, Result, Shape};
-pub use gpu::{list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel};
+pub use gpu::{list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream};
 pub use spec::{Cell, RnnSpec};
+pub use stream::{CpuStream, Stream, StreamState};
 pub use tensor::{Input, Output};
 pub use weights::{param_name, DirectionWeights, Weights};
 

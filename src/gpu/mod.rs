@@ -9,6 +9,8 @@ pub mod context;
 pub(crate) mod kernels;
 pub mod model;
 mod pack;
+pub mod stream;
 
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use model::GpuModel;
+pub use stream::GpuStream;

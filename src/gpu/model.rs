@@ -39,8 +39,8 @@ struct LayerParams {
 
 /// Buffers and bind groups for one input shape.
 #[derive(Debug)]
-struct Workspace {
-    steps: usize,
+pub(crate) struct Workspace {
+    pub(crate) steps: usize,
     batch: usize,
     /// Input sequence `[T, B, I]`.
     x: wgpu::Buffer,
@@ -48,12 +48,8 @@ struct Workspace {
     ys: [wgpu::Buffer; 2],
     /// Input projections of one layer `[D, T, B, n4]` of vec4.
     gx: wgpu::Buffer,
-    /// `h0` `[L·D, B, H_out]`.
-    h0: wgpu::Buffer,
-    /// Cell state, updated in place; ends as `c_n` `[L·D, B, H]`.
-    c: wgpu::Buffer,
-    /// `h_n` `[L·D, B, H_out]`.
-    hn: wgpu::Buffer,
+    /// `h0`, cell state and `h_n`.
+    state: StateBuffers,
     /// Sequence lengths `[B]` (u32).
     lens: wgpu::Buffer,
     /// With a projection: step outputs `m` `[T, B, D·H]` and their final values `[L·D, B, H]`.
@@ -62,9 +58,33 @@ struct Workspace {
     _params: wgpu::Buffer,
     stride: u64,
     /// `y`, `h_n`, `c_n` copied here for the one readback.
-    staging: wgpu::Buffer,
+    pub(crate) staging: wgpu::Buffer,
     step_kernel: Arc<Kernel>,
     layers: Vec<LayerGroups>,
+}
+
+/// The recurrent state on the device. A forward reads `h0` at its first step, updates `c` in
+/// place and leaves the final hidden state in `hn`; a stream keeps these between chunks.
+#[derive(Debug, Clone)]
+pub(crate) struct StateBuffers {
+    /// `h0` `[L·D, B, H_out]`.
+    pub h0: wgpu::Buffer,
+    /// Cell state, updated in place; ends as `c_n` `[L·D, B, H]`.
+    pub c: wgpu::Buffer,
+    /// `h_n` `[L·D, B, H_out]`.
+    pub hn: wgpu::Buffer,
+}
+
+/// How a forward starts its state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Init<'a> {
+    /// Upload `h0`/`c0` (zeros where `None`).
+    Upload {
+        h0: Option<&'a [f32]>,
+        c0: Option<&'a [f32]>,
+    },
+    /// Continue from the state the previous forward on these buffers left.
+    Carry,
 }
 
 /// The dispatches of one layer: input projection, steps, and (projection only) the GEMMs that
@@ -236,7 +256,14 @@ impl GpuModel {
         let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
         let ws = self.workspace(&mut cache, steps, batch)?;
         let queue = self.ctx.queue();
-        let mut bufs = vec![&ws.ys[0], &ws.ys[1], &ws.gx, &ws.c, &ws.hn, &ws.staging];
+        let mut bufs = vec![
+            &ws.ys[0],
+            &ws.ys[1],
+            &ws.gx,
+            &ws.state.c,
+            &ws.state.hn,
+            &ws.staging,
+        ];
         if let Some(p) = &ws.proj {
             bufs.extend(p);
         }
@@ -262,9 +289,7 @@ impl GpuModel {
             let ws = cache.remove(i);
             cache.push(ws);
         } else {
-            let ws = scoped(self.ctx.device(), "workspace allocation", || {
-                self.create_workspace(steps, batch)
-            })?;
+            let ws = self.create_workspace(steps, batch, None)?;
             if cache.len() >= WORKSPACE_CACHE {
                 cache.remove(0);
             }
@@ -273,7 +298,56 @@ impl GpuModel {
         Ok(cache.last().expect("just pushed"))
     }
 
-    fn create_workspace(&self, steps: usize, batch: usize) -> Result<Workspace> {
+    /// Buffers for the state of `batch` sequences.
+    pub(crate) fn create_state(&self, batch: usize) -> Result<StateBuffers> {
+        scoped(self.ctx.device(), "state allocation", || {
+            let spec = &self.spec;
+            let ld = (spec.num_layers * spec.num_directions() * batch) as u64;
+            let h_bytes = ld * spec.hidden_out() as u64 * 4;
+            let c_bytes = ld * spec.hidden_size as u64 * 4;
+            let limits = self.ctx.limits();
+            let usage = wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST;
+            let buffer = |label: &str, size: u64| -> Result<wgpu::Buffer> {
+                check_size(&limits, label, size)?;
+                Ok(self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                }))
+            };
+            Ok(StateBuffers {
+                h0: buffer("h0", h_bytes)?,
+                c: buffer("cell state", c_bytes)?,
+                hn: buffer("h_n", h_bytes)?,
+            })
+        })
+    }
+
+    /// Buffers and bind groups for `steps` × `batch`, on `state` (new buffers when `None`).
+    pub(crate) fn create_workspace(
+        &self,
+        steps: usize,
+        batch: usize,
+        state: Option<StateBuffers>,
+    ) -> Result<Workspace> {
+        let state = match state {
+            Some(s) => s,
+            None => self.create_state(batch)?,
+        };
+        scoped(self.ctx.device(), "workspace allocation", || {
+            self.build_workspace(steps, batch, state)
+        })
+    }
+
+    fn build_workspace(
+        &self,
+        steps: usize,
+        batch: usize,
+        state: StateBuffers,
+    ) -> Result<Workspace> {
         let spec = &self.spec;
         let device = self.ctx.device();
         let limits = self.ctx.limits();
@@ -313,9 +387,7 @@ impl GpuModel {
             (d * steps * batch * n4 * 4) as u64 * f,
             U::STORAGE | U::COPY_DST,
         )?;
-        let h0 = buffer("h0", h_bytes, rw)?;
-        let c = buffer("cell state", c_bytes, rw)?;
-        let hn = buffer("h_n", h_bytes, rw)?;
+        let StateBuffers { h0, c, hn } = &state;
         let lens = buffer("lengths", batch as u64 * 4, U::STORAGE | U::COPY_DST)?;
         let proj = if spec.proj_size > 0 {
             Some([
@@ -458,7 +530,7 @@ impl GpuModel {
             // The step writes h_t into the layer output directly, unless it is projected after.
             let (m, mn) = match &proj {
                 Some([m, mn]) => (m, mn),
-                None => (output, &hn),
+                None => (output, hn),
             };
             let gemm = gemm_group(
                 &format!("input projection layer {layer}"),
@@ -499,7 +571,7 @@ impl GpuModel {
                             mn,
                             w_hr,
                             zero,
-                            &hn,
+                            hn,
                         ),
                         phn,
                     ),
@@ -518,9 +590,7 @@ impl GpuModel {
             x,
             ys,
             gx,
-            h0,
-            c,
-            hn,
+            state,
             lens,
             proj,
             _params: params,
@@ -566,36 +636,86 @@ impl GpuModel {
         dispatches
     }
 
-    fn run(&self, p: &Prepared<'_>) -> Result<Output> {
+    /// Uploads the input, records and submits one forward on `ws`, and reads back `y` and,
+    /// when `read_states`, `h_n` and `c_n` (in that order, one after another).
+    pub(crate) fn execute(
+        &self,
+        ws: &Workspace,
+        x: &[f32],
+        lens: &[u32],
+        init: Init<'_>,
+        read_states: bool,
+    ) -> Result<Vec<f32>> {
         let spec = &self.spec;
         let device = self.ctx.device();
         let queue = self.ctx.queue();
-        let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
-        let ws = self.workspace(&mut cache, p.steps, p.batch)?;
         let (y_bytes, h_bytes, c_bytes) = (ws.y_bytes(spec), ws.h_bytes(spec), ws.c_bytes(spec));
-        let lens: Vec<u32> = (0..p.batch).map(|b| p.length(b) as u32).collect();
-        let data = scoped(device, "forward", || {
-            queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(contiguous(&p.x)));
-            queue.write_buffer(&ws.lens, 0, bytemuck::cast_slice(&lens));
+        let st = &ws.state;
+        scoped(device, "forward", || {
+            queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(x));
+            queue.write_buffer(&ws.lens, 0, bytemuck::cast_slice(lens));
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("forward"),
             });
-            for (buf, init) in [(&ws.h0, &p.h0), (&ws.c, &p.c0)] {
-                match init {
-                    Some(a) => queue.write_buffer(buf, 0, bytemuck::cast_slice(contiguous(a))),
-                    None => encoder.clear_buffer(buf, 0, None),
+            match init {
+                Init::Upload { h0, c0 } => {
+                    for (buf, data) in [(&st.h0, h0), (&st.c, c0)] {
+                        match data {
+                            Some(d) => queue.write_buffer(buf, 0, bytemuck::cast_slice(d)),
+                            None => encoder.clear_buffer(buf, 0, None),
+                        }
+                    }
                 }
+                Init::Carry => encoder.copy_buffer_to_buffer(&st.hn, 0, &st.h0, 0, h_bytes),
             }
             let n = self.encode(ws, &mut encoder);
             self.last_dispatches.store(n, Ordering::Relaxed);
             encoder.copy_buffer_to_buffer(ws.final_y(spec), 0, &ws.staging, 0, y_bytes);
-            encoder.copy_buffer_to_buffer(&ws.hn, 0, &ws.staging, y_bytes, h_bytes);
-            encoder.copy_buffer_to_buffer(&ws.c, 0, &ws.staging, y_bytes + h_bytes, c_bytes);
+            let mut total = y_bytes;
+            if read_states {
+                encoder.copy_buffer_to_buffer(&st.hn, 0, &ws.staging, y_bytes, h_bytes);
+                encoder.copy_buffer_to_buffer(&st.c, 0, &ws.staging, y_bytes + h_bytes, c_bytes);
+                total += h_bytes + c_bytes;
+            }
             queue.submit([encoder.finish()]);
-            read_back(device, &ws.staging)
-        })?;
+            read_back(device, &ws.staging, total)
+        })
+    }
+
+    /// Reads back `h_n` and `c_n` of `state` through `staging`.
+    pub(crate) fn read_state(
+        &self,
+        state: &StateBuffers,
+        staging: &wgpu::Buffer,
+    ) -> Result<Vec<f32>> {
+        let device = self.ctx.device();
+        scoped(device, "state readback", || {
+            let (h, c) = (state.hn.size(), state.c.size());
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("state readback"),
+            });
+            encoder.copy_buffer_to_buffer(&state.hn, 0, staging, 0, h);
+            encoder.copy_buffer_to_buffer(&state.c, 0, staging, h, c);
+            self.ctx.queue().submit([encoder.finish()]);
+            read_back(device, staging, h + c)
+        })
+    }
+
+    fn run(&self, p: &Prepared<'_>) -> Result<Output> {
+        let spec = &self.spec;
+        let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
+        let ws = self.workspace(&mut cache, p.steps, p.batch)?;
+        let lens: Vec<u32> = (0..p.batch).map(|b| p.length(b) as u32).collect();
+        let init = Init::Upload {
+            h0: p.h0.as_ref().map(contiguous),
+            c0: p.c0.as_ref().map(contiguous),
+        };
+        let data = self.execute(ws, contiguous(&p.x), &lens, init, true)?;
         let (t, b, ld) = (p.steps, p.batch, spec.num_layers * spec.num_directions());
-        let (yl, hl) = ((y_bytes / 4) as usize, (h_bytes / 4) as usize);
+        let (yl, hl) = (
+            (ws.y_bytes(spec) / 4) as usize,
+            (ws.h_bytes(spec) / 4) as usize,
+        );
         let shape_err = |e: ndarray::ShapeError| gpu_error("readback", e);
         let y = Array3::from_shape_vec((t, b, spec.output_size()), data[..yl].to_vec())
             .map_err(shape_err)?;
@@ -615,14 +735,14 @@ impl Forward for GpuModel {
 }
 
 /// The elements of a standard-layout array as a slice.
-fn contiguous<'a>(a: &'a ndarray::CowArray<'_, f32, ndarray::Ix3>) -> &'a [f32] {
+pub(crate) fn contiguous<'a>(a: &'a ndarray::CowArray<'_, f32, ndarray::Ix3>) -> &'a [f32] {
     a.as_slice().expect("prepared arrays are standard layout")
 }
 
-/// Maps `staging`, waits for the GPU, and copies its contents out.
-fn read_back(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<Vec<f32>> {
+/// Maps the first `bytes` of `staging`, waits for the GPU, and copies them out.
+fn read_back(device: &wgpu::Device, staging: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+    staging.map_async(wgpu::MapMode::Read, ..bytes, move |r| {
         let _ = tx.send(r);
     });
     device
@@ -633,7 +753,7 @@ fn read_back(device: &wgpu::Device, staging: &wgpu::Buffer) -> Result<Vec<f32>> 
         .map_err(|e| gpu_error("readback", e))?;
     let data = {
         let view = staging
-            .get_mapped_range(..)
+            .get_mapped_range(..bytes)
             .map_err(|e| gpu_error("readback", e))?;
         bytemuck::cast_slice::<u8, f32>(&view).to_vec()
     };

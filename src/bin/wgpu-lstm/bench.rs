@@ -1,101 +1,11 @@
-//! The `wgpu-lstm` command: `info` lists adapters, `bench` compares GPU and CPU.
+//! `wgpu-lstm bench`: the GPU-versus-CPU benchmark table.
 
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand, ValueEnum};
 use wgpu_lstm::bench::{self, BenchShape};
-use wgpu_lstm::{list_adapters, ContextOptions, CpuModel, Error, GpuContext, GpuModel, Weights};
+use wgpu_lstm::{ContextOptions, CpuModel, Error, GpuContext, GpuModel, Weights};
 
-#[derive(Parser)]
-#[command(
-    name = "wgpu-lstm",
-    version,
-    about = "LSTM inference on any GPU through wgpu, with a CPU reference"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use crate::{BenchArgs, DeviceChoice};
 
-#[derive(Subcommand)]
-enum Command {
-    /// List every adapter wgpu finds on every backend, with the limits that matter here.
-    Info,
-    /// Time forwards of the benchmark suite on the GPU and the CPU and print a table.
-    Bench(BenchArgs),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DeviceChoice {
-    /// The GPU adapter and the CPU.
-    All,
-    /// The GPU adapter only.
-    Gpu,
-    /// The CPU only.
-    Cpu,
-}
-
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Comma-separated shape names (default: the whole suite).
-    #[arg(long, value_delimiter = ',')]
-    suite: Vec<String>,
-    /// Fewer repetitions (1 warm-up, 3 timed).
-    #[arg(long)]
-    quick: bool,
-    /// Which devices to run.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
-    device: DeviceChoice,
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Info => info(),
-        Command::Bench(args) => run_bench(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn info() -> Result<(), Error> {
-    let adapters = list_adapters(wgpu::Backends::all());
-    if adapters.is_empty() {
-        return Err(Error::NoAdapter {
-            detail: String::new(),
-        });
-    }
-    for (i, a) in adapters.iter().enumerate() {
-        let (info, l) = (&a.info, &a.limits);
-        println!(
-            "adapter {i}: {} ({:?}, {:?} backend)",
-            info.name, info.device_type, info.backend
-        );
-        println!("  driver: {} {}", info.driver, info.driver_info);
-        println!(
-            "  max_buffer_size: {}  max_storage_buffer_binding_size: {}",
-            l.max_buffer_size, l.max_storage_buffer_binding_size
-        );
-        println!(
-            "  max_compute_workgroups_per_dimension: {}  max_compute_invocations_per_workgroup: {}",
-            l.max_compute_workgroups_per_dimension, l.max_compute_invocations_per_workgroup
-        );
-        println!(
-            "  max_compute_workgroup_storage_size: {}  max_storage_buffers_per_shader_stage: {}  min_uniform_buffer_offset_alignment: {}",
-            l.max_compute_workgroup_storage_size,
-            l.max_storage_buffers_per_shader_stage,
-            l.min_uniform_buffer_offset_alignment
-        );
-    }
-    Ok(())
-}
-
-fn run_bench(args: &BenchArgs) -> Result<(), Error> {
+pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     let mut shapes = bench::default_suite();
     if !args.suite.is_empty() {
         for name in &args.suite {

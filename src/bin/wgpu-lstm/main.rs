@@ -1,0 +1,92 @@
+//! The `wgpu-lstm` command: `run` a model on `.npy` inputs, `info` lists adapters, `bench`
+//! compares GPU and CPU. Each subcommand is a thin layer over the library, in its own module.
+
+use std::process::ExitCode;
+
+mod bench;
+mod info;
+mod run;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "wgpu-lstm",
+    version,
+    about = "LSTM inference on any GPU through wgpu, with a CPU reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model from a safetensors file on a .npy input and write the outputs as .npy.
+    Run(run::RunArgs),
+    /// List every adapter wgpu finds on every backend, with the limits that matter here.
+    Info,
+    /// Time forwards of the benchmark suite on the GPU and the CPU and print a table.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// The GPU adapter and the CPU.
+    All,
+    /// The GPU adapter only.
+    Gpu,
+    /// The CPU only.
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Comma-separated shape names (default: the whole suite).
+    #[arg(long, value_delimiter = ',')]
+    pub suite: Vec<String>,
+    /// Fewer repetitions (1 warm-up, 3 timed).
+    #[arg(long)]
+    pub quick: bool,
+    /// Which devices to run.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
+    pub device: DeviceChoice,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line_usage_error(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Info => info::info(),
+        Command::Bench(args) => bench::run_bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's argument error on one line: the lines before its usage block, joined.
+fn one_line_usage_error(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    format!("{} (see --help)", lines.join(" "))
+}

@@ -1,0 +1,197 @@
+//! `wgpu-lstm run`: a model from a safetensors file on `.npy` inputs, outputs as `.npy`.
+//!
+//! Every input is read and checked before anything runs; outputs go to temporary files that
+//! are renamed into place only once all of them are written, so a failure never leaves an
+//! output file behind.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use ndarray::ArrayD;
+use wgpu_lstm::io::npy::{self, NpyArray};
+use wgpu_lstm::io::{model_file, PendingFile};
+use wgpu_lstm::{ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Model weights: safetensors with PyTorch state_dict names.
+    #[arg(long, value_name = "M.safetensors")]
+    weights: PathBuf,
+    /// Input sequence: float32/float64 .npy, [T, B, I] ([B, T, I] batch-first) or [T, I].
+    #[arg(long, value_name = "X.npy")]
+    input: PathBuf,
+    /// Where to write the output sequence y (float32 .npy).
+    #[arg(long, value_name = "Y.npy")]
+    output: PathBuf,
+    /// Initial hidden state, [L·D, B, H_out] ([L·D, H_out] unbatched).
+    #[arg(long, value_name = "H0.npy")]
+    h0: Option<PathBuf>,
+    /// Initial cell state (LSTM), [L·D, B, H] ([L·D, H] unbatched).
+    #[arg(long, value_name = "C0.npy")]
+    c0: Option<PathBuf>,
+    /// Where to write the final hidden state h_n.
+    #[arg(long, value_name = "HN.npy")]
+    hn: Option<PathBuf>,
+    /// Where to write the final cell state c_n (LSTM).
+    #[arg(long, value_name = "CN.npy")]
+    cn: Option<PathBuf>,
+    /// Per-sequence lengths: int32/int64 .npy [B], values in 1..=T.
+    #[arg(long, value_name = "LEN.npy")]
+    lengths: Option<PathBuf>,
+    /// The input (and output) is [B, T, …] (also set by the model's metadata).
+    #[arg(long)]
+    batch_first: bool,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+    /// GPU backend (default: every backend, or the WGPU_BACKEND environment variable).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Device {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl Backend {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// A float tensor from `path` (float32, or float64 converted).
+fn read_float(path: &Path) -> Result<ArrayD<f32>, Error> {
+    match npy::read(path)? {
+        NpyArray::F32(a) => Ok(a),
+        NpyArray::F64(a) => Ok(a.mapv(|v| v as f32)),
+        other => Err(invalid(
+            path,
+            format!("expected float32 or float64, got {}", other.dtype()),
+        )),
+    }
+}
+
+/// Lengths from `path`: int32 or int64, one dimension, every value ≥ 1.
+fn read_lengths(path: &Path) -> Result<Vec<usize>, Error> {
+    let values: ArrayD<i64> = match npy::read(path)? {
+        NpyArray::I32(a) => a.mapv(i64::from),
+        NpyArray::I64(a) => a,
+        other => {
+            return Err(invalid(
+                path,
+                format!("expected int32 or int64, got {}", other.dtype()),
+            ))
+        }
+    };
+    if values.ndim() != 1 {
+        return Err(invalid(
+            path,
+            format!("expected shape [B], got {}", Shape(values.shape().to_vec())),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            usize::try_from(v).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                invalid(
+                    path,
+                    format!("lengths[{i}] is {v}; each length must be at least 1"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn invalid(path: &Path, message: String) -> Error {
+    Error::InvalidFile {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<(), Error> {
+    let model = model_file::load(&args.weights)?;
+    let spec = model.weights.spec().clone();
+    if !spec.cell.has_cell_state() {
+        for (flag, given) in [("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())] {
+            if given {
+                return Err(Error::InvalidInput(format!(
+                    "{flag}: `{}` is a {} model, which has no cell state",
+                    args.weights.display(),
+                    spec.cell.name()
+                )));
+            }
+        }
+    }
+    let x = read_float(&args.input)?;
+    if x.ndim() != 2 && x.ndim() != 3 {
+        return Err(invalid(
+            &args.input,
+            format!(
+                "expected [T, B, {i}], batch-first [B, T, {i}] or unbatched [T, {i}], got shape {}",
+                Shape(x.shape().to_vec()),
+                i = spec.input_size
+            ),
+        ));
+    }
+    let h0 = args.h0.as_deref().map(read_float).transpose()?;
+    let c0 = args.c0.as_deref().map(read_float).transpose()?;
+    let lengths = args.lengths.as_deref().map(read_lengths).transpose()?;
+
+    let mut input = Input::new(x.view()).batch_first(args.batch_first || model.batch_first);
+    if let Some(h0) = &h0 {
+        input = input.h0(h0.view());
+    }
+    if let Some(c0) = &c0 {
+        input = input.c0(c0.view());
+    }
+    if let Some(l) = &lengths {
+        input = input.lengths(l);
+    }
+
+    let out = match args.device {
+        Device::Cpu => CpuModel::new(model.weights).forward(&input)?,
+        Device::Gpu => {
+            let mut options = ContextOptions::default();
+            if let Some(b) = args.backend {
+                options.backends = b.backends();
+            }
+            let ctx = GpuContext::new(&options).map_err(|e| match e {
+                Error::NoAdapter { .. } => {
+                    Error::InvalidInput(format!("{e}; or run with --device cpu"))
+                }
+                e => e,
+            })?;
+            GpuModel::upload(&ctx, &model.weights)?.forward(&input)?
+        }
+    };
+
+    // Write every output under a temporary name first; rename only when all are written.
+    let mut pending = vec![PendingFile::write(&args.output, &npy::to_bytes(&out.y))?];
+    if let Some(path) = &args.hn {
+        pending.push(PendingFile::write(path, &npy::to_bytes(&out.h_n))?);
+    }
+    if let (Some(path), Some(c_n)) = (&args.cn, &out.c_n) {
+        pending.push(PendingFile::write(path, &npy::to_bytes(c_n))?);
+    }
+    for p in pending {
+        p.commit()?;
+    }
+    Ok(())
+}
