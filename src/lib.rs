@@ -117,3 +117,8 @@ pub trait Forward {
     /// Runs the whole model over `input` and returns `y`, `h_n` and `c_n`.
     fn forward(&self, input: &Input<'_>) -> Result<Output>;
 }
+
+/// The README's Rust examples, compiled as doctests so that they stay correct.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

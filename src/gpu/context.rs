@@ -8,8 +8,9 @@ use crate::gpu::kernels::{Kernel, KernelCache, Specialization};
 /// How to choose the adapter of a [`GpuContext`].
 ///
 /// The default takes every backend, narrowed by the `WGPU_BACKEND` environment variable when it
-/// is set (e.g. `WGPU_BACKEND=gl`), and prefers a discrete GPU, then an integrated one, then a
-/// virtual one, then a software (CPU) adapter.
+/// is set (e.g. `WGPU_BACKEND=gl`). Vulkan, Metal and DX12 adapters come first, GL only where
+/// none of those exists; among them a discrete GPU is preferred, then an integrated one, then
+/// a virtual one, then a software (CPU) adapter.
 #[derive(Debug, Clone)]
 pub struct ContextOptions {
     /// Backends to search.
@@ -90,11 +91,23 @@ impl GpuContext {
     /// Picks an adapter as `options` say and opens a device on it with every limit the adapter
     /// supports.
     pub fn new(options: &ContextOptions) -> Result<Self> {
-        let instance = new_instance(options.backends);
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(options.backends));
-        if let Some(name) = &options.adapter_name {
-            let needle = name.to_lowercase();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+        // Vulkan, Metal and DX12 first; GL only where none of them has a matching adapter
+        // (GL compute is the least capable backend, and probing it is slow and noisy).
+        let tiers = [
+            options.backends & wgpu::Backends::PRIMARY,
+            options.backends & !wgpu::Backends::PRIMARY,
+        ];
+        let mut adapters = Vec::new();
+        for tier in tiers.into_iter().filter(|t| !t.is_empty()) {
+            let instance = new_instance(tier);
+            adapters = pollster::block_on(instance.enumerate_adapters(tier));
+            if let Some(name) = &options.adapter_name {
+                let needle = name.to_lowercase();
+                adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            }
+            if !adapters.is_empty() {
+                break;
+            }
         }
         adapters.sort_by_key(|a| preference(a.get_info().device_type));
         let Some(adapter) = adapters.into_iter().next() else {

@@ -169,3 +169,17 @@ pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
     );
     err
 }
+
+/// The bytes of a `.npy` file with the given `descr` (e.g. `<f8`), shape text (e.g. `(2, 3)`)
+/// and raw data, for tests that need files the library itself never writes.
+pub fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(total.next_multiple_of(64) - total));
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    b
+}
