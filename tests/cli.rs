@@ -257,6 +257,29 @@ fn run_layouts_and_formats() {
         );
         assert_eq!(read(Path::new(&hn)).shape(), &[1, 5]);
     }
+    // An explicit backend: the one the tests' adapter is on.
+    if let Some(ctx) = gpu() {
+        let backend = format!("{:?}", ctx.adapter_info().backend).to_lowercase();
+        let (m, xs, y) = (
+            case.p("plain.safetensors"),
+            case.p("xb.npy"),
+            case.p("yv.npy"),
+        );
+        let args = [
+            "run",
+            "--weights",
+            &m,
+            "--input",
+            &xs,
+            "--output",
+            &y,
+            "--batch-first",
+            "--backend",
+            &backend,
+        ];
+        assert_ok(&run(&args));
+        assert_close("explicit backend", &yb, &read(Path::new(&y)), tol);
+    }
 }
 
 /// Runs a failing command: non-zero exit, one line on stderr containing `expect`, no panic,
