@@ -17,6 +17,9 @@ pub struct ContextOptions {
     pub backends: wgpu::Backends,
     /// Only adapters whose name contains this text (case-insensitive).
     pub adapter_name: Option<String>,
+    /// Device limits to request instead of everything the adapter supports (each must be
+    /// within the adapter's); lower limits make the crate's limit checks reachable in tests.
+    pub limits: Option<wgpu::Limits>,
 }
 
 impl Default for ContextOptions {
@@ -24,6 +27,7 @@ impl Default for ContextOptions {
         ContextOptions {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             adapter_name: None,
+            limits: None,
         }
     }
 }
@@ -124,7 +128,7 @@ impl GpuContext {
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-lstm"),
             required_features: wgpu::Features::empty(),
-            required_limits: adapter.limits(),
+            required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {

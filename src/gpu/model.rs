@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ndarray::Array3;
-use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
@@ -188,6 +187,15 @@ impl GpuModel {
         let device = ctx.device();
         let gemm = ctx.kernel(&gemm::specialization())?;
         let limits = ctx.limits();
+        // Check the largest weight buffers before repacking anything on the host.
+        let cols = 4 * step::columns(spec.cell, spec.hidden_size) as u64;
+        for layer in 0..spec.num_layers {
+            let d = spec.num_directions() as u64;
+            let k = spec.layer_input_size(layer) as u64;
+            let what = format!("weights of layer {layer}");
+            check_size(&limits, &what, d * k * cols * 4)?;
+            check_size(&limits, &what, 2 * d * spec.hidden_size as u64 * cols * 4)?;
+        }
         let layers = scoped(device, "weight upload", || {
             let mut layers = Vec::new();
             for layer in 0..spec.num_layers {
@@ -195,13 +203,12 @@ impl GpuModel {
                 let buffer = |name: &str, data: &[f32]| -> Result<wgpu::Buffer> {
                     let label = format!("{name} of layer {layer}");
                     check_size(&limits, &label, (data.len() * 4) as u64)?;
-                    Ok(
-                        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some(&label),
-                            contents: bytemuck::cast_slice(data),
-                            usage: wgpu::BufferUsages::STORAGE,
-                        }),
-                    )
+                    Ok(upload_buffer(
+                        ctx,
+                        &label,
+                        bytemuck::cast_slice(data),
+                        wgpu::BufferUsages::STORAGE,
+                    ))
                 };
                 let w_hr = match &packed.w_hr {
                     Some(w) => {
@@ -475,11 +482,7 @@ impl GpuModel {
             plans.push((input, proj));
         }
         check_size(&limits, "parameter blocks", param_bytes.len() as u64)?;
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("dispatch parameters"),
-            contents: &param_bytes,
-            usage: U::UNIFORM,
-        });
+        let params = upload_buffer(&self.ctx, "dispatch parameters", &param_bytes, U::UNIFORM);
 
         // Dispatch sizes must fit the workgroup-count limit.
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
@@ -759,6 +762,24 @@ fn read_back(device: &wgpu::Device, staging: &wgpu::Buffer, bytes: u64) -> Resul
     };
     staging.unmap();
     Ok(data)
+}
+
+/// A buffer holding `bytes`, written through the queue (it reaches the GPU before the next
+/// submit). Unlike mapping at creation, this reports a lost device as an error, not a panic.
+fn upload_buffer(
+    ctx: &GpuContext,
+    label: &str,
+    bytes: &[u8],
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (bytes.len() as u64).next_multiple_of(4),
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue().write_buffer(&buffer, 0, bytes);
+    buffer
 }
 
 /// Bind-group entries numbered 0, 1, 2… in the order given.
