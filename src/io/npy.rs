@@ -147,10 +147,12 @@ fn header(bytes: &[u8]) -> std::result::Result<Header, String> {
         std::str::from_utf8(&bytes[start..end]).map_err(|_| "the .npy header is not text")?;
     let descr = dict_value(text, "descr").ok_or("the .npy header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-    let (big_endian, code) = match descr.split_at(descr.len().min(1)) {
-        ("<" | "|" | "=", c) => (false, c),
-        (">", c) => (true, c),
-        _ => (false, descr),
+    let (big_endian, code) = if let Some(c) = descr.strip_prefix('>') {
+        (true, c)
+    } else if let Some(c) = descr.strip_prefix(['<', '|', '=']) {
+        (false, c)
+    } else {
+        (false, descr)
     };
     let kind = match code {
         "f4" => Kind::F32,

@@ -43,14 +43,14 @@ pub struct RunArgs {
     batch_first: bool,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
-    device: Device,
+    pub device: Device,
     /// GPU backend (default: every backend, or the WGPU_BACKEND environment variable).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Device {
+pub enum Device {
     Gpu,
     Cpu,
 }

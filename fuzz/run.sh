@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fuzzes the .npy reader, the safetensors loader and the `run` argument handling with
+# libFuzzer (cargo fuzz), each for SECONDS (default 600), two targets at a time.
+#   fuzz/run.sh [SECONDS] [TARGET...]
+# Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1
+# lets cargo fuzz pass its sanitizer flags. Crashes land in fuzz/artifacts/TARGET/; each one
+# fixed is kept in tests/fuzz_regressions/TARGET/ and replayed by `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs="${1:-600}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(npy safetensors run_args)
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build -O
+run_one() {
+  local t="$1"
+  mkdir -p "corpus/$t"
+  cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
+  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 \
+    -max_len=65536 -print_final_stats=1 >"$t.log" 2>&1
+  echo "$t: $(grep -E '^stat::number_of_executed_units' "$t.log" | awk '{print $2}') runs, corpus $(ls "corpus/$t" | wc -l) inputs"
+}
+pids=()
+for t in "${targets[@]}"; do
+  run_one "$t" &
+  pids+=($!)
+  if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+done
+wait

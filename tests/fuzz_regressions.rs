@@ -1,0 +1,65 @@
+//! Inputs that once crashed a fuzz target (see `fuzz/run.sh`), replayed through the same code:
+//! each must now give a value or an error, never a panic.
+
+use std::path::Path;
+
+fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions").join(target);
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != ".keep"))
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn npy_regressions() {
+    let all = inputs("npy");
+    assert!(!all.is_empty());
+    for (name, bytes) in all {
+        let r = std::panic::catch_unwind(|| wgpu_lstm::io::npy::parse(&bytes));
+        assert!(r.is_ok(), "{name} panics");
+    }
+}
+
+#[test]
+fn safetensors_regressions() {
+    for (name, bytes) in inputs("safetensors") {
+        let r = std::panic::catch_unwind(|| {
+            wgpu_lstm::io::model_file::from_bytes(Path::new("fuzz.safetensors"), &bytes).is_ok()
+        });
+        assert!(r.is_ok(), "{name} panics");
+    }
+}
+
+/// `run` argument lists (NUL-separated) replayed through the command on the CPU, in a folder
+/// holding the same small model and input as the fuzz target's.
+#[test]
+fn run_args_regressions() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let w = wgpu_lstm::Weights::random(&wgpu_lstm::RnnSpec::lstm(3, 4), 1).unwrap();
+    wgpu_lstm::io::model_file::save(&dir.path().join("m.safetensors"), &w, false).unwrap();
+    let x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[5, 2, 3]));
+    wgpu_lstm::io::npy::write(&dir.path().join("x.npy"), &x).unwrap();
+    for (name, bytes) in inputs("run_args") {
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let args: Vec<String> = text
+            .split('\0')
+            .map(|a| if a == "gpu" { "cpu".to_string() } else { a.to_string() })
+            .collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_wgpu-lstm"))
+            .arg("run")
+            .args(&args)
+            .current_dir(dir.path())
+            .env("NODEVICE_SELECT", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(out.status.code().is_some(), "{name}: killed by a signal");
+    }
+}
