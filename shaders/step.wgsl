@@ -74,17 +74,34 @@ fn rnn_act(x: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(tanh_safe(x.x), tanh_safe(x.y), tanh_safe(x.z), tanh_safe(x.w));
 }
 
+// Stepwise variant: one dispatch per time step, one invocation per (column, batch tile,
+// direction).
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.n4 && gid.y * BT < p.batch) {
+        step(gid.x, gid.y * BT, gid.z, p.step);
+    }
+}
+
+// Whole-sequence variant: one dispatch per layer. Workgroup (batch tile, direction) walks
+// every time step; its invocations share the columns, and a storage barrier between steps
+// makes each step's h_t visible to the whole workgroup before the next step reads it. This
+// removes the per-dispatch cost that dominates small batches.
+@compute @workgroup_size(WG, 1, 1)
+fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let b0 = wid.y * BT;
+    for (var s = 0u; s < p.steps; s = s + 1u) {
+        for (var j4 = lid.x; j4 < p.n4; j4 = j4 + WG) {
+            step(j4, b0, wid.z, s);
+        }
+        storageBarrier();
+    }
+}
+
+// Step s of column j4, batch rows b0 … b0 + BT − 1 (those < batch), direction d.
+fn step(j4: u32, b0: u32, d: u32, s: u32) {
     let hid = p.hidden;
     let nb = p.batch;
-    let s = p.step;
-    let j4 = gid.x;
-    let b0 = gid.y * BT;
-    let d = gid.z;
-    if (j4 >= p.n4 || b0 >= nb) {
-        return;
-    }
     let reverse = d == 1u;
     let dh = p.dirs * hid;
     let last_b = nb - 1u;

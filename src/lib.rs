@@ -106,7 +106,9 @@ mod weights;
 
 pub use cpu::CpuModel;
 pub use error::{Error, Result, Shape};
-pub use gpu::{list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream};
+pub use gpu::{
+    list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream, Variant,
+};
 pub use spec::{Cell, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};
 pub use tensor::{Input, Output};

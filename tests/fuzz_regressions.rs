@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(target);
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -46,10 +48,18 @@ fn run_args_regressions() {
     let x = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[5, 2, 3]));
     wgpu_lstm::io::npy::write(&dir.path().join("x.npy"), &x).unwrap();
     for (name, bytes) in inputs("run_args") {
-        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
         let args: Vec<String> = text
             .split('\0')
-            .map(|a| if a == "gpu" { "cpu".to_string() } else { a.to_string() })
+            .map(|a| {
+                if a == "gpu" {
+                    "cpu".to_string()
+                } else {
+                    a.to_string()
+                }
+            })
             .collect();
         let out = Command::new(env!("CARGO_BIN_EXE_wgpu-lstm"))
             .arg("run")

@@ -8,7 +8,7 @@ mod common;
 use common::{assert_close, assert_outputs_close, gpu, rng, seed, uniform};
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis, ShapeBuilder};
 use wgpu_lstm::compare::Tolerance;
-use wgpu_lstm::{CpuModel, Error, Forward, GpuModel, Input, RnnSpec, Weights};
+use wgpu_lstm::{CpuModel, Error, Forward, GpuModel, Input, RnnSpec, Variant, Weights};
 
 /// The CPU model and, when an adapter exists, the GPU model of the same weights.
 fn models(weights: &Weights) -> Vec<(&'static str, Box<dyn Forward>)> {
@@ -271,7 +271,8 @@ fn saturation_gives_finite_outputs() {
     }
 }
 
-/// One forward of a 2-layer, 50-step model is 2 · (50 + 1) = 102 dispatches in one submit.
+/// One forward of a 2-layer, 50-step model is 2 · (50 + 1) = 102 dispatches stepwise, and
+/// 2 · 2 = 4 with the whole-sequence kernel, in one submit either way.
 #[test]
 fn dispatch_count_of_two_layers_fifty_steps() {
     let Some(ctx) = gpu() else { return };
@@ -279,10 +280,20 @@ fn dispatch_count_of_two_layers_fifty_steps() {
     let model = GpuModel::upload(ctx, &Weights::random(&spec, 3).unwrap()).unwrap();
     assert_eq!(model.last_forward_dispatches(), 0);
     let x = Array3::<f32>::zeros((50, 4, 8));
+    let xf = Array3::<f32>::zeros((50, 4, 8).f());
+    for (variant, expected) in [(Variant::Stepwise, 102), (Variant::Sequence, 4)] {
+        model.set_variant(variant);
+        model.forward(&Input::new(x.view())).unwrap();
+        assert_eq!(model.last_forward_dispatches(), expected, "{variant:?}");
+        model.forward(&Input::new(xf.view())).unwrap();
+        assert_eq!(model.last_forward_dispatches(), expected, "{variant:?}");
+    }
+    // Auto picks the whole-sequence kernel for a batch that fits one tile.
+    model.set_variant(Variant::Auto);
     model.forward(&Input::new(x.view())).unwrap();
-    assert_eq!(model.last_forward_dispatches(), 102);
-    let x = Array3::<f32>::zeros((50, 4, 8).f());
-    model.forward(&Input::new(x.view())).unwrap();
+    assert_eq!(model.last_forward_dispatches(), 4);
+    let x8 = Array3::<f32>::zeros((50, 8, 8));
+    model.forward(&Input::new(x8.view())).unwrap();
     assert_eq!(model.last_forward_dispatches(), 102);
 }
 
@@ -367,4 +378,36 @@ fn bad_weights_are_clear_errors() {
         Weights::random(&RnnSpec::lstm(3, 0), 1),
         "invalid model spec: hidden_size must be at least 1",
     );
+}
+
+/// The whole-sequence kernel over long sequences and many columns per invocation: correct
+/// where it runs, and replaced by the stepwise kernel where the driver cannot run it (Mesa's
+/// llvmpipe stops an invocation's loops after 65 535 iterations in total).
+#[test]
+fn whole_sequence_kernel_on_long_sequences() {
+    let Some(ctx) = gpu() else { return };
+    let sd = seed("whole_sequence_kernel_on_long_sequences", 15);
+    let mut ran = Vec::new();
+    for (h, t) in [(129, 300), (257, 50), (257, 300), (300, 120)] {
+        let spec = RnnSpec::lstm(5, h);
+        let w = Weights::random(&spec, sd).unwrap();
+        let x: Array3<f32> = uniform(&mut rng(sd), (t, 2, 5), 1.0);
+        let expected = CpuModel::new(w.clone())
+            .forward(&Input::new(x.view()))
+            .unwrap();
+        let model = GpuModel::upload(ctx, &w).unwrap();
+        model.set_variant(Variant::Sequence);
+        model.poison_workspace(t, 2, f32::NAN).unwrap();
+        let out = model.forward(&Input::new(x.view())).unwrap();
+        let v = model.last_forward_variant();
+        eprintln!("H={h} T={t}: ran {v:?}");
+        assert_outputs_close(
+            &format!("H={h} T={t} {v:?}"),
+            &expected,
+            &out,
+            Tolerance::GPU_VS_CPU,
+        );
+        ran.push(v);
+    }
+    assert!(ran.contains(&Variant::Sequence));
 }

@@ -172,6 +172,15 @@ impl GpuContext {
         self.inner.device.limits()
     }
 
+    /// How many loop iterations one shader invocation may run in total, where the driver
+    /// limits it: Mesa's llvmpipe (software Vulkan and GL) stops every loop of an invocation
+    /// once 65 535 iterations have run, silently.
+    pub(crate) fn loop_budget(&self) -> Option<u64> {
+        let i = &self.inner.info;
+        let software = i.name.contains("llvmpipe") || i.driver.contains("llvmpipe");
+        software.then_some(65_535)
+    }
+
     pub(crate) fn kernel(&self, spec: &Specialization) -> Result<Arc<Kernel>> {
         self.inner.kernels.get(&self.inner.device, spec)
     }

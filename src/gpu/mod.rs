@@ -12,5 +12,6 @@ mod pack;
 pub mod stream;
 
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
+pub use kernels::step::Variant;
 pub use model::GpuModel;
 pub use stream::GpuStream;

@@ -10,7 +10,7 @@ use ndarray::Array3;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams};
-use crate::gpu::kernels::step::{self, StepParams};
+use crate::gpu::kernels::step::{self, StepParams, Variant};
 use crate::gpu::kernels::Kernel;
 use crate::gpu::pack;
 use crate::spec::RnnSpec;
@@ -58,7 +58,8 @@ pub(crate) struct Workspace {
     stride: u64,
     /// `y`, `h_n`, `c_n` copied here for the one readback.
     pub(crate) staging: wgpu::Buffer,
-    step_kernel: Arc<Kernel>,
+    /// The step pipelines: stepwise and whole-sequence (they share one bind-group layout).
+    step_kernels: [Arc<Kernel>; 2],
     layers: Vec<LayerGroups>,
 }
 
@@ -146,6 +147,8 @@ pub struct GpuModel {
     gemm: Arc<Kernel>,
     workspaces: Mutex<Vec<Workspace>>,
     last_dispatches: AtomicUsize,
+    variant: Mutex<Variant>,
+    last_variant: Mutex<Variant>,
 }
 
 fn gpu_error(during: &str, e: impl std::fmt::Display) -> Error {
@@ -236,6 +239,8 @@ impl GpuModel {
             gemm,
             workspaces: Mutex::new(Vec::new()),
             last_dispatches: AtomicUsize::new(0),
+            variant: Mutex::new(Variant::Auto),
+            last_variant: Mutex::new(Variant::Auto),
         })
     }
 
@@ -247,6 +252,18 @@ impl GpuModel {
     /// The context the model lives on.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// Chooses how the time steps are dispatched (default [`Variant::Auto`]); both variants give
+    /// the same results.
+    pub fn set_variant(&self, variant: Variant) {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner()) = variant;
+    }
+
+    /// The variant set with [`GpuModel::set_variant`]; `.resolve(batch)` tells which kernel a
+    /// forward of `batch` sequences runs.
+    pub fn variant(&self) -> Variant {
+        *self.variant.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Compute dispatches recorded by the most recent forward (0 before the first): per layer
@@ -486,7 +503,10 @@ impl GpuModel {
 
         // Dispatch sizes must fit the workgroup-count limit.
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
-        let mut dims = vec![step::workgroups(spec, batch)];
+        let mut dims = vec![
+            step::workgroups(spec, batch, Variant::Stepwise),
+            step::workgroups(spec, batch, Variant::Sequence),
+        ];
         for (input, proj) in &plans {
             dims.push(input.workgroups(d));
             dims.extend(proj.iter().flatten().map(|g| g.workgroups(d)));
@@ -500,7 +520,10 @@ impl GpuModel {
             });
         }
 
-        let step_kernel = self.ctx.kernel(&step::specialization(spec, batch))?;
+        let step_kernels = [Variant::Stepwise, Variant::Sequence]
+            .map(|v| self.ctx.kernel(&step::specialization(spec, batch, v)));
+        let [a, b] = step_kernels;
+        let step_kernels = [a?, b?];
         let uniform = |size: usize| {
             wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                 buffer: &params,
@@ -544,7 +567,7 @@ impl GpuModel {
             );
             let step = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&format!("step layer {layer}")),
-                layout: &step_kernel.layout,
+                layout: &step_kernels[0].layout,
                 entries: &entries(vec![
                     uniform(std::mem::size_of::<StepParams>()),
                     gx.as_entire_binding(),
@@ -599,16 +622,38 @@ impl GpuModel {
             _params: params,
             stride,
             staging,
-            step_kernel,
+            step_kernels,
             layers,
         })
     }
 
     /// Records every dispatch of one forward into `encoder`, in one compute pass; returns how
     /// many it recorded.
+    /// The step kernel a forward of `steps` × `batch` runs: the set variant, resolved for the
+    /// batch, with the whole-sequence kernel replaced by the stepwise one where the driver's
+    /// loop budget (see [`GpuContext::loop_budget`]) is too small for it.
+    fn effective_variant(&self, steps: usize, batch: usize) -> Variant {
+        let v = self.variant().resolve(batch);
+        let fits = |budget: u64| {
+            step::sequence_loop_iterations(&self.spec, batch, steps) <= budget * 9 / 10
+        };
+        if v == Variant::Sequence && !self.ctx.loop_budget().is_none_or(fits) {
+            Variant::Stepwise
+        } else {
+            v
+        }
+    }
+
+    /// The step kernel the most recent forward ran ([`Variant::Auto`] before the first).
+    pub fn last_forward_variant(&self) -> Variant {
+        *self.last_variant.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn encode(&self, ws: &Workspace, encoder: &mut wgpu::CommandEncoder) -> usize {
         let d = self.spec.num_directions();
-        let step_groups = step::workgroups(&self.spec, ws.batch);
+        let variant = self.effective_variant(ws.steps, ws.batch);
+        *self.last_variant.lock().unwrap_or_else(|e| e.into_inner()) = variant;
+        let step_groups = step::workgroups(&self.spec, ws.batch, variant);
         let mut dispatches = 0;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("forward"),
@@ -622,10 +667,16 @@ impl GpuModel {
             pass.set_pipeline(&self.gemm.pipeline);
             pass.set_bind_group(0, &groups.gemm.0, &[ws.offset(layer, 0)]);
             dispatch(&mut pass, groups.gemm.1.workgroups(d));
-            pass.set_pipeline(&ws.step_kernel.pipeline);
-            for s in 0..ws.steps {
-                pass.set_bind_group(0, &groups.step, &[ws.offset(layer, 1 + s)]);
+            if variant == Variant::Sequence {
+                pass.set_pipeline(&ws.step_kernels[1].pipeline);
+                pass.set_bind_group(0, &groups.step, &[ws.offset(layer, 1)]);
                 dispatch(&mut pass, step_groups);
+            } else {
+                pass.set_pipeline(&ws.step_kernels[0].pipeline);
+                for s in 0..ws.steps {
+                    pass.set_bind_group(0, &groups.step, &[ws.offset(layer, 1 + s)]);
+                    dispatch(&mut pass, step_groups);
+                }
             }
             if let Some(proj) = &groups.proj {
                 pass.set_pipeline(&self.gemm.pipeline);

@@ -117,7 +117,7 @@ pub struct Config {
 /// returns the worst absolute error.
 #[track_caller]
 pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
-    use wgpu_lstm::{CpuModel, Forward, GpuModel, Input, Weights};
+    use wgpu_lstm::{CpuModel, Forward, GpuModel, Input, Variant, Weights};
     let mut r = rng(cfg.seed);
     let spec = &cfg.spec;
     let weights = Weights::random(spec, cfg.seed).unwrap();
@@ -143,16 +143,34 @@ pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
     }
     let expected = CpuModel::new(weights.clone()).forward(&input).unwrap();
     let model = GpuModel::upload(ctx, &weights).unwrap();
-    model.poison_workspace(t, b, f32::NAN).unwrap();
-    let actual = model.forward(&input).unwrap();
     let what = format!("{what} {cfg:?}");
-    let err = assert_outputs_close(&what, &expected, &actual, Tolerance::GPU_VS_CPU);
     let proj_gemms = if spec.proj_size > 0 { 2 } else { 0 };
-    assert_eq!(
-        model.last_forward_dispatches(),
-        spec.num_layers * (t + 1 + proj_gemms),
-        "{what}: dispatches"
-    );
+    let mut err = 0.0f32;
+    // Both step variants, each from NaN-poisoned buffers.
+    // Both step variants, each from NaN-poisoned buffers. (The whole-sequence kernel falls
+    // back to the stepwise one where the driver's loop budget is too small for it.)
+    for variant in [Variant::Stepwise, Variant::Sequence] {
+        model.set_variant(variant);
+        model.poison_workspace(t, b, f32::NAN).unwrap();
+        let actual = model.forward(&input).unwrap();
+        let ran = model.last_forward_variant();
+        let what = format!("{what} {variant:?} (ran {ran:?})");
+        err = err.max(assert_outputs_close(
+            &what,
+            &expected,
+            &actual,
+            Tolerance::GPU_VS_CPU,
+        ));
+        let dispatches = match ran {
+            Variant::Sequence => spec.num_layers * (2 + proj_gemms),
+            _ => spec.num_layers * (t + 1 + proj_gemms),
+        };
+        assert_eq!(
+            model.last_forward_dispatches(),
+            dispatches,
+            "{what}: dispatches"
+        );
+    }
     eprintln!(
         "  {} H={:3} P={} I={:3} B={b:2} T={t:3} L={} D={} bias={} peephole={} state={} lengths={} batch_first={}  max |gpu-cpu| = {err:.2e}",
         spec.cell.name(),

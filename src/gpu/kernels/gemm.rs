@@ -71,6 +71,7 @@ impl GemmParams {
 pub(crate) fn specialization() -> Specialization {
     Specialization {
         family: Family::Gemm,
+        entry: "main",
         constants: vec![("WG_X", WG_X), ("WG_Y", WG_Y)],
     }
 }

@@ -53,12 +53,14 @@ impl Family {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Specialization {
     pub family: Family,
+    /// The WGSL entry point.
+    pub entry: &'static str,
     pub constants: Vec<(&'static str, u32)>,
 }
 
 impl std::fmt::Display for Specialization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.family.name())?;
+        write!(f, "{}::{}", self.family.name(), self.entry)?;
         for (k, v) in &self.constants {
             write!(f, " {k}={v}")?;
         }
@@ -73,11 +75,12 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
 }
 
-/// Pipelines of one device, created on first use.
+/// Pipelines of one device, created on first use. Every pipeline of a family shares the
+/// family's shader module and bind-group layout, so one bind group serves all of them.
 #[derive(Debug, Default)]
 pub(crate) struct KernelCache {
     pipelines: Mutex<HashMap<Specialization, Arc<Kernel>>>,
-    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+    families: Mutex<HashMap<Family, (wgpu::ShaderModule, wgpu::BindGroupLayout)>>,
 }
 
 impl KernelCache {
@@ -89,22 +92,24 @@ impl KernelCache {
         }
         let label = spec.to_string();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = {
-            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-            modules
+        let (module, layout) = {
+            let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+            families
                 .entry(spec.family)
                 .or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(spec.family.name()),
                         source: wgpu::ShaderSource::Wgsl(spec.family.source().into()),
-                    })
+                    });
+                    let layout =
+                        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: Some(spec.family.name()),
+                            entries: &spec.family.layout_entries(),
+                        });
+                    (module, layout)
                 })
                 .clone()
         };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &spec.family.layout_entries(),
-        });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -119,7 +124,7 @@ impl KernelCache {
             label: Some(&label),
             layout: Some(&pipeline_layout),
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(spec.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants: &constants,
                 zero_initialize_workgroup_memory: false,

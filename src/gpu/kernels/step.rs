@@ -53,11 +53,67 @@ pub(crate) fn batch_tile(batch: usize) -> usize {
     batch.clamp(1, MAX_BATCH_TILE)
 }
 
-pub(crate) fn specialization(spec: &RnnSpec, batch: usize) -> Specialization {
+/// How a layer's time steps are dispatched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Variant {
+    /// One dispatch per time step (`main` in the shader): many workgroups per step, best for
+    /// large batches and hidden sizes.
+    Stepwise,
+    /// One dispatch per layer (`sequence` in the shader): one workgroup per batch tile and
+    /// direction walks every time step, best where per-dispatch cost dominates (small batches).
+    Sequence,
+    /// [`Variant::Sequence`] when the batch fits one tile (≤ 4 sequences), else
+    /// [`Variant::Stepwise`].
+    #[default]
+    Auto,
+}
+
+impl Variant {
+    /// The variant `Auto` resolves to for `batch`.
+    pub fn resolve(self, batch: usize) -> Variant {
+        match self {
+            Variant::Auto if batch <= MAX_BATCH_TILE => Variant::Sequence,
+            Variant::Auto => Variant::Stepwise,
+            v => v,
+        }
+    }
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Stepwise => "stepwise",
+            Variant::Sequence => "sequence",
+            Variant::Auto => "auto",
+        }
+    }
+}
+
+/// Invocations per workgroup of the whole-sequence kernel: enough to give each one column
+/// where possible (64 to 256).
+pub(crate) fn sequence_workgroup(spec: &RnnSpec) -> u32 {
+    (columns(spec.cell, spec.hidden_size) as u32)
+        .next_power_of_two()
+        .clamp(WG, 256)
+}
+
+/// Loop iterations one invocation of the whole-sequence kernel runs over `steps` steps (the
+/// recurrent product dominates: H per column per step, plus the per-row loops).
+pub(crate) fn sequence_loop_iterations(spec: &RnnSpec, batch: usize, steps: usize) -> u64 {
+    let cols = columns(spec.cell, spec.hidden_size).div_ceil(sequence_workgroup(spec) as usize);
+    let per_column = spec.hidden_size.max(spec.hidden_out()) + 4 * batch_tile(batch) + 8;
+    (steps * (cols * per_column + 1)) as u64
+}
+
+pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> Specialization {
+    let (entry, wg) = match variant.resolve(batch) {
+        Variant::Sequence => ("sequence", sequence_workgroup(spec)),
+        _ => ("main", WG),
+    };
     Specialization {
         family: Family::Step,
+        entry,
         constants: vec![
-            ("WG", WG),
+            ("WG", wg),
             ("BT", batch_tile(batch) as u32),
             ("CELL", cell_id(spec.cell)),
             ("PEEPHOLE", u32::from(spec.peephole)),
@@ -65,13 +121,13 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize) -> Specialization {
     }
 }
 
-/// Workgroups of one step.
-pub(crate) fn workgroups(spec: &RnnSpec, batch: usize) -> [usize; 3] {
-    [
-        div_ceil(columns(spec.cell, spec.hidden_size), WG as usize),
-        div_ceil(batch, batch_tile(batch)),
-        spec.num_directions(),
-    ]
+/// Workgroups of one step (stepwise) or of a whole layer (sequence).
+pub(crate) fn workgroups(spec: &RnnSpec, batch: usize, variant: Variant) -> [usize; 3] {
+    let x = match variant.resolve(batch) {
+        Variant::Sequence => 1,
+        _ => div_ceil(columns(spec.cell, spec.hidden_size), WG as usize),
+    };
+    [x, div_ceil(batch, batch_tile(batch)), spec.num_directions()]
 }
 
 /// Bindings: params (dynamic uniform), gx, weights, h0, m, c, mn, lens.
