@@ -133,7 +133,8 @@ impl Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: &std::path::Path, e: impl fmt::Display) -> Self {
+    /// A file error naming `path`.
+    pub fn io(path: &std::path::Path, e: impl fmt::Display) -> Self {
         Error::Io {
             path: path.display().to_string(),
             message: e.to_string(),

@@ -107,7 +107,8 @@ mod weights;
 pub use cpu::CpuModel;
 pub use error::{Error, Result, Shape};
 pub use gpu::{
-    list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream, Variant,
+    gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream,
+    Variant,
 };
 pub use spec::{Cell, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};

@@ -22,6 +22,17 @@ pub struct ContextOptions {
     pub limits: Option<wgpu::Limits>,
 }
 
+impl ContextOptions {
+    /// Options that select exactly the adapter `info` describes (by backend and name).
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Self {
+        ContextOptions {
+            backends: wgpu::Backends::from(info.backend),
+            adapter_name: Some(info.name.clone()),
+            limits: None,
+        }
+    }
+}
+
 impl Default for ContextOptions {
     fn default() -> Self {
         ContextOptions {
@@ -127,7 +138,8 @@ impl GpuContext {
         let info = adapter.get_info();
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-lstm"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps where the adapter has them: the benchmark reads device-only times.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
@@ -165,6 +177,14 @@ impl GpuContext {
     /// The adapter this context runs on.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.inner.info
+    }
+
+    /// Whether the device can time passes with timestamp queries.
+    pub fn supports_timestamps(&self) -> bool {
+        self.inner
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// The device's limits.

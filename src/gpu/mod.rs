@@ -5,12 +5,14 @@
 //! then one fused step per time step for both directions (plus two projection GEMMs per layer
 //! for an LSTM with `proj_size`) — submits once and reads back once.
 
+pub mod ceiling;
 pub mod context;
 pub(crate) mod kernels;
 pub mod model;
 mod pack;
 pub mod stream;
 
+pub use ceiling::{gemm_ceiling, GemmCeiling};
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::step::Variant;
 pub use model::GpuModel;

@@ -18,6 +18,9 @@ use crate::tensor::{Input, Output, Prepared};
 use crate::weights::Weights;
 use crate::Forward;
 
+/// Bytes of the two pass timestamps read back after a timed forward.
+const TIMESTAMP_BYTES: u64 = 16;
+
 /// How many input shapes (steps × batch) keep their buffers and bind groups between forwards.
 const WORKSPACE_CACHE: usize = 4;
 
@@ -56,8 +59,10 @@ pub(crate) struct Workspace {
     /// One parameter block per dispatch, `stride` bytes apart (kept alive with its bind groups).
     _params: wgpu::Buffer,
     stride: u64,
-    /// `y`, `h_n`, `c_n` copied here for the one readback.
+    /// `y`, `h_n`, `c_n` (and the pass's two timestamps) copied here for the one readback.
     pub(crate) staging: wgpu::Buffer,
+    /// Timestamp queries around the forward's compute pass, where the device has them.
+    timing: Option<(wgpu::QuerySet, wgpu::Buffer)>,
     /// The step pipelines: stepwise and whole-sequence (they share one bind-group layout).
     step_kernels: [Arc<Kernel>; 2],
     layers: Vec<LayerGroups>,
@@ -149,9 +154,11 @@ pub struct GpuModel {
     last_dispatches: AtomicUsize,
     variant: Mutex<Variant>,
     last_variant: Mutex<Variant>,
+    timing: std::sync::atomic::AtomicBool,
+    last_device_ms: Mutex<Option<f64>>,
 }
 
-fn gpu_error(during: &str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn gpu_error(during: &str, e: impl std::fmt::Display) -> Error {
     Error::Gpu {
         during: during.to_string(),
         message: one_line(&e.to_string()),
@@ -241,6 +248,8 @@ impl GpuModel {
             last_dispatches: AtomicUsize::new(0),
             variant: Mutex::new(Variant::Auto),
             last_variant: Mutex::new(Variant::Auto),
+            timing: std::sync::atomic::AtomicBool::new(false),
+            last_device_ms: Mutex::new(None),
         })
     }
 
@@ -427,9 +436,23 @@ impl GpuModel {
         };
         let staging = buffer(
             "readback",
-            y_bytes + h_bytes + c_bytes,
+            y_bytes + h_bytes + c_bytes + TIMESTAMP_BYTES,
             U::MAP_READ | U::COPY_DST,
         )?;
+        let timing = self.ctx.supports_timestamps().then(|| {
+            let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("forward timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("forward timestamps"),
+                size: TIMESTAMP_BYTES,
+                usage: U::QUERY_RESOLVE | U::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (queries, resolve)
+        });
 
         // One parameter block per dispatch, laid out by `Workspace::offset`.
         let block = std::mem::size_of::<GemmParams>().max(std::mem::size_of::<StepParams>()) as u64;
@@ -622,6 +645,7 @@ impl GpuModel {
             _params: params,
             stride,
             staging,
+            timing,
             step_kernels,
             layers,
         })
@@ -644,12 +668,33 @@ impl GpuModel {
         }
     }
 
+    /// Times each forward's compute pass on the device with timestamp queries, where the
+    /// device supports them ([`GpuContext::supports_timestamps`]); read the result with
+    /// [`GpuModel::last_forward_device_ms`].
+    pub fn set_timing(&self, on: bool) {
+        self.timing.store(on, Ordering::Relaxed);
+    }
+
+    /// Device time of the most recent forward's compute pass in milliseconds, when timing is
+    /// on and the device supports it.
+    pub fn last_forward_device_ms(&self) -> Option<f64> {
+        *self
+            .last_device_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The step kernel the most recent forward ran ([`Variant::Auto`] before the first).
     pub fn last_forward_variant(&self) -> Variant {
         *self.last_variant.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn encode(&self, ws: &Workspace, encoder: &mut wgpu::CommandEncoder) -> usize {
+    fn encode(
+        &self,
+        ws: &Workspace,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamps: Option<&wgpu::QuerySet>,
+    ) -> usize {
         let d = self.spec.num_directions();
         let variant = self.effective_variant(ws.steps, ws.batch);
         *self.last_variant.lock().unwrap_or_else(|e| e.into_inner()) = variant;
@@ -657,7 +702,11 @@ impl GpuModel {
         let mut dispatches = 0;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("forward"),
-            timestamp_writes: None,
+            timestamp_writes: timestamps.map(|query_set| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
         });
         let mut dispatch = |pass: &mut wgpu::ComputePass<'_>, [x, y, z]: [usize; 3]| {
             pass.dispatch_workgroups(x as u32, y as u32, z as u32);
@@ -722,7 +771,11 @@ impl GpuModel {
                 }
                 Init::Carry => encoder.copy_buffer_to_buffer(&st.hn, 0, &st.h0, 0, h_bytes),
             }
-            let n = self.encode(ws, &mut encoder);
+            let timing = ws
+                .timing
+                .as_ref()
+                .filter(|_| self.timing.load(Ordering::Relaxed));
+            let n = self.encode(ws, &mut encoder, timing.map(|t| &t.0));
             self.last_dispatches.store(n, Ordering::Relaxed);
             encoder.copy_buffer_to_buffer(ws.final_y(spec), 0, &ws.staging, 0, y_bytes);
             let mut total = y_bytes;
@@ -731,8 +784,28 @@ impl GpuModel {
                 encoder.copy_buffer_to_buffer(&st.c, 0, &ws.staging, y_bytes + h_bytes, c_bytes);
                 total += h_bytes + c_bytes;
             }
+            if let Some((queries, resolve)) = timing {
+                encoder.resolve_query_set(queries, 0..2, resolve, 0);
+                encoder.copy_buffer_to_buffer(resolve, 0, &ws.staging, total, TIMESTAMP_BYTES);
+            }
             queue.submit([encoder.finish()]);
-            read_back(device, &ws.staging, total)
+            let read = total + if timing.is_some() { TIMESTAMP_BYTES } else { 0 };
+            let mut data = read_back(device, &ws.staging, read)?;
+            let device_ms = timing.map(|_| {
+                let words: Vec<u32> = data
+                    .split_off((total / 4) as usize)
+                    .iter()
+                    .map(|f| f.to_bits())
+                    .collect();
+                let t0 = u64::from(words[0]) | (u64::from(words[1]) << 32);
+                let t1 = u64::from(words[2]) | (u64::from(words[3]) << 32);
+                t1.saturating_sub(t0) as f64 * f64::from(queue.get_timestamp_period()) / 1e6
+            });
+            *self
+                .last_device_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = device_ms;
+            Ok(data)
         })
     }
 

@@ -1,9 +1,55 @@
-//! `wgpu-lstm bench`: the GPU-versus-CPU benchmark table.
+//! `wgpu-lstm bench`: the GPU-versus-CPU benchmark.
+//!
+//! Runs the suite on every adapter wgpu finds and on the CPU; for each GPU it times both step
+//! kernels (stepwise and whole-sequence) and keeps the faster; checks every GPU result against
+//! the CPU; measures each adapter's GEMM ceiling in the same run; prints a table, and writes
+//! a JSON report and a chart on request.
 
-use wgpu_lstm::bench::{self, BenchShape};
-use wgpu_lstm::{ContextOptions, CpuModel, Error, GpuContext, GpuModel, Weights};
+use std::path::{Path, PathBuf};
 
-use crate::{BenchArgs, DeviceChoice};
+use wgpu_lstm::bench::{self, AdapterRecord, BenchShape, CeilingRecord, Record, Report};
+use wgpu_lstm::{
+    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel,
+    Variant, Weights,
+};
+
+use crate::DeviceChoice;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Comma-separated shape names (default: the whole suite).
+    #[arg(long, value_delimiter = ',')]
+    pub suite: Vec<String>,
+    /// Fewer repetitions (1 warm-up, 3 timed).
+    #[arg(long)]
+    pub quick: bool,
+    /// Which devices to run.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
+    pub device: DeviceChoice,
+    /// GPU adapters to run: `all`, or those whose name contains this text.
+    #[arg(long, default_value = "all")]
+    pub adapter: String,
+    /// Write every record (adapter info, FLOPs, repetitions, min/median/max) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput per shape and device as a PNG chart here.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Live GPU buffers + bind groups + compute pipelines (process-wide wgpu counters).
+fn live_objects(ctx: &GpuContext) -> i64 {
+    let c = ctx.device().get_internal_counters().hal;
+    (c.buffers.read() + c.bind_groups.read() + c.compute_pipelines.read()) as i64
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     let mut shapes = bench::default_suite();
@@ -19,31 +65,52 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         }
         shapes.retain(|s| args.suite.iter().any(|n| n == s.name));
     }
-    let (warmup, reps) = if args.quick { (1, 3) } else { (2, 10) };
-    let gpu = if args.device != DeviceChoice::Cpu {
-        let ctx = GpuContext::new(&ContextOptions::default())?;
+    let (warmup, reps, gemm_reps) = if args.quick { (1, 3, 3) } else { (2, 10, 10) };
+
+    let mut contexts = Vec::new();
+    if args.device != DeviceChoice::Cpu {
+        let needle = args.adapter.to_lowercase();
+        let mut seen = Vec::new();
+        for a in list_adapters(wgpu::Backends::all()) {
+            let key = (a.info.name.clone(), a.info.backend);
+            if seen.contains(&key)
+                || (needle != "all" && !a.info.name.to_lowercase().contains(&needle))
+            {
+                continue;
+            }
+            seen.push(key);
+            contexts.push(GpuContext::new(&ContextOptions::for_adapter(&a.info))?);
+        }
+        if contexts.is_empty() {
+            return Err(Error::NoAdapter {
+                detail: if needle == "all" {
+                    String::new()
+                } else {
+                    format!(" matching `{}`", args.adapter)
+                },
+            });
+        }
+    }
+
+    let mut ceilings = Vec::new();
+    for ctx in &contexts {
+        let info = ctx.adapter_info();
         eprintln!(
-            "gpu adapter: {} ({:?}, {:?})",
-            ctx.adapter_info().name,
-            ctx.adapter_info().device_type,
-            ctx.adapter_info().backend
+            "gemm ceiling on {} ({:?}): 1024×1024×1024 × {gemm_reps}…",
+            info.name, info.backend
         );
-        Some(ctx)
-    } else {
-        None
-    };
-    println!(
-        "{:<7} {:<34} {:<10} {:>10} {:>9} {:>12} {:>8} {:>10} {:>9}",
-        "shape",
-        "device",
-        "variant",
-        "median ms",
-        "GFLOP/s",
-        "B·T/s",
-        "vs CPU",
-        "dispatches",
-        "max err"
-    );
+        let c = gemm_ceiling(ctx, 1024, gemm_reps)?;
+        ceilings.push(CeilingRecord {
+            adapter: AdapterRecord::new(info),
+            n: c.n,
+            reps: c.reps,
+            gflops: c.gflops,
+            device_gflops: c.device_gflops,
+        });
+    }
+
+    let mut records: Vec<Record> = Vec::new();
+    let mut failures = Vec::new();
     for (n, shape) in shapes.iter().enumerate() {
         eprintln!(
             "[{}/{}] {}: {} in={} hidden={} layers={} bidir={} batch={} steps={}",
@@ -62,54 +129,271 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         let x = shape.input(2);
         let cpu = CpuModel::new(weights.clone());
         let cpu_ms = if args.device != DeviceChoice::Gpu {
+            eprintln!("  cpu…");
             let t = bench::measure(&cpu, &x, warmup, reps)?;
-            print_row(shape, "cpu", "reference", t.median(), None, None, None);
+            records.push(Record::new(shape, "cpu", "reference", warmup, &t));
             Some(t.median())
         } else {
             None
         };
-        if let Some(ctx) = &gpu {
-            let model = GpuModel::upload(ctx, &weights)?;
-            let (err, ok) = bench::check(&model, &cpu, &x)?;
-            if !ok {
-                return Err(Error::Gpu {
-                    during: format!("benchmark check of `{}`", shape.name),
-                    message: format!("gpu result differs from the cpu reference by {err:e}"),
-                });
+        for (ctx, ceiling) in contexts.iter().zip(&ceilings) {
+            let info = ctx.adapter_info();
+            match gpu_records(ctx, shape, &weights, &cpu, &x, warmup, reps) {
+                Ok(mut rs) => {
+                    for r in &mut rs {
+                        r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
+                        r.fraction_of_gemm = Some(r.gflops / ceiling.gflops);
+                    }
+                    records.extend(rs);
+                }
+                Err(e) => {
+                    eprintln!("  {} ({:?}): FAILED: {e}", info.name, info.backend);
+                    failures.push(format!(
+                        "{} on {} ({:?}): {e}",
+                        shape.name, info.name, info.backend
+                    ));
+                }
             }
-            let t = bench::measure(&model, &x, warmup, reps)?;
-            let device = format!("gpu {}", ctx.adapter_info().name);
-            print_row(
-                shape,
-                &device,
-                "stepwise",
-                t.median(),
-                cpu_ms,
-                Some(model.last_forward_dispatches()),
-                Some(err),
-            );
         }
+    }
+
+    print_report(&ceilings, &records);
+    let report = Report {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        quick: args.quick,
+        ceilings,
+        records,
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_vec_pretty(&report).map_err(|e| Error::io(path, e))?;
+        wgpu_lstm::io::write_atomic(path, &text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if !failures.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{} GPU run(s) failed: {}",
+            failures.len(),
+            failures.join("; ")
+        )));
     }
     Ok(())
 }
 
-fn print_row(
+/// Both step kernels of `shape` on `ctx`, each checked against the CPU and timed; the faster
+/// one is marked chosen.
+fn gpu_records(
+    ctx: &GpuContext,
     shape: &BenchShape,
-    device: &str,
-    variant: &str,
-    median_ms: f64,
-    cpu_ms: Option<f64>,
-    dispatches: Option<usize>,
-    err: Option<f32>,
-) {
-    let gflops = shape.flops() / (median_ms * 1e-3) / 1e9;
-    let seq_steps = (shape.batch * shape.steps) as f64 / (median_ms * 1e-3);
-    let speedup = cpu_ms.map_or("-".to_string(), |c| format!("{:.2}x", c / median_ms));
-    let dispatches = dispatches.map_or("-".to_string(), |d| d.to_string());
-    let err = err.map_or("-".to_string(), |e| format!("{e:.1e}"));
-    let device: String = device.chars().take(34).collect();
+    weights: &Weights,
+    cpu: &CpuModel,
+    x: &ndarray::Array3<f32>,
+    warmup: usize,
+    reps: usize,
+) -> Result<Vec<Record>, Error> {
+    let info = ctx.adapter_info();
+    let model = GpuModel::upload(ctx, weights)?;
+    model.set_timing(true);
+    let mut out: Vec<Record> = Vec::new();
+    for variant in [Variant::Stepwise, Variant::Sequence] {
+        model.set_variant(variant);
+        let (err, ok) = bench::check(&model, cpu, x)?;
+        let ran = model.last_forward_variant();
+        if ran != variant {
+            eprintln!(
+                "  {} ({:?}): {} kernel not possible here, skipped",
+                info.name,
+                info.backend,
+                variant.name()
+            );
+            continue;
+        }
+        if !ok {
+            return Err(Error::Gpu {
+                during: format!("{} check", variant.name()),
+                message: format!("result differs from the cpu reference by {err:e}"),
+            });
+        }
+        eprintln!("  {} ({:?}) {}…", info.name, info.backend, variant.name());
+        for _ in 0..warmup {
+            model.forward(&wgpu_lstm::Input::new(x.view()))?;
+        }
+        let before = live_objects(ctx);
+        let mut device_ms = Vec::new();
+        let t = bench::time(0, reps, || {
+            model.forward(&wgpu_lstm::Input::new(x.view()))?;
+            device_ms.extend(model.last_forward_device_ms());
+            Ok(())
+        })?;
+        let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
+        r.adapter = Some(AdapterRecord::new(info));
+        r.device_ms = median(device_ms);
+        r.dispatches = Some(model.last_forward_dispatches());
+        r.submits = Some(1);
+        r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
+        r.max_abs_err = Some(err);
+        out.push(r);
+    }
+    let best = out
+        .iter()
+        .map(|r| r.median_ms)
+        .fold(f64::INFINITY, f64::min);
+    for r in &mut out {
+        r.chosen = r.median_ms == best;
+    }
+    Ok(out)
+}
+
+fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
+    for c in ceilings {
+        let dev = c
+            .device_gflops
+            .map_or(String::new(), |g| format!(" (device time: {g:.2})"));
+        println!(
+            "GEMM ceiling, {} ({}): {n}×{n}×{n}: {:.2} GFLOP/s{dev}",
+            c.adapter.name,
+            c.adapter.backend,
+            c.gflops,
+            n = c.n
+        );
+    }
     println!(
-        "{:<7} {:<34} {:<10} {:>10.3} {:>9.2} {:>12.0} {:>8} {:>10} {:>9}",
-        shape.name, device, variant, median_ms, gflops, seq_steps, speedup, dispatches, err
+        "{:<6} {:<30} {:<9} {:>10} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
+        "shape",
+        "device",
+        "variant",
+        "median ms",
+        "device ms",
+        "GFLOP/s",
+        "%GEMM",
+        "B·T/s",
+        "vs CPU",
+        "disp",
+        "objs",
+        "max err"
     );
+    for r in records {
+        let device = match &r.adapter {
+            Some(a) => format!("{} {}", a.backend.to_lowercase(), a.name),
+            None => "cpu".to_string(),
+        };
+        let device: String = device.chars().take(30).collect();
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        println!(
+            "{:<6} {:<30} {:<9} {:>10.3} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
+            r.shape,
+            device,
+            format!(
+                "{}{}",
+                r.variant,
+                if r.chosen && r.adapter.is_some() {
+                    "*"
+                } else {
+                    ""
+                }
+            ),
+            r.median_ms,
+            opt(r.device_ms.map(|v| format!("{v:.3}"))),
+            r.gflops,
+            opt(r.fraction_of_gemm.map(|f| format!("{:.0}%", f * 100.0))),
+            r.batch_steps_per_s,
+            opt(r.speedup_vs_cpu.map(|s| format!("{s:.2}x"))),
+            opt(r.dispatches.map(|d| d.to_string())),
+            opt(r.objects_created_in_timed_loop.map(|d| d.to_string())),
+            opt(r.max_abs_err.map(|e| format!("{e:.1e}"))),
+        );
+    }
+    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop)");
+}
+
+/// Throughput (GFLOP/s, log scale) per shape, one series per device, the GPU's faster kernel.
+fn plot(path: &Path, report: &Report) -> Result<(), Error> {
+    use plotters::prelude::*;
+    let font = dejavu::sans::regular();
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| Error::io(path, "cannot load the chart font"))?;
+    let shapes: Vec<String> = {
+        let mut v: Vec<String> = Vec::new();
+        for r in &report.records {
+            if !v.contains(&r.shape) {
+                v.push(r.shape.clone());
+            }
+        }
+        v
+    };
+    let label = |r: &Record| match &r.adapter {
+        Some(a) => format!("gpu: {} ({})", a.name, a.backend),
+        None => "cpu".to_string(),
+    };
+    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+    for r in report.records.iter().filter(|r| r.chosen) {
+        let name = label(r);
+        let x = shapes.iter().position(|s| *s == r.shape).unwrap_or(0);
+        match series.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, pts)) => pts.push((x, r.gflops)),
+            None => series.push((name, vec![(x, r.gflops)])),
+        }
+    }
+    let max = report.records.iter().map(|r| r.gflops).fold(1.0, f64::max) * 2.0;
+    let min = report
+        .records
+        .iter()
+        .map(|r| r.gflops)
+        .fold(max, f64::min)
+        .max(1e-3)
+        / 2.0;
+    let temp = path.with_extension("tmp.png");
+    let draw = || -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(&temp, (1000, 600)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "wgpu-lstm: throughput per shape and device",
+                ("sans-serif", 24),
+            )
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(-0.5f64..(shapes.len() as f64 - 0.5), (min..max).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_labels(shapes.len())
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    shapes.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("GFLOP/s (log scale)")
+            .draw()?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x as f64, y)).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        Error::io(path, e)
+    })?;
+    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
 }

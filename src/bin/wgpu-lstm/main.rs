@@ -27,7 +27,7 @@ enum Command {
     /// List every adapter wgpu finds on every backend, with the limits that matter here.
     Info,
     /// Time forwards of the benchmark suite on the GPU and the CPU and print a table.
-    Bench(BenchArgs),
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,19 +38,6 @@ pub enum DeviceChoice {
     Gpu,
     /// The CPU only.
     Cpu,
-}
-
-#[derive(clap::Args)]
-pub struct BenchArgs {
-    /// Comma-separated shape names (default: the whole suite).
-    #[arg(long, value_delimiter = ',')]
-    pub suite: Vec<String>,
-    /// Fewer repetitions (1 warm-up, 3 timed).
-    #[arg(long)]
-    pub quick: bool,
-    /// Which devices to run.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
-    pub device: DeviceChoice,
 }
 
 fn main() -> ExitCode {
