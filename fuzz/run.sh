@@ -15,9 +15,10 @@ export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
 run_one() {
   local t="$1"
-  mkdir -p "corpus/$t"
-  cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
-  cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 \
+  local corpus="$PWD/corpus/$t" # absolute: the run_args target changes its directory
+  mkdir -p "$corpus"
+  cp -n seeds/"$t"/* "$corpus/" 2>/dev/null || true
+  cargo fuzz run -O "$t" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=4096 \
     -max_len=65536 -print_final_stats=1 >"$t.log" 2>&1
   echo "$t: $(grep -E '^stat::number_of_executed_units' "$t.log" | awk '{print $2}') runs, corpus $(ls "corpus/$t" | wc -l) inputs"
 }

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""CPU throughput of wgpu-lstm against onnxruntime's LSTM/GRU on the benchmark suite.
+
+Builds, for each shape of the default suite, the equivalent ONNX model (stacked LSTM or GRU
+nodes; bidirectional outputs transposed and reshaped between layers), times it with
+onnxruntime on all cores, and in the same run times `wgpu-lstm bench --device cpu` on the same
+shapes. Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above 1 means
+wgpu-lstm is faster).
+
+    pip install onnxruntime onnx numpy
+    cargo build --release
+    python3 benches/compare_onnxruntime.py [--quick] [--json FILE]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+# name: (cell, input, hidden, layers, bidirectional, batch, steps) -- src/bench.rs default_suite
+SUITE = {
+    "edge": ("lstm", 40, 128, 1, False, 1, 100),
+    "batch": ("lstm", 128, 256, 1, False, 64, 50),
+    "deep": ("lstm", 512, 512, 2, False, 16, 50),
+    "bidir": ("lstm", 80, 256, 2, True, 8, 200),
+    "gru": ("gru", 128, 256, 1, False, 64, 50),
+}
+
+
+def build_model(cell, inp, hidden, layers, bidir, rng):
+    d = 2 if bidir else 1
+    g = 4 if cell == "lstm" else 3
+    nodes, inits = [], []
+    x = "X"
+    size = inp
+    for layer in range(layers):
+        k = 1.0 / np.sqrt(hidden)
+        w = rng.uniform(-k, k, (d, g * hidden, size)).astype(np.float32)
+        r = rng.uniform(-k, k, (d, g * hidden, hidden)).astype(np.float32)
+        b = rng.uniform(-k, k, (d, 2 * g * hidden)).astype(np.float32)
+        names = [f"W{layer}", f"R{layer}", f"B{layer}"]
+        for n, t in zip(names, (w, r, b)):
+            inits.append(numpy_helper.from_array(t, n))
+        y = f"Y{layer}"
+        attrs = dict(hidden_size=hidden, direction="bidirectional" if bidir else "forward")
+        if cell == "gru":
+            attrs["linear_before_reset"] = 1  # PyTorch's GRU
+        nodes.append(helper.make_node(cell.upper(), [x] + names, [y], **attrs))
+        # Y: [T, D, B, H] -> [T, B, D*H]
+        nodes.append(helper.make_node("Transpose", [y], [f"T{layer}"], perm=[0, 2, 1, 3]))
+        shape = f"S{layer}"
+        inits.append(numpy_helper.from_array(np.array([0, 0, d * hidden], dtype=np.int64), shape))
+        nodes.append(helper.make_node("Reshape", [f"T{layer}", shape], [f"O{layer}"]))
+        x = f"O{layer}"
+        size = d * hidden
+    graph = helper.make_graph(
+        nodes,
+        "rnn",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", inp])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["T", "B", size])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def time_ort(name, shape, warmup, reps, rng):
+    cell, inp, hidden, layers, bidir, batch, steps = shape
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count()
+    sess = ort.InferenceSession(build_model(cell, inp, hidden, layers, bidir, rng), opts,
+                                providers=["CPUExecutionProvider"])
+    x = rng.uniform(-1, 1, (steps, batch, inp)).astype(np.float32)
+    for _ in range(warmup):
+        sess.run(None, {"X": x})
+    runs = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        sess.run(None, {"X": x})
+        runs.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(runs))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--suite", default=",".join(SUITE))
+    ap.add_argument("--json", help="write the comparison here")
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "wgpu-lstm"))
+    args = ap.parse_args()
+    names = args.suite.split(",")
+    warmup, reps = (1, 3) if args.quick else (2, 10)
+    rng = np.random.default_rng(0)
+    ort_ms = {}
+    for n in names:
+        print(f"onnxruntime {n}...", file=sys.stderr)
+        ort_ms[n] = time_ort(n, SUITE[n], warmup, reps, rng)
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "cpu.json")
+        cmd = [args.bin, "bench", "--device", "cpu", "--suite", ",".join(names), "--json", out]
+        if args.quick:
+            cmd.append("--quick")
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        ours = {r["shape"]: r["median_ms"] for r in json.load(open(out))["records"]}
+    rows = []
+    print(f"{'shape':<6} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}  (ratio = ort / ours; target >= 0.5)")
+    for n in names:
+        ratio = ort_ms[n] / ours[n]
+        rows.append(dict(shape=n, onnxruntime_ms=ort_ms[n], wgpu_lstm_cpu_ms=ours[n], ratio=ratio))
+        print(f"{n:<6} {ort_ms[n]:>15.3f} {ours[n]:>17.3f} {ratio:>7.2f}")
+    print(f"onnxruntime {ort.__version__}, {os.cpu_count()} threads")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(onnxruntime=ort.__version__, threads=os.cpu_count(), rows=rows), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
