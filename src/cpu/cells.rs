@@ -6,9 +6,12 @@
 
 use ndarray::{ArrayView1, ArrayViewMut1};
 
-/// Logistic sigmoid `1 / (1 + e^{−x})`; saturates to 0 or 1 without NaN for any finite `x`.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+use super::math::{sigmoid, tanh};
+
+/// A row of a standard-layout array as a slice (rows of the arrays the CPU path makes are
+/// contiguous), so that the loops below vectorise.
+fn slice<'a>(v: &'a ArrayView1<'_, f32>) -> &'a [f32] {
+    v.as_slice().expect("contiguous row")
 }
 
 /// LSTM, gates i, f, g, o, with optional peepholes `p = [p_i, p_f, p_o]` (`[3H]`):
@@ -30,20 +33,23 @@ pub(crate) fn lstm(
     mut m: ArrayViewMut1<'_, f32>,
 ) {
     let h = c.len();
-    let a = |g: usize, j: usize| gx[g * h + j] + gh[g * h + j];
+    let (gx, gh) = (slice(&gx), slice(&gh));
+    let c = c.as_slice_mut().expect("contiguous row");
+    let m = m.as_slice_mut().expect("contiguous row");
+    let zeros = vec![0.0f32; 3 * h];
+    let p = match &peephole {
+        Some(p) => slice(p),
+        None => &zeros,
+    };
     for j in 0..h {
-        let (p_i, p_f, p_o) = match &peephole {
-            Some(p) => (p[j], p[h + j], p[2 * h + j]),
-            None => (0.0, 0.0, 0.0),
-        };
         let c_prev = c[j];
-        let i = sigmoid(a(0, j) + p_i * c_prev);
-        let f = sigmoid(a(1, j) + p_f * c_prev);
-        let g = a(2, j).tanh();
+        let i = sigmoid(gx[j] + gh[j] + p[j] * c_prev);
+        let f = sigmoid(gx[h + j] + gh[h + j] + p[h + j] * c_prev);
+        let g = tanh(gx[2 * h + j] + gh[2 * h + j]);
         let c_new = f * c_prev + i * g;
-        let o = sigmoid(a(3, j) + p_o * c_new);
+        let o = sigmoid(gx[3 * h + j] + gh[3 * h + j] + p[2 * h + j] * c_new);
         c[j] = c_new;
-        m[j] = o * c_new.tanh();
+        m[j] = o * tanh(c_new);
     }
 }
 
@@ -56,10 +62,12 @@ pub(crate) fn lstm(
 /// ```
 pub(crate) fn gru(gx: ArrayView1<'_, f32>, gh: ArrayView1<'_, f32>, mut h: ArrayViewMut1<'_, f32>) {
     let n_h = h.len();
+    let (gx, gh) = (slice(&gx), slice(&gh));
+    let h = h.as_slice_mut().expect("contiguous row");
     for j in 0..n_h {
         let r = sigmoid(gx[j] + gh[j]);
         let z = sigmoid(gx[n_h + j] + gh[n_h + j]);
-        let n = (gx[2 * n_h + j] + r * gh[2 * n_h + j]).tanh();
+        let n = tanh(gx[2 * n_h + j] + r * gh[2 * n_h + j]);
         h[j] = (1.0 - z) * n + z * h[j];
     }
 }
@@ -71,8 +79,10 @@ pub(crate) fn rnn(
     relu: bool,
     mut h: ArrayViewMut1<'_, f32>,
 ) {
-    for j in 0..h.len() {
-        let a = gx[j] + gh[j];
-        h[j] = if relu { a.max(0.0) } else { a.tanh() };
+    let (gx, gh) = (slice(&gx), slice(&gh));
+    let h = h.as_slice_mut().expect("contiguous row");
+    for ((h, &x), &r) in h.iter_mut().zip(gx).zip(gh) {
+        let a = x + r;
+        *h = if relu { a.max(0.0) } else { tanh(a) };
     }
 }

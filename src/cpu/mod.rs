@@ -7,8 +7,9 @@
 //! and the cell equations of [`cells`] row by row.
 
 mod cells;
+mod math;
 
-use ndarray::{s, Array2, Array3, ArrayView2};
+use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 
 use crate::error::Result;
 use crate::spec::{Cell, RnnSpec};
@@ -56,9 +57,17 @@ impl Forward for CpuModel {
         let mut h_n = Array3::<f32>::zeros((ld, b, h_out));
         let mut c_n = Array3::<f32>::zeros((ld, b, h));
         let mut layer_in = p.x.to_owned();
+        // The directions run on threads of their own; each splits its matrix products
+        // between the cores left.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / dirs).max(1);
         for layer in 0..spec.num_layers {
-            let mut y = Array3::<f32>::zeros((t, b, dirs * h_out));
-            for d in 0..dirs {
+            let x2 = layer_in
+                .view()
+                .into_shape_with_order((t * b, layer_in.dim().2))
+                .expect("layer input is contiguous");
+            // Each direction runs on its own thread, into its own output.
+            let run = |d: usize| {
                 let idx = layer * dirs + d;
                 let mut state = State {
                     h: p.h0.as_ref().map_or_else(
@@ -70,14 +79,8 @@ impl Forward for CpuModel {
                         |a| a.slice(s![idx, .., ..]).to_owned(),
                     ),
                 };
-                let x2 = layer_in
-                    .view()
-                    .into_shape_with_order((t * b, layer_in.dim().2))
-                    .expect("layer input is contiguous");
-                let dir = Direction {
-                    reverse: d == 1,
-                    out_offset: d * h_out,
-                };
+                let mut y = Array3::<f32>::zeros((t, b, h_out));
+                let dir = Direction { reverse: d == 1 };
                 run_direction(
                     spec,
                     self.weights.get(layer, d),
@@ -86,7 +89,24 @@ impl Forward for CpuModel {
                     &p,
                     &mut state,
                     &mut y,
+                    threads,
                 );
+                (y, state)
+            };
+            let results: Vec<(Array3<f32>, State)> = if dirs == 2 {
+                std::thread::scope(|scope| {
+                    let reverse = scope.spawn(|| run(1));
+                    let forward = run(0);
+                    vec![forward, reverse.join().expect("reverse direction panicked")]
+                })
+            } else {
+                vec![run(0)]
+            };
+            let mut y = Array3::<f32>::zeros((t, b, dirs * h_out));
+            for (d, (yd, state)) in results.into_iter().enumerate() {
+                let idx = layer * dirs + d;
+                y.slice_mut(s![.., .., d * h_out..(d + 1) * h_out])
+                    .assign(&yd);
                 h_n.slice_mut(s![idx, .., ..]).assign(&state.h);
                 c_n.slice_mut(s![idx, .., ..]).assign(&state.c);
             }
@@ -97,12 +117,10 @@ impl Forward for CpuModel {
     }
 }
 
-/// Which way one direction walks the sequence, and where its features go in `y`.
+/// Which way one direction walks the sequence.
 #[derive(Debug, Clone, Copy)]
 struct Direction {
     reverse: bool,
-    /// First feature of this direction in the layer output (`d · H_out`).
-    out_offset: usize,
 }
 
 impl Direction {
@@ -123,15 +141,52 @@ struct State {
     c: Array2<f32>,
 }
 
+/// Rows below which a matrix product is not split between threads.
+const MIN_ROWS_PER_THREAD: usize = 8;
+
+/// `out = x · wᵀ + bias`, the rows split between up to `threads` threads.
+fn affine_into(
+    x: ArrayView2<'_, f32>,
+    w: &Array2<f32>,
+    bias: &ndarray::Array1<f32>,
+    mut out: ndarray::ArrayViewMut2<'_, f32>,
+    threads: usize,
+) {
+    let product = |x: ArrayView2<'_, f32>, mut out: ndarray::ArrayViewMut2<'_, f32>| {
+        let dim = out.raw_dim();
+        out.assign(&bias.broadcast(dim).expect("bias matches the columns"));
+        ndarray::linalg::general_mat_mul(1.0, &x, &w.t(), 1.0, &mut out);
+    };
+    let rows = x.nrows();
+    let threads = threads.min(rows / MIN_ROWS_PER_THREAD).max(1);
+    if threads == 1 {
+        return product(x, out);
+    }
+    let chunk = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (xc, oc) in x
+            .axis_chunks_iter(Axis(0), chunk)
+            .zip(out.axis_chunks_iter_mut(Axis(0), chunk))
+        {
+            scope.spawn(move || product(xc, oc));
+        }
+    });
+}
+
 /// `x · wᵀ + bias` for all rows of `x` at once.
-fn affine(x: ArrayView2<'_, f32>, w: &Array2<f32>, bias: &ndarray::Array1<f32>) -> Array2<f32> {
-    let mut out = Array2::from_shape_fn((x.nrows(), w.nrows()), |(_, j)| bias[j]);
-    ndarray::linalg::general_mat_mul(1.0, &x, &w.t(), 1.0, &mut out);
+fn affine(
+    x: ArrayView2<'_, f32>,
+    w: &Array2<f32>,
+    bias: &ndarray::Array1<f32>,
+    threads: usize,
+) -> Array2<f32> {
+    let mut out = Array2::zeros((x.nrows(), w.nrows()));
+    affine_into(x, w, bias, out.view_mut(), threads);
     out
 }
 
 /// Runs one layer in one direction over `x` (`[T·B, in]`, time-major rows), starting from and
-/// updating `state`, and writing `h_t` into `y[t, b, offset..offset+H_out]`. Sequence `b`
+/// updating `state`, and writing `h_t` into `y[t, b, ..]` (`[T, B, H_out]`). Sequence `b`
 /// takes part in steps `0..len_b` only; its outputs past its length stay 0.
 fn run_direction(
     spec: &RnnSpec,
@@ -141,12 +196,13 @@ fn run_direction(
     p: &Prepared<'_>,
     state: &mut State,
     y: &mut Array3<f32>,
+    threads: usize,
 ) {
     let (steps, batch) = (p.steps, p.batch);
-    let h_out = state.h.ncols();
     // The input part of every step at once (hoisted out of the time loop).
-    let gx = affine(x, &w.w_ih, &w.bias_ih());
+    let gx = affine(x, &w.w_ih, &w.bias_ih(), threads);
     let b_hh = w.bias_hh();
+    let mut gh = Array2::<f32>::zeros((batch, w.w_hh.nrows()));
     let mut gx_t = Array2::<f32>::zeros((batch, gx.ncols()));
     let mut m = Array2::<f32>::zeros((batch, spec.hidden_size));
     for s in 0..steps {
@@ -157,7 +213,7 @@ fn run_direction(
         for &(b, t) in &active {
             gx_t.row_mut(b).assign(&gx.row(t * batch + b));
         }
-        let gh = affine(state.h.view(), &w.w_hh, &b_hh);
+        affine_into(state.h.view(), &w.w_hh, &b_hh, gh.view_mut(), threads);
         let mut h_new = state.h.clone();
         for &(b, _) in &active {
             let (gxr, ghr) = (gx_t.row(b), gh.row(b));
@@ -190,8 +246,7 @@ fn run_direction(
         }
         state.h = h_new;
         for &(b, t) in &active {
-            y.slice_mut(s![t, b, dir.out_offset..dir.out_offset + h_out])
-                .assign(&state.h.row(b));
+            y.slice_mut(s![t, b, ..]).assign(&state.h.row(b));
         }
     }
 }

@@ -15,5 +15,6 @@ pub mod stream;
 pub use ceiling::{gemm_ceiling, GemmCeiling};
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::step::Variant;
+pub use kernels::{catalog as kernel_catalog, KernelSource};
 pub use model::GpuModel;
 pub use stream::GpuStream;

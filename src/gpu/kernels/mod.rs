@@ -21,10 +21,6 @@ pub(crate) enum Family {
 }
 
 impl Family {
-    /// Every family, for tools that check all kernels.
-    #[allow(dead_code)]
-    pub const ALL: [Family; 2] = [Family::Gemm, Family::Step];
-
     /// The kernel's name, also its file name in `shaders/`.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +62,69 @@ impl std::fmt::Display for Specialization {
         }
         Ok(())
     }
+}
+
+/// One kernel as the library can compile it: WGSL source, entry point and `override` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelSource {
+    /// Kernel family, also the file name in `shaders/` (without `.wgsl`).
+    pub family: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+    /// The entry point.
+    pub entry: &'static str,
+    /// Values of the `override` constants.
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl std::fmt::Display for KernelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}::{}", self.family, self.entry)?;
+        for (k, v) in &self.constants {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every kernel specialisation the library can create, for tools that check them all (for
+/// instance translating each to every backend's shading language).
+pub fn catalog() -> Vec<KernelSource> {
+    use crate::spec::{Cell, RnnSpec};
+    let mut specs = vec![gemm::specialization()];
+    for cell in Cell::ALL {
+        for peephole in [false, true] {
+            if peephole && cell != Cell::Lstm {
+                continue;
+            }
+            // Hidden sizes that reach every whole-sequence workgroup size (64, 128, 256).
+            for hidden in [1, 100, 200, 1000] {
+                let spec = RnnSpec::new(cell, 1, hidden).peephole(peephole);
+                for batch in 1..=step::MAX_BATCH_TILE {
+                    for v in [step::Variant::Stepwise, step::Variant::Sequence] {
+                        specs.push(step::specialization(&spec, batch, v));
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<KernelSource> = Vec::new();
+    for s in specs {
+        let k = KernelSource {
+            family: s.family.name(),
+            source: s.family.source(),
+            entry: s.entry,
+            constants: s
+                .constants
+                .iter()
+                .map(|&(k, v)| (k, f64::from(v)))
+                .collect(),
+        };
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
 
 /// A compiled pipeline and the layout its bind groups must follow.
