@@ -80,7 +80,10 @@ impl Forward for CpuModel {
                     ),
                 };
                 let mut y = Array3::<f32>::zeros((t, b, h_out));
-                let dir = Direction { reverse: d == 1 };
+                let dir = Direction {
+                    reverse: d == 1,
+                    threads,
+                };
                 run_direction(
                     spec,
                     self.weights.get(layer, d),
@@ -89,7 +92,6 @@ impl Forward for CpuModel {
                     &p,
                     &mut state,
                     &mut y,
-                    threads,
                 );
                 (y, state)
             };
@@ -117,10 +119,11 @@ impl Forward for CpuModel {
     }
 }
 
-/// Which way one direction walks the sequence.
+/// Which way one direction walks the sequence, and how many threads its products may use.
 #[derive(Debug, Clone, Copy)]
 struct Direction {
     reverse: bool,
+    threads: usize,
 }
 
 impl Direction {
@@ -196,8 +199,8 @@ fn run_direction(
     p: &Prepared<'_>,
     state: &mut State,
     y: &mut Array3<f32>,
-    threads: usize,
 ) {
+    let threads = dir.threads;
     let (steps, batch) = (p.steps, p.batch);
     // The input part of every step at once (hoisted out of the time loop).
     let gx = affine(x, &w.w_ih, &w.bias_ih(), threads);
