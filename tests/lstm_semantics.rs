@@ -5,20 +5,10 @@
 
 mod common;
 
-use common::{assert_close, assert_outputs_close, gpu, rng, seed, uniform};
+use common::{assert_close, assert_outputs_close, gpu, models, rng, seed, uniform};
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis, ShapeBuilder};
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{CpuModel, Error, Forward, GpuModel, Input, RnnSpec, Variant, Weights};
-
-/// The CPU model and, when an adapter exists, the GPU model of the same weights.
-fn models(weights: &Weights) -> Vec<(&'static str, Box<dyn Forward>)> {
-    let mut out: Vec<(&'static str, Box<dyn Forward>)> =
-        vec![("cpu", Box::new(CpuModel::new(weights.clone())))];
-    if let Some(ctx) = gpu() {
-        out.push(("gpu", Box::new(GpuModel::upload(ctx, weights).unwrap())));
-    }
-    out
-}
 
 /// Float32 rounding of a handful of operations.
 const HAND: Tolerance = Tolerance {

@@ -9,21 +9,11 @@
 
 mod common;
 
-use common::{assert_close, check_config, gpu, rng, seed, uniform, Config};
+use common::{assert_close, check_config, gpu, models, rng, seed, uniform, Config};
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis};
 use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
-use wgpu_lstm::{Cell, CpuModel, Forward, GpuModel, Input, RnnSpec, Weights};
-
-/// The CPU model and, when an adapter exists, the GPU model of the same weights.
-fn models(weights: &Weights) -> Vec<(&'static str, Box<dyn Forward>)> {
-    let mut out: Vec<(&'static str, Box<dyn Forward>)> =
-        vec![("cpu", Box::new(CpuModel::new(weights.clone())))];
-    if let Some(ctx) = gpu() {
-        out.push(("gpu", Box::new(GpuModel::upload(ctx, weights).unwrap())));
-    }
-    out
-}
+use wgpu_lstm::{Cell, Input, RnnSpec, Weights};
 
 /// Float32 rounding of a handful of operations.
 const HAND: Tolerance = Tolerance {

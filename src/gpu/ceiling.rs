@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams};
+use crate::gpu::model::timestamp_queries;
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,17 +87,7 @@ pub fn gemm_ceiling(ctx: &GpuContext, n: usize, reps: usize) -> Result<GemmCeili
         ],
     });
     let timing = ctx.supports_timestamps().then(|| {
-        let q = device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("gemm timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
-        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gemm timestamps"),
-            size: 16,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let (q, resolve) = timestamp_queries(device, "gemm timestamps");
         let read = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("gemm timestamps readback"),
             size: 16,

@@ -439,20 +439,10 @@ impl GpuModel {
             y_bytes + h_bytes + c_bytes + TIMESTAMP_BYTES,
             U::MAP_READ | U::COPY_DST,
         )?;
-        let timing = self.ctx.supports_timestamps().then(|| {
-            let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("forward timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("forward timestamps"),
-                size: TIMESTAMP_BYTES,
-                usage: U::QUERY_RESOLVE | U::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (queries, resolve)
-        });
+        let timing = self
+            .ctx
+            .supports_timestamps()
+            .then(|| timestamp_queries(device, "forward timestamps"));
 
         // One parameter block per dispatch, laid out by `Workspace::offset`.
         let block = std::mem::size_of::<GemmParams>().max(std::mem::size_of::<StepParams>()) as u64;
@@ -904,6 +894,25 @@ fn upload_buffer(
     });
     ctx.queue().write_buffer(&buffer, 0, bytes);
     buffer
+}
+
+/// Two timestamp queries (start and end of a pass) and the buffer they resolve into.
+pub(crate) fn timestamp_queries(
+    device: &wgpu::Device,
+    label: &str,
+) -> (wgpu::QuerySet, wgpu::Buffer) {
+    let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some(label),
+        ty: wgpu::QueryType::Timestamp,
+        count: 2,
+    });
+    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: TIMESTAMP_BYTES,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    (queries, resolve)
 }
 
 /// Bind-group entries numbered 0, 1, 2… in the order given.

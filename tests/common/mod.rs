@@ -201,3 +201,16 @@ pub fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
     b.extend_from_slice(data);
     b
 }
+
+/// The CPU model and, when an adapter exists, the GPU model of the same weights.
+pub fn models(weights: &wgpu_lstm::Weights) -> Vec<(&'static str, Box<dyn wgpu_lstm::Forward>)> {
+    let mut out: Vec<(&'static str, Box<dyn wgpu_lstm::Forward>)> =
+        vec![("cpu", Box::new(wgpu_lstm::CpuModel::new(weights.clone())))];
+    if let Some(ctx) = gpu() {
+        out.push((
+            "gpu",
+            Box::new(wgpu_lstm::GpuModel::upload(ctx, weights).unwrap()),
+        ));
+    }
+    out
+}
