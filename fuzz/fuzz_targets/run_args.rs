@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../src/bin/wgpu-lstm/gpu_args.rs"]
+mod gpu_args;
 #[path = "../../src/bin/wgpu-lstm/run.rs"]
 mod run;
 

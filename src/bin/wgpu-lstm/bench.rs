@@ -13,6 +13,7 @@ use wgpu_lstm::{
     Variant, Weights,
 };
 
+use crate::gpu_args::GpuArgs;
 use crate::DeviceChoice;
 
 #[derive(clap::Args)]
@@ -26,9 +27,9 @@ pub struct BenchArgs {
     /// Which devices to run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
     pub device: DeviceChoice,
-    /// GPU adapters to run: `all`, or those whose name contains this text.
-    #[arg(long, default_value = "all")]
-    pub adapter: String,
+    /// Backend and adapters to run (default: every adapter on every backend).
+    #[command(flatten)]
+    pub gpu: GpuArgs,
     /// Write every record (adapter info, FLOPs, repetitions, min/median/max) as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -69,13 +70,10 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
 
     let mut contexts = Vec::new();
     if args.device != DeviceChoice::Cpu {
-        let needle = args.adapter.to_lowercase();
         let mut seen = Vec::new();
-        for a in list_adapters(wgpu::Backends::all()) {
+        for a in list_adapters(args.gpu.backends()) {
             let key = (a.info.name.clone(), a.info.backend);
-            if seen.contains(&key)
-                || (needle != "all" && !a.info.name.to_lowercase().contains(&needle))
-            {
+            if seen.contains(&key) || !args.gpu.matches(&a.info.name) {
                 continue;
             }
             seen.push(key);
@@ -83,11 +81,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         }
         if contexts.is_empty() {
             return Err(Error::NoAdapter {
-                detail: if needle == "all" {
-                    String::new()
-                } else {
-                    format!(" matching `{}`", args.adapter)
-                },
+                detail: args.gpu.describe(),
             });
         }
     }

@@ -2,11 +2,16 @@
 
 use wgpu_lstm::{list_adapters, Error};
 
-pub fn info() -> Result<(), Error> {
-    let adapters = list_adapters(wgpu::Backends::all());
+use crate::gpu_args::GpuArgs;
+
+pub fn info(gpu: &GpuArgs) -> Result<(), Error> {
+    let adapters: Vec<_> = list_adapters(gpu.backends())
+        .into_iter()
+        .filter(|a| gpu.matches(&a.info.name))
+        .collect();
     if adapters.is_empty() {
         return Err(Error::NoAdapter {
-            detail: String::new(),
+            detail: gpu.describe(),
         });
     }
     for (i, a) in adapters.iter().enumerate() {

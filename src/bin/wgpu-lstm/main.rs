@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod bench;
+mod gpu_args;
 mod info;
 mod run;
 
@@ -25,7 +26,7 @@ enum Command {
     /// Run a model from a safetensors file on a .npy input and write the outputs as .npy.
     Run(run::RunArgs),
     /// List every adapter wgpu finds on every backend, with the limits that matter here.
-    Info,
+    Info(gpu_args::GpuArgs),
     /// Time forwards of the benchmark suite on the GPU and the CPU and print a table.
     Bench(bench::BenchArgs),
 }
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Info => info::info(),
+        Command::Info(gpu) => info::info(&gpu),
         Command::Bench(args) => bench::run_bench(&args),
     };
     match result {

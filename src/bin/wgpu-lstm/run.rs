@@ -6,11 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::gpu_args::GpuArgs;
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use wgpu_lstm::io::npy::{self, NpyArray};
 use wgpu_lstm::io::{model_file, PendingFile};
-use wgpu_lstm::{ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
+use wgpu_lstm::{CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -44,34 +45,14 @@ pub struct RunArgs {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     pub device: Device,
-    /// GPU backend (default: every backend, or the WGPU_BACKEND environment variable).
-    #[arg(long, value_enum)]
-    backend: Option<Backend>,
+    #[command(flatten)]
+    gpu: GpuArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Device {
     Gpu,
     Cpu,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    Vulkan,
-    Metal,
-    Dx12,
-    Gl,
-}
-
-impl Backend {
-    pub fn backends(self) -> wgpu::Backends {
-        match self {
-            Backend::Vulkan => wgpu::Backends::VULKAN,
-            Backend::Metal => wgpu::Backends::METAL,
-            Backend::Dx12 => wgpu::Backends::DX12,
-            Backend::Gl => wgpu::Backends::GL,
-        }
-    }
 }
 
 /// A float tensor from `path` (float32, or float64 converted).
@@ -168,11 +149,7 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
     let out = match args.device {
         Device::Cpu => CpuModel::new(model.weights).forward(&input)?,
         Device::Gpu => {
-            let mut options = ContextOptions::default();
-            if let Some(b) = args.backend {
-                options.backends = b.backends();
-            }
-            let ctx = GpuContext::new(&options).map_err(|e| match e {
+            let ctx = GpuContext::new(&args.gpu.options()).map_err(|e| match e {
                 Error::NoAdapter { .. } => {
                     Error::InvalidInput(format!("{e}; or run with --device cpu"))
                 }

@@ -1,0 +1,82 @@
+//! `--backend` and `--adapter`, shared by every command.
+
+use clap::ValueEnum;
+use wgpu_lstm::ContextOptions;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl Backend {
+    pub fn backends(self) -> wgpu::Backends {
+        match self {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+#[derive(clap::Args, Clone, Default)]
+pub struct GpuArgs {
+    /// GPU backend (default: every backend, or the WGPU_BACKEND environment variable).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Only adapters whose name contains this text (case-insensitive); `all` for every one.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+}
+
+impl GpuArgs {
+    /// The backends to search.
+    pub fn backends(&self) -> wgpu::Backends {
+        match self.backend {
+            Some(b) => b.backends(),
+            None => ContextOptions::default().backends,
+        }
+    }
+
+    /// The adapter-name filter, `None` for every adapter.
+    pub fn adapter_filter(&self) -> Option<String> {
+        self.adapter
+            .as_ref()
+            .filter(|a| !a.eq_ignore_ascii_case("all"))
+            .map(|a| a.to_lowercase())
+    }
+
+    /// Whether `name` passes the adapter filter.
+    pub fn matches(&self, name: &str) -> bool {
+        self.adapter_filter()
+            .is_none_or(|f| name.to_lowercase().contains(&f))
+    }
+
+    /// What these arguments asked for, for a "no adapter" message (empty when nothing).
+    pub fn describe(&self) -> String {
+        let mut d = String::new();
+        if let Some(b) = self.backend {
+            d += &format!(
+                " for backend {}",
+                b.to_possible_value()
+                    .map_or("?".into(), |v| v.get_name().to_string())
+            );
+        }
+        if let Some(f) = self.adapter_filter() {
+            d += &format!(" with a name containing `{f}`");
+        }
+        d
+    }
+
+    /// Context options for one adapter chosen by these arguments.
+    pub fn options(&self) -> ContextOptions {
+        ContextOptions {
+            backends: self.backends(),
+            adapter_name: self.adapter_filter(),
+            ..ContextOptions::default()
+        }
+    }
+}
