@@ -503,5 +503,8 @@ fn info_lists_adapters() {
     let out = run(&["info", "--adapter", "no-such-adapter"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no GPU adapter found with a name containing `no-such-adapter`"), "{err}");
+    assert!(
+        err.contains("no GPU adapter found with a name containing `no-such-adapter`"),
+        "{err}"
+    );
 }

@@ -10,6 +10,7 @@ pub mod context;
 pub(crate) mod kernels;
 pub mod model;
 mod pack;
+pub mod split;
 pub mod stream;
 
 pub use ceiling::{gemm_ceiling, GemmCeiling};
@@ -17,4 +18,5 @@ pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::step::Variant;
 pub use kernels::{catalog as kernel_catalog, KernelSource};
 pub use model::GpuModel;
+pub use split::forward_split;
 pub use stream::GpuStream;
