@@ -204,7 +204,22 @@ impl GpuModel {
             let k = spec.layer_input_size(layer) as u64;
             let what = format!("weights of layer {layer}");
             check_size(&limits, &what, d * k * cols * 4)?;
-            check_size(&limits, &what, 2 * d * spec.hidden_size as u64 * cols * 4)?;
+            let recurrent_rows = spec.hidden_out()
+                + if spec.proj_size > 0 {
+                    spec.hidden_size
+                } else {
+                    0
+                };
+            let peepholes = if spec.peephole {
+                4 * spec.hidden_size
+            } else {
+                0
+            } as u64;
+            check_size(
+                &limits,
+                &what,
+                d * (recurrent_rows as u64 * cols + peepholes) * 4,
+            )?;
         }
         let layers = scoped(device, "weight upload", || {
             let mut layers = Vec::new();
@@ -819,7 +834,57 @@ impl GpuModel {
     }
 
     fn run(&self, p: &Prepared<'_>) -> Result<Output> {
-        let spec = &self.spec;
+        let raw = self.run_chunked(p)?;
+        Ok(p.finish(
+            raw.y,
+            raw.h_n,
+            self.spec.cell.has_cell_state().then_some(raw.c_n),
+        ))
+    }
+
+    /// One forward, chunked where the device's limits require it: an input whose buffers or
+    /// dispatches exceed them is split over the batch (halves, recursively), and a single
+    /// sequence too long for them over time (windows that carry the state on the device;
+    /// one direction only — the reverse direction of a window would need the future).
+    fn run_chunked(&self, p: &Prepared<'_>) -> Result<Raw> {
+        match self.run_whole(p) {
+            Err(Error::ExceedsLimit { .. }) if p.batch > 1 => {
+                let mid = p.batch / 2;
+                let a = self.run_chunked(&batch_part(p, 0, mid))?;
+                let b = self.run_chunked(&batch_part(p, mid, p.batch))?;
+                let cat = |x: &Array3<f32>, y: &Array3<f32>| {
+                    ndarray::concatenate(ndarray::Axis(1), &[x.view(), y.view()])
+                        .expect("parts differ only in the batch")
+                };
+                Ok(Raw {
+                    y: cat(&a.y, &b.y),
+                    h_n: cat(&a.h_n, &b.h_n),
+                    c_n: cat(&a.c_n, &b.c_n),
+                })
+            }
+            Err(Error::ExceedsLimit { .. }) if !self.spec.bidirectional && p.steps > 1 => {
+                self.run_windows(p)
+            }
+            Err(Error::ExceedsLimit {
+                what,
+                limit,
+                needed,
+                allowed,
+            }) if self.spec.bidirectional => Err(Error::ExceedsLimit {
+                what: format!(
+                    "{what} (one sequence of {} steps; a bidirectional model cannot be split over time)",
+                    p.steps
+                ),
+                limit,
+                needed,
+                allowed,
+            }),
+            r => r,
+        }
+    }
+
+    /// The whole input in one workspace.
+    fn run_whole(&self, p: &Prepared<'_>) -> Result<Raw> {
         let mut cache = self.workspaces.lock().unwrap_or_else(|e| e.into_inner());
         let ws = self.workspace(&mut cache, p.steps, p.batch)?;
         let lens: Vec<u32> = (0..p.batch).map(|b| p.length(b) as u32).collect();
@@ -828,19 +893,113 @@ impl GpuModel {
             c0: p.c0.as_ref().map(contiguous),
         };
         let data = self.execute(ws, contiguous(&p.x), &lens, init, true)?;
-        let (t, b, ld) = (p.steps, p.batch, spec.num_layers * spec.num_directions());
-        let (yl, hl) = (
-            (ws.y_bytes(spec) / 4) as usize,
-            (ws.h_bytes(spec) / 4) as usize,
-        );
+        self.unpack(&data, p.steps, p.batch)
+    }
+
+    /// A unidirectional forward over time windows that fit the device, the state carried on
+    /// the device from one window to the next.
+    fn run_windows(&self, p: &Prepared<'_>) -> Result<Raw> {
+        let state = self.create_state(p.batch)?;
+        let mut window = p.steps;
+        let mut workspaces: Vec<Workspace> = Vec::new();
+        while workspaces.is_empty() {
+            match self.create_workspace(window, p.batch, Some(state.clone())) {
+                Ok(ws) => workspaces.push(ws),
+                Err(Error::ExceedsLimit { .. }) if window > 1 => window = window.div_ceil(2),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut y = Array3::<f32>::zeros((p.steps, p.batch, self.spec.output_size()));
+        let mut last = None;
+        for start in (0..p.steps).step_by(window) {
+            let len = window.min(p.steps - start);
+            if workspaces.iter().all(|w| w.steps != len) {
+                workspaces.push(self.create_workspace(len, p.batch, Some(state.clone()))?);
+            }
+            let ws = workspaces
+                .iter()
+                .find(|w| w.steps == len)
+                .expect("just made");
+            let x = p.x.slice(ndarray::s![start..start + len, .., ..]);
+            let x = x
+                .as_slice()
+                .expect("a time window of a row-major array is contiguous");
+            let lens: Vec<u32> = (0..p.batch)
+                .map(|b| p.length(b).saturating_sub(start).min(len) as u32)
+                .collect();
+            let init = if start == 0 {
+                Init::Upload {
+                    h0: p.h0.as_ref().map(contiguous),
+                    c0: p.c0.as_ref().map(contiguous),
+                }
+            } else {
+                Init::Carry
+            };
+            let is_last = start + len == p.steps;
+            let data = self.execute(ws, x, &lens, init, is_last)?;
+            let part = if is_last {
+                let raw = self.unpack(&data, len, p.batch)?;
+                let yw = raw.y.clone();
+                last = Some(raw);
+                yw
+            } else {
+                Array3::from_shape_vec((len, p.batch, self.spec.output_size()), data)
+                    .map_err(|e| gpu_error("readback", e))?
+            };
+            y.slice_mut(ndarray::s![start..start + len, .., ..])
+                .assign(&part);
+        }
+        let last = last.expect("the last window reads the states back");
+        Ok(Raw {
+            y,
+            h_n: last.h_n,
+            c_n: last.c_n,
+        })
+    }
+
+    /// `y`, `h_n`, `c_n` from a readback of `steps` × `batch`.
+    fn unpack(&self, data: &[f32], steps: usize, batch: usize) -> Result<Raw> {
+        let spec = &self.spec;
+        let ld = spec.num_layers * spec.num_directions();
+        let yl = steps * batch * spec.output_size();
+        let hl = ld * batch * spec.hidden_out();
         let shape_err = |e: ndarray::ShapeError| gpu_error("readback", e);
-        let y = Array3::from_shape_vec((t, b, spec.output_size()), data[..yl].to_vec())
-            .map_err(shape_err)?;
-        let h_n = Array3::from_shape_vec((ld, b, spec.hidden_out()), data[yl..yl + hl].to_vec())
-            .map_err(shape_err)?;
-        let c_n = Array3::from_shape_vec((ld, b, spec.hidden_size), data[yl + hl..].to_vec())
-            .map_err(shape_err)?;
-        Ok(p.finish(y, h_n, spec.cell.has_cell_state().then_some(c_n)))
+        Ok(Raw {
+            y: Array3::from_shape_vec((steps, batch, spec.output_size()), data[..yl].to_vec())
+                .map_err(shape_err)?,
+            h_n: Array3::from_shape_vec((ld, batch, spec.hidden_out()), data[yl..yl + hl].to_vec())
+                .map_err(shape_err)?,
+            c_n: Array3::from_shape_vec((ld, batch, spec.hidden_size), data[yl + hl..].to_vec())
+                .map_err(shape_err)?,
+        })
+    }
+}
+
+/// Time-major results of one forward, before the caller's layout is applied.
+struct Raw {
+    y: Array3<f32>,
+    h_n: Array3<f32>,
+    c_n: Array3<f32>,
+}
+
+/// Batch elements `lo..hi` of a prepared input, as an input of its own.
+fn batch_part(p: &Prepared<'_>, lo: usize, hi: usize) -> Prepared<'static> {
+    let part = |a: &ndarray::CowArray<'_, f32, ndarray::Ix3>| {
+        ndarray::CowArray::from(
+            a.slice(ndarray::s![.., lo..hi, ..])
+                .as_standard_layout()
+                .into_owned(),
+        )
+    };
+    Prepared {
+        steps: p.steps,
+        batch: hi - lo,
+        unbatched: false,
+        batch_first: false,
+        x: part(&p.x),
+        h0: p.h0.as_ref().map(part),
+        c0: p.c0.as_ref().map(part),
+        lengths: p.lengths.as_ref().map(|l| l[lo..hi].to_vec()),
     }
 }
 
