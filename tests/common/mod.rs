@@ -2,6 +2,7 @@
 //! comparison that reports the worst element.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use ndarray::{Array, ArrayD, Dimension, ShapeBuilder};
@@ -19,9 +20,13 @@ pub fn gpu() -> Option<&'static GpuContext> {
     CTX.get_or_init(|| match GpuContext::new(&ContextOptions::default()) {
         Ok(ctx) => {
             let i = ctx.adapter_info();
-            eprintln!(
+            // Straight to stderr, past the test harness's capture, so CI logs show it.
+            let _ = writeln!(
+                std::io::stderr(),
                 "gpu tests run on adapter `{}` ({:?}, {:?} backend)",
-                i.name, i.device_type, i.backend
+                i.name,
+                i.device_type,
+                i.backend
             );
             Some(ctx)
         }
