@@ -91,7 +91,10 @@
 //! Per layer, one dispatch computes the input projection `X·W_ihᵀ + b` of every time step and
 //! both directions; then one fused dispatch per time step computes the recurrent product of
 //! all gates, the activations and the state update for both directions. All dispatches of a
-//! forward go into one command encoder, submitted once, read back once.
+//! forward go into one command encoder, submitted once, read back once. A second step kernel
+//! walks every time step inside one workgroup (one dispatch per layer), for small batches where
+//! dispatch latency dominates; see [`Variant`]. Inputs beyond the device's limits run chunked
+//! over the batch and over time.
 
 pub mod bench;
 pub mod compare;

@@ -4,7 +4,7 @@
 //! exists, and the baseline of the benchmark. For each layer and direction it computes the
 //! input projection of all time steps in one matrix product (`Gx = X·W_ihᵀ + b_ih`), then walks
 //! the sequence: per step one matrix product for the recurrent part (`Gh = H·W_hhᵀ + b_hh`)
-//! and the cell equations of [`cells`] row by row.
+//! and the cell equations (`src/cpu/cells.rs`) row by row.
 
 mod cells;
 mod math;
