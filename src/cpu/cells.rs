@@ -14,7 +14,7 @@ fn slice<'a>(v: &'a ArrayView1<'_, f32>) -> &'a [f32] {
     v.as_slice().expect("contiguous row")
 }
 
-/// LSTM, gates i, f, g, o, with optional peepholes `p = [p_i, p_f, p_o]` (`[3H]`):
+/// LSTM, gates i, f, g, o, with peepholes `p = [p_i, p_f, p_o]` (`[3H]`, zeros for none):
 ///
 /// ```text
 /// i = σ(gx_i + gh_i + p_i ⊙ c_{t−1})      f = σ(gx_f + gh_f + p_f ⊙ c_{t−1})
@@ -28,7 +28,7 @@ fn slice<'a>(v: &'a ArrayView1<'_, f32>) -> &'a [f32] {
 pub(crate) fn lstm(
     gx: ArrayView1<'_, f32>,
     gh: ArrayView1<'_, f32>,
-    peephole: Option<ArrayView1<'_, f32>>,
+    p: &[f32],
     mut c: ArrayViewMut1<'_, f32>,
     mut m: ArrayViewMut1<'_, f32>,
 ) {
@@ -36,11 +36,6 @@ pub(crate) fn lstm(
     let (gx, gh) = (slice(&gx), slice(&gh));
     let c = c.as_slice_mut().expect("contiguous row");
     let m = m.as_slice_mut().expect("contiguous row");
-    let zeros = vec![0.0f32; 3 * h];
-    let p = match &peephole {
-        Some(p) => slice(p),
-        None => &zeros,
-    };
     for j in 0..h {
         let c_prev = c[j];
         let i = sigmoid(gx[j] + gh[j] + p[j] * c_prev);

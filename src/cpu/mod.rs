@@ -208,6 +208,11 @@ fn run_direction(
     let mut gh = Array2::<f32>::zeros((batch, w.w_hh.nrows()));
     let mut gx_t = Array2::<f32>::zeros((batch, gx.ncols()));
     let mut m = Array2::<f32>::zeros((batch, spec.hidden_size));
+    let peephole = w
+        .w_ph
+        .clone()
+        .unwrap_or_else(|| ndarray::Array1::zeros(3 * spec.hidden_size));
+    let peephole = peephole.as_slice().expect("a vector is contiguous");
     for s in 0..steps {
         let active: Vec<(usize, usize)> = (0..batch)
             .filter(|&b| s < p.length(b))
@@ -227,13 +232,7 @@ fn run_direction(
                     } else {
                         h_new.row_mut(b)
                     };
-                    cells::lstm(
-                        gxr,
-                        ghr,
-                        w.w_ph.as_ref().map(|p| p.view()),
-                        state.c.row_mut(b),
-                        out,
-                    )
+                    cells::lstm(gxr, ghr, peephole, state.c.row_mut(b), out)
                 }
                 Cell::Gru => cells::gru(gxr, ghr, h_new.row_mut(b)),
                 Cell::RnnTanh => cells::rnn(gxr, ghr, false, h_new.row_mut(b)),

@@ -330,20 +330,12 @@ impl GpuModel {
         steps: usize,
         batch: usize,
     ) -> Result<&'c Workspace> {
-        if let Some(i) = cache
-            .iter()
-            .position(|w| w.steps == steps && w.batch == batch)
-        {
-            let ws = cache.remove(i);
-            cache.push(ws);
-        } else {
-            let ws = self.create_workspace(steps, batch, None)?;
-            if cache.len() >= WORKSPACE_CACHE {
-                cache.remove(0);
-            }
-            cache.push(ws);
-        }
-        Ok(cache.last().expect("just pushed"))
+        cached(
+            cache,
+            WORKSPACE_CACHE,
+            |w| w.steps == steps && w.batch == batch,
+            || self.create_workspace(steps, batch, None),
+        )
     }
 
     /// Buffers for the state of `batch` sequences.
@@ -973,6 +965,27 @@ impl GpuModel {
                 .map_err(shape_err)?,
         })
     }
+}
+
+/// The workspace in `cache` that `matches`, moved to the end (most recently used); created
+/// with `create` when there is none, dropping the least recently used beyond `capacity`.
+pub(crate) fn cached(
+    cache: &mut Vec<Workspace>,
+    capacity: usize,
+    matches: impl Fn(&Workspace) -> bool,
+    create: impl FnOnce() -> Result<Workspace>,
+) -> Result<&Workspace> {
+    if let Some(i) = cache.iter().position(matches) {
+        let ws = cache.remove(i);
+        cache.push(ws);
+    } else {
+        let ws = create()?;
+        if cache.len() >= capacity {
+            cache.remove(0);
+        }
+        cache.push(ws);
+    }
+    Ok(cache.last().expect("just pushed"))
 }
 
 /// Time-major results of one forward, before the caller's layout is applied.

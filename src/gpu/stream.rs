@@ -3,7 +3,7 @@
 use ndarray::{Array3, ArrayView3};
 
 use crate::error::Result;
-use crate::gpu::model::{contiguous, GpuModel, Init, StateBuffers, Workspace};
+use crate::gpu::model::{cached, contiguous, GpuModel, Init, StateBuffers, Workspace};
 use crate::stream::{check_chunk, check_state, check_streamable, Stream, StreamState};
 use crate::tensor::Prepared;
 use crate::Input;
@@ -40,19 +40,13 @@ impl GpuModel {
 
 impl GpuStream<'_> {
     fn workspace(&mut self, steps: usize) -> Result<&Workspace> {
-        if let Some(i) = self.workspaces.iter().position(|w| w.steps == steps) {
-            let ws = self.workspaces.remove(i);
-            self.workspaces.push(ws);
-        } else {
-            let ws = self
-                .model
-                .create_workspace(steps, self.batch, Some(self.state.clone()))?;
-            if self.workspaces.len() >= CHUNK_SHAPES {
-                self.workspaces.remove(0);
-            }
-            self.workspaces.push(ws);
-        }
-        Ok(self.workspaces.last().expect("just pushed"))
+        let (model, batch, state) = (self.model, self.batch, &self.state);
+        cached(
+            &mut self.workspaces,
+            CHUNK_SHAPES,
+            |w| w.steps == steps,
+            || model.create_workspace(steps, batch, Some(state.clone())),
+        )
     }
 }
 

@@ -44,14 +44,6 @@ fn live_objects(ctx: &GpuContext) -> i64 {
     (c.buffers.read() + c.bind_groups.read() + c.compute_pipelines.read()) as i64
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    Some(v[v.len() / 2])
-}
-
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     let mut shapes = bench::default_suite();
     if !args.suite.is_empty() {
@@ -224,7 +216,9 @@ fn gpu_records(
         })?;
         let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
         r.adapter = Some(AdapterRecord::new(info));
-        r.device_ms = median(device_ms);
+        device_ms.sort_by(f64::total_cmp);
+        r.device_ms =
+            (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());
         r.dispatches = Some(model.last_forward_dispatches());
         r.submits = Some(1);
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
