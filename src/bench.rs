@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use ndarray::Array3;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde::Serialize;
 
 use crate::compare::{compare, Tolerance};
 use crate::error::Result;
-use crate::{Forward, Input, RnnSpec};
+use crate::spec::RnnSpec;
+use crate::tensor::{Forward, Input, Output};
 
 /// One benchmark shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +135,12 @@ pub fn measure(
 /// Worst absolute error of `model` against `reference` on `x` over y, h_n and c_n, and whether
 /// it is within [`Tolerance::GPU_VS_CPU`].
 pub fn check(model: &dyn Forward, reference: &dyn Forward, x: &Array3<f32>) -> Result<(f32, bool)> {
-    let a = model.forward(&Input::new(x.view()))?;
+    check_output(&model.forward(&Input::new(x.view()))?, reference, x)
+}
+
+/// Worst absolute error of an output `a` computed on `x` against `reference`'s on `x`, and
+/// whether it is within [`Tolerance::GPU_VS_CPU`].
+pub fn check_output(a: &Output, reference: &dyn Forward, x: &Array3<f32>) -> Result<(f32, bool)> {
     let e = reference.forward(&Input::new(x.view()))?;
     let mut worst = 0.0f32;
     let mut ok = true;
@@ -147,162 +152,4 @@ pub fn check(model: &dyn Forward, reference: &dyn Forward, x: &Array3<f32>) -> R
         ok &= c.ok();
     }
     Ok((worst, ok))
-}
-
-/// One timed shape on one device and kernel variant: a row of the table and a record of the
-/// JSON report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    /// Shape name.
-    pub shape: String,
-    /// `lstm`, `gru`, …
-    pub cell: String,
-    /// Input features.
-    pub input: usize,
-    /// Hidden size.
-    pub hidden: usize,
-    /// Layers.
-    pub layers: usize,
-    /// Two directions.
-    pub bidirectional: bool,
-    /// Batch.
-    pub batch: usize,
-    /// Time steps.
-    pub steps: usize,
-    /// `cpu` or `gpu`.
-    pub device: String,
-    /// The adapter, for GPU records.
-    pub adapter: Option<AdapterRecord>,
-    /// `reference` (CPU), `stepwise` or `sequence`.
-    pub variant: String,
-    /// Whether this variant is the faster one of its device (always true for the CPU).
-    pub chosen: bool,
-    /// Floating-point operations of one forward.
-    pub flops: f64,
-    /// Untimed runs before timing.
-    pub warmup: usize,
-    /// Timed runs.
-    pub reps: usize,
-    /// Fastest run, end to end (for the GPU: input upload, compute, readback).
-    pub min_ms: f64,
-    /// Median run, end to end.
-    pub median_ms: f64,
-    /// Slowest run, end to end.
-    pub max_ms: f64,
-    /// Median device time of the compute pass from timestamp queries, where available.
-    pub device_ms: Option<f64>,
-    /// `flops / median`.
-    pub gflops: f64,
-    /// Sequences × steps per second.
-    pub batch_steps_per_s: f64,
-    /// CPU median / this median.
-    pub speedup_vs_cpu: Option<f64>,
-    /// This record's GFLOP/s over the adapter's GEMM ceiling from the same run.
-    pub fraction_of_gemm: Option<f64>,
-    /// Compute dispatches of one forward.
-    pub dispatches: Option<usize>,
-    /// Queue submits of one forward.
-    pub submits: Option<usize>,
-    /// Change in live GPU buffers, bind groups and pipelines over the timed runs (0: nothing
-    /// was created in the timed loop).
-    pub objects_created_in_timed_loop: Option<i64>,
-    /// Worst |GPU − CPU| over y, h_n and c_n.
-    pub max_abs_err: Option<f32>,
-}
-
-/// What identifies an adapter in a report.
-#[derive(Debug, Clone, Serialize)]
-pub struct AdapterRecord {
-    /// Adapter name.
-    pub name: String,
-    /// Backend.
-    pub backend: String,
-    /// Device type.
-    pub device_type: String,
-    /// Driver and its version.
-    pub driver: String,
-}
-
-impl AdapterRecord {
-    /// From wgpu's adapter info.
-    pub fn new(info: &wgpu::AdapterInfo) -> Self {
-        AdapterRecord {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
-        }
-    }
-}
-
-/// An adapter's GEMM ceiling in a report.
-#[derive(Debug, Clone, Serialize)]
-pub struct CeilingRecord {
-    /// The adapter.
-    pub adapter: AdapterRecord,
-    /// Matrix size of the `n × n × n` products.
-    pub n: usize,
-    /// Products timed in one submit.
-    pub reps: usize,
-    /// GFLOP/s from wall time.
-    pub gflops: f64,
-    /// GFLOP/s from timestamps, where available.
-    pub device_gflops: Option<f64>,
-}
-
-/// A whole benchmark run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// The crate version.
-    pub version: String,
-    /// Whether `--quick` was given.
-    pub quick: bool,
-    /// GEMM ceilings, one per adapter.
-    pub ceilings: Vec<CeilingRecord>,
-    /// One record per shape × device × variant.
-    pub records: Vec<Record>,
-}
-
-impl Record {
-    /// A record of `shape` with timings `t`, the throughput fields derived.
-    pub fn new(
-        shape: &BenchShape,
-        device: &str,
-        variant: &str,
-        warmup: usize,
-        t: &Timings,
-    ) -> Self {
-        let median = t.median();
-        Record {
-            shape: shape.name.to_string(),
-            cell: shape.spec.cell.name().to_string(),
-            input: shape.spec.input_size,
-            hidden: shape.spec.hidden_size,
-            layers: shape.spec.num_layers,
-            bidirectional: shape.spec.bidirectional,
-            batch: shape.batch,
-            steps: shape.steps,
-            device: device.to_string(),
-            adapter: None,
-            variant: variant.to_string(),
-            chosen: true,
-            flops: shape.flops(),
-            warmup,
-            reps: t.runs_ms.len(),
-            min_ms: t.min(),
-            median_ms: median,
-            max_ms: t.max(),
-            device_ms: None,
-            gflops: shape.flops() / (median * 1e-3) / 1e9,
-            batch_steps_per_s: (shape.batch * shape.steps) as f64 / (median * 1e-3),
-            speedup_vs_cpu: None,
-            fraction_of_gemm: None,
-            dispatches: None,
-            submits: None,
-            objects_created_in_timed_loop: None,
-            max_abs_err: None,
-        }
-    }
 }

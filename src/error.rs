@@ -32,8 +32,10 @@ impl<const N: usize> From<[usize; N]> for Shape {
 }
 
 /// Everything that can go wrong in this crate. Messages are one line, lowercase, and name the
-/// tensor, file or limit involved.
+/// tensor, file or limit involved. Each variant is one category: match on the variant, not on
+/// the message. New variants may come in later versions.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A tensor (weight, input or state) has the wrong shape.
     #[error("tensor `{tensor}`: expected shape {expected}, got {actual}")]
@@ -93,14 +95,32 @@ pub enum Error {
         /// Amount allowed.
         allowed: u64,
     },
-    /// A file could not be read or written.
-    #[error("`{path}`: {message}")]
+    /// A file could not be read or written. The operating system's error is the source
+    /// (its [`kind`](std::io::Error::kind) tells, e.g., `NotFound` from `PermissionDenied`).
+    #[error("`{path}`: {source}")]
     Io {
         /// The file.
         path: String,
-        /// What went wrong.
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Data could not be encoded into an output format (a model file, a JSON report, a chart).
+    #[error("cannot encode {what}: {message}")]
+    Encode {
+        /// What was being encoded, e.g. `safetensors model` or `` `report.json` ``.
+        what: String,
+        /// The encoder's message.
         message: String,
     },
+    /// A result check failed: a computed result differs from its reference beyond the
+    /// tolerance (the benchmark checks every GPU result against the CPU before timing it).
+    #[error("check failed: {0}")]
+    CheckFailed(String),
+    /// A bug in this crate, such as a panic caught in one of its worker threads; please
+    /// report it.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A file was read but its contents are not what was expected.
     #[error("`{path}`: {message}")]
     InvalidFile {
@@ -133,11 +153,19 @@ impl Error {
 }
 
 impl Error {
-    /// A file error naming `path`.
-    pub fn io(path: &std::path::Path, e: impl fmt::Display) -> Self {
+    /// A file error naming `path`, with the operating system's error as its source.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.display().to_string(),
-            message: e.to_string(),
+            source,
+        }
+    }
+
+    /// An encoding error for `what`.
+    pub fn encode(what: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Encode {
+            what: what.into(),
+            message: message.to_string(),
         }
     }
 

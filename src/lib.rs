@@ -110,19 +110,13 @@ mod weights;
 pub use cpu::CpuModel;
 pub use error::{Error, Result, Shape};
 pub use gpu::{
-    gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, GpuContext, GpuModel, GpuStream,
-    Variant,
+    gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
+    GpuContext, GpuModel, GpuStream, Variant,
 };
 pub use spec::{Cell, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};
-pub use tensor::{Input, Output};
+pub use tensor::{Forward, Input, Output};
 pub use weights::{param_name, DirectionWeights, Weights};
-
-/// A model that can run a forward pass: [`CpuModel`] or [`GpuModel`].
-pub trait Forward {
-    /// Runs the whole model over `input` and returns `y`, `h_n` and `c_n`.
-    fn forward(&self, input: &Input<'_>) -> Result<Output>;
-}
 
 /// The README's Rust examples, compiled as doctests so that they stay correct.
 #[cfg(doctest)]

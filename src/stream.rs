@@ -21,9 +21,10 @@
 
 use ndarray::{Array3, ArrayView3};
 
+use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
-use crate::{CpuModel, Forward, Input};
+use crate::tensor::{Forward, Input};
 
 /// The recurrent state of a stream.
 #[derive(Debug, Clone, PartialEq)]

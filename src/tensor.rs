@@ -1,4 +1,5 @@
-//! Forward inputs and outputs, and their shape checks (shared by the CPU and GPU paths).
+//! The forward interface: inputs, outputs, their shape checks, and the [`Forward`] trait every
+//! model implements (shared by the CPU and GPU paths).
 
 use ndarray::{Array3, ArrayD, ArrayView, ArrayViewD, Axis, CowArray, Dimension, Ix3};
 
@@ -106,6 +107,13 @@ pub struct Output {
     pub h_n: ArrayD<f32>,
     /// Final cell state of every layer and direction (`None` for cells without one).
     pub c_n: Option<ArrayD<f32>>,
+}
+
+/// A model that can run a forward pass: [`CpuModel`](crate::CpuModel) or
+/// [`GpuModel`](crate::GpuModel).
+pub trait Forward {
+    /// Runs the whole model over `input` and returns `y`, `h_n` and `c_n`.
+    fn forward(&self, input: &Input<'_>) -> Result<Output>;
 }
 
 /// An input checked against a spec and brought to time-major `[T, B, I]` layout.
@@ -256,7 +264,7 @@ impl<'a> Prepared<'a> {
 }
 
 /// Borrows `v` when it is already row-major, else copies it into row-major order.
-fn standard<'a>(v: ndarray::ArrayView3<'a, f32>) -> CowArray<'a, f32, Ix3> {
+pub(crate) fn standard<'a>(v: ndarray::ArrayView3<'a, f32>) -> CowArray<'a, f32, Ix3> {
     if v.is_standard_layout() {
         CowArray::from(v)
     } else {

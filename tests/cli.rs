@@ -444,6 +444,14 @@ fn bad_inputs_fail_cleanly() {
         ],
         "tpu",
     );
+    // Two outputs to one path: the conflict is named, nothing is written.
+    call(&["--hn", &y], &x, "--output and --hn name the same file");
+    let hn = case.p("hn.npy");
+    call(
+        &["--hn", &hn, "--cn", &hn],
+        &x,
+        "--hn and --cn name the same file",
+    );
     // The same checks when running on the GPU: still one line, nothing written.
     if gpu().is_some() {
         let h0 = case.p("h0bad.npy");

@@ -8,7 +8,8 @@ use common::{assert_outputs_close, gpu, rng, seed, uniform};
 use ndarray::Array3;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    Cell, ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel, Input, RnnSpec, Weights,
+    Cell, ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel, Input, RnnSpec, Stream,
+    Weights,
 };
 
 /// Storage bindings of at most 64 KiB, and at most `groups` workgroups per dimension.
@@ -131,4 +132,62 @@ fn too_long_for_a_bidirectional_model_is_an_error() {
     let e = model.forward(&Input::new(x.view())).unwrap_err();
     assert!(matches!(e, Error::ExceedsLimit { .. }), "{e}");
     eprintln!("{e}");
+}
+
+/// A stream whose chunk cannot run on the device: the error is clear, a state given with
+/// `set_state` survives it, and `state()` after a failed first chunk answers (no panic).
+#[test]
+fn a_failed_stream_chunk_keeps_the_state() {
+    let Some(ctx) = small_device(65535) else {
+        return;
+    };
+    let sd = seed("a_failed_stream_chunk_keeps_the_state", 94);
+    let mut r = rng(sd);
+    // 300 sequences: their state (19 KiB) fits the 64 KiB binding limit, one step of their
+    // input (300 × 64 features, 75 KiB) does not.
+    let spec = RnnSpec::lstm(64, 16);
+    let model = GpuModel::upload(&ctx, &Weights::random(&spec, sd).unwrap()).unwrap();
+    let chunk: Array3<f32> = uniform(&mut r, (1, 300, 64), 1.0);
+
+    let mut fresh = model.stream(300).unwrap();
+    let e = fresh.feed(chunk.view()).unwrap_err();
+    assert!(matches!(e, Error::ExceedsLimit { .. }), "{e}");
+    let s = fresh.state().unwrap();
+    assert!(s.h.iter().chain(s.c.iter().flatten()).all(|&v| v == 0.0));
+
+    let mut stream = model.stream(300).unwrap();
+    let h: Array3<f32> = uniform(&mut r, (1, 300, 16), 1.0);
+    let c: Array3<f32> = uniform(&mut r, (1, 300, 16), 1.0);
+    stream.set_state(h.view(), Some(c.view())).unwrap();
+    assert!(stream.feed(chunk.view()).is_err());
+    let s = stream.state().unwrap();
+    assert_eq!(s.h, h, "the state given with set_state was lost");
+    assert_eq!(s.c.as_ref(), Some(&c));
+}
+
+/// A stream chunk longer than the device holds runs in time windows, equal to the CPU.
+#[test]
+fn a_long_stream_chunk_runs_in_windows() {
+    let Some(ctx) = small_device(65535) else {
+        return;
+    };
+    let sd = seed("a_long_stream_chunk_runs_in_windows", 95);
+    let mut r = rng(sd);
+    let spec = RnnSpec::lstm(8, 32).layers(2);
+    let w = Weights::random(&spec, sd).unwrap();
+    let x: Array3<f32> = uniform(&mut r, (1500, 2, 8), 1.0);
+    let model = GpuModel::upload(&ctx, &w).unwrap();
+    let mut stream = model.stream(2).unwrap();
+    let mut ys = vec![stream.feed(x.slice(ndarray::s![..700, .., ..])).unwrap()];
+    ys.push(stream.feed(x.slice(ndarray::s![700.., .., ..])).unwrap());
+    let views: Vec<_> = ys.iter().map(|y| y.view()).collect();
+    let y = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+    let state = stream.state().unwrap();
+    let expected = CpuModel::new(w).forward(&Input::new(x.view())).unwrap();
+    let got = wgpu_lstm::Output {
+        y: y.into_dyn(),
+        h_n: state.h.into_dyn(),
+        c_n: state.c.map(|c| c.into_dyn()),
+    };
+    assert_outputs_close("stream in windows", &expected, &got, Tolerance::GPU_VS_CPU);
 }

@@ -8,7 +8,9 @@ mod common;
 use common::{assert_close, assert_outputs_close, gpu, models, rng, seed, uniform};
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis, ShapeBuilder};
 use wgpu_lstm::compare::Tolerance;
-use wgpu_lstm::{CpuModel, Error, Forward, GpuModel, Input, RnnSpec, Variant, Weights};
+use wgpu_lstm::{
+    CpuModel, Error, Forward, ForwardOptions, GpuModel, Input, RnnSpec, Variant, Weights,
+};
 
 /// Float32 rounding of a handful of operations.
 const HAND: Tolerance = Tolerance {
@@ -268,23 +270,28 @@ fn dispatch_count_of_two_layers_fifty_steps() {
     let Some(ctx) = gpu() else { return };
     let spec = RnnSpec::lstm(8, 16).layers(2);
     let model = GpuModel::upload(ctx, &Weights::random(&spec, 3).unwrap()).unwrap();
-    assert_eq!(model.last_forward_dispatches(), 0);
     let x = Array3::<f32>::zeros((50, 4, 8));
     let xf = Array3::<f32>::zeros((50, 4, 8).f());
+    let stats = |x: &Array3<f32>, variant: Variant| {
+        let options = ForwardOptions::default().variant(variant);
+        model
+            .forward_with(&Input::new(x.view()), &options)
+            .unwrap()
+            .1
+    };
     for (variant, expected) in [(Variant::Stepwise, 102), (Variant::Sequence, 4)] {
-        model.set_variant(variant);
-        model.forward(&Input::new(x.view())).unwrap();
-        assert_eq!(model.last_forward_dispatches(), expected, "{variant:?}");
-        model.forward(&Input::new(xf.view())).unwrap();
-        assert_eq!(model.last_forward_dispatches(), expected, "{variant:?}");
+        for input in [&x, &xf] {
+            let s = stats(input, variant);
+            assert_eq!((s.dispatches, s.submits), (expected, 1), "{variant:?}");
+            assert_eq!(s.variant, variant);
+        }
     }
     // Auto picks the whole-sequence kernel for a batch that fits one tile.
-    model.set_variant(Variant::Auto);
-    model.forward(&Input::new(x.view())).unwrap();
-    assert_eq!(model.last_forward_dispatches(), 4);
+    let s = stats(&x, Variant::Auto);
+    assert_eq!((s.dispatches, s.variant), (4, Variant::Sequence));
     let x8 = Array3::<f32>::zeros((50, 8, 8));
-    model.forward(&Input::new(x8.view())).unwrap();
-    assert_eq!(model.last_forward_dispatches(), 102);
+    let s = stats(&x8, Variant::Auto);
+    assert_eq!((s.dispatches, s.variant), (102, Variant::Stepwise));
 }
 
 fn assert_err(result: Result<impl std::fmt::Debug, Error>, expect: &str) {
@@ -386,10 +393,9 @@ fn whole_sequence_kernel_on_long_sequences() {
             .forward(&Input::new(x.view()))
             .unwrap();
         let model = GpuModel::upload(ctx, &w).unwrap();
-        model.set_variant(Variant::Sequence);
-        model.poison_workspace(t, 2, f32::NAN).unwrap();
-        let out = model.forward(&Input::new(x.view())).unwrap();
-        let v = model.last_forward_variant();
+        let options = ForwardOptions::default().variant(Variant::Sequence);
+        let (out, stats) = model.forward_with(&Input::new(x.view()), &options).unwrap();
+        let v = stats.variant;
         eprintln!("H={h} T={t}: ran {v:?}");
         assert_outputs_close(
             &format!("H={h} T={t} {v:?}"),

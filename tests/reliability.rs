@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::{gpu, rng, seed, uniform};
 use ndarray::{s, Array3, Axis};
+use rand::Rng;
 use wgpu_lstm::{
     ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel, Input, Output, RnnSpec, Weights,
 };
@@ -59,6 +60,68 @@ fn concurrent_forwards_equal_serial_ones() {
             assert_eq!(out, serial[n], "forward {n} differs from its serial run");
         }
     }
+}
+
+/// 8 threads × 25 forwards at once on one model, each of a random length in 1..=40 and a
+/// random batch in 1..=5 (with random per-sequence lengths), give bit for bit the outputs of
+/// serial runs; the workspaces created stay bounded by the pool (threads × powers of two),
+/// not by the number of distinct input shapes.
+#[test]
+fn concurrent_forwards_of_random_lengths() {
+    let Some(ctx) = gpu() else { return };
+    let sd = seed("concurrent_forwards_of_random_lengths", 73);
+    let spec = RnnSpec::lstm(5, 24).layers(2).proj_size(7);
+    let model = Arc::new(GpuModel::upload(ctx, &Weights::random(&spec, sd).unwrap()).unwrap());
+    let mut r = rng(sd);
+    let cases: Vec<(Array3<f32>, Vec<usize>)> = (0..8 * 25)
+        .map(|_| {
+            let (t, b) = (r.random_range(1..=40), r.random_range(1..=5));
+            let lengths = (0..b).map(|_| r.random_range(1..=t)).collect();
+            (uniform(&mut r, (t, b, 5), 1.0), lengths)
+        })
+        .collect();
+    let forward = |m: &GpuModel, (x, l): &(Array3<f32>, Vec<usize>)| {
+        m.forward(&Input::new(x.view()).lengths(l)).unwrap()
+    };
+    let serial: Vec<Output> = cases.iter().map(|c| forward(&model, c)).collect();
+    let serial_created = model.workspaces_created();
+    let cases = Arc::new(cases);
+    let threads: Vec<_> = (0..8)
+        .map(|k| {
+            let (model, cases) = (model.clone(), cases.clone());
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|i| (i * 8 + k, forward(&model, &cases[i * 8 + k])))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for t in threads {
+        for (n, out) in t.join().expect("no thread panicked") {
+            assert_eq!(out, serial[n], "forward {n} differs from its serial run");
+        }
+    }
+    let distinct: std::collections::HashSet<(usize, usize)> =
+        cases.iter().map(|(x, _)| (x.dim().0, x.dim().1)).collect();
+    let created = model.workspaces_created();
+    eprintln!(
+        "{} distinct shapes; workspaces created: {serial_created} serially, {created} in all",
+        distinct.len()
+    );
+    // Serially each new workspace covers every earlier one: at most one per power of two of
+    // the steps (1..=64) and of the batch (1..=8).
+    assert!(
+        serial_created <= 7 + 4,
+        "{serial_created} workspaces for serial forwards"
+    );
+    // Concurrently a thread creates one where every idle workspace is busy or too small:
+    // a few per thread while the pool grows to serve 8 at once.
+    assert!(created <= serial_created + 2 * 8, "{created} workspaces");
+    assert!(
+        created < distinct.len(),
+        "{created} workspaces for {} shapes",
+        distinct.len()
+    );
 }
 
 #[test]

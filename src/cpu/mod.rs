@@ -13,9 +13,8 @@ use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 
 use crate::error::Result;
 use crate::spec::{Cell, RnnSpec};
-use crate::tensor::{Input, Output, Prepared};
+use crate::tensor::{Forward, Input, Output, Prepared};
 use crate::weights::{DirectionWeights, Weights};
-use crate::Forward;
 
 /// A model that runs on the CPU.
 ///

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
+use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
 use crate::gpu::kernels::gemm::{self, GemmParams};
-use crate::gpu::model::timestamp_queries;
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +24,13 @@ pub struct GemmCeiling {
 
 /// Runs the GEMM kernel on `n × n × n` products: one warm-up, then `reps` in one submit.
 pub fn gemm_ceiling(ctx: &GpuContext, n: usize, reps: usize) -> Result<GemmCeiling> {
+    let _device = ctx.exclusive();
     let device = ctx.device();
     let queue = ctx.queue();
     let kernel = ctx.kernel(&gemm::specialization())?;
     let n = n.next_multiple_of(4).max(4);
     let reps = reps.max(1);
-    let params = GemmParams::dense(n, n, n / 4);
+    let params = GemmParams::dense(n, n, n / 4)?;
     let storage = |label: &str, floats: usize| {
         let b = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -87,63 +88,58 @@ pub fn gemm_ceiling(ctx: &GpuContext, n: usize, reps: usize) -> Result<GemmCeili
         ],
     });
     let timing = ctx.supports_timestamps().then(|| {
-        let (q, resolve) = timestamp_queries(device, "gemm timestamps");
-        let read = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gemm timestamps readback"),
-            size: 16,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        (q, resolve, read)
+        let read = device::buffer(
+            device,
+            "gemm timestamps readback",
+            TIMESTAMP_BYTES,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        (Timestamps::new(device, "gemm timestamps"), read)
     });
-    let [x, y, z] = params.workgroups(1);
+    let [x, y, z] = params.workgroups(1).map(|g| g as u32);
     let run = |count: usize, timed: bool| -> Result<f64> {
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("gemm ceiling"),
-                timestamp_writes: timing.as_ref().filter(|_| timed).map(|(q, _, _)| {
-                    wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }
-                }),
+                timestamp_writes: timing
+                    .as_ref()
+                    .filter(|_| timed)
+                    .map(|(t, _)| t.pass_writes()),
             });
             pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &group, &[0]);
             for _ in 0..count {
-                pass.dispatch_workgroups(x as u32, y as u32, z as u32);
+                pass.dispatch_workgroups(x, y, z);
             }
         }
-        if let (true, Some((q, resolve, read))) = (timed, &timing) {
-            encoder.resolve_query_set(q, 0..2, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, 16);
+        if let (true, Some((t, read))) = (timed, &timing) {
+            t.copy_to(&mut encoder, read, 0);
         }
         let start = Instant::now();
         queue.submit([encoder.finish()]);
         device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| crate::gpu::model::gpu_error("gemm ceiling", e))?;
+            .map_err(|e| device::gpu_error("gemm ceiling", e))?;
         Ok(start.elapsed().as_secs_f64())
     };
     run(1, false)?;
     let seconds = run(reps, true)?;
     let flops = 2.0 * (n as f64).powi(3) * reps as f64;
     let device_gflops = match &timing {
-        Some((_, _, read)) => {
+        Some((_, read)) => {
             let (tx, rx) = std::sync::mpsc::channel();
             read.map_async(wgpu::MapMode::Read, .., move |r| {
                 let _ = tx.send(r);
             });
             device
                 .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| crate::gpu::model::gpu_error("gemm ceiling", e))?;
+                .map_err(|e| device::gpu_error("gemm ceiling", e))?;
             let ok = rx.recv().map(|r| r.is_ok()).unwrap_or(false);
             let ticks = if ok {
                 let view = read
                     .get_mapped_range(..)
-                    .map_err(|e| crate::gpu::model::gpu_error("gemm ceiling", e))?;
+                    .map_err(|e| device::gpu_error("gemm ceiling", e))?;
                 let t: &[u64] = bytemuck::cast_slice(&view);
                 Some(t[1].saturating_sub(t[0]))
             } else {

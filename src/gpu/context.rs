@@ -1,9 +1,9 @@
 //! Adapter, device and queue, chosen by backend and adapter name, with the kernel cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, KernelCache, Specialization};
+use crate::gpu::kernels::{Family, Kernel, KernelCache, Specialization};
 
 /// How to choose the adapter of a [`GpuContext`].
 ///
@@ -100,6 +100,9 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     kernels: KernelCache,
+    /// Held around every use of the device where the backend cannot share it between
+    /// threads (GL: wgpu hands its one GL context between threads unreliably).
+    exclusive: Option<Mutex<()>>,
 }
 
 impl GpuContext {
@@ -154,12 +157,14 @@ impl GpuContext {
 
     /// Uses a device and queue the application already has (e.g. its renderer's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let exclusive = (info.backend == wgpu::Backend::Gl).then(|| Mutex::new(()));
         GpuContext {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 info,
                 kernels: KernelCache::default(),
+                exclusive,
             }),
         }
     }
@@ -203,5 +208,26 @@ impl GpuContext {
 
     pub(crate) fn kernel(&self, spec: &Specialization) -> Result<Arc<Kernel>> {
         self.inner.kernels.get(&self.inner.device, spec)
+    }
+
+    /// The bind-group layout every pipeline of `family` shares.
+    pub(crate) fn bind_group_layout(&self, family: Family) -> wgpu::BindGroupLayout {
+        self.inner.kernels.layout(&self.inner.device, family)
+    }
+
+    /// Whether this device serialises the threads that use it (GL; see
+    /// [`GpuContext::exclusive`]).
+    pub fn serializes_threads(&self) -> bool {
+        self.inner.exclusive.is_some()
+    }
+
+    /// A guard to hold around a sequence of device operations: on backends that cannot share
+    /// the device between threads (GL) it makes them take turns; elsewhere it is `None` and
+    /// threads run at once. Not re-entrant: do not call it again while holding it.
+    pub(crate) fn exclusive(&self) -> Option<MutexGuard<'_, ()>> {
+        self.inner
+            .exclusive
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

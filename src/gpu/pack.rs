@@ -7,6 +7,7 @@
 
 use ndarray::{concatenate, Array1, Array2, ArrayView2, Axis};
 
+use crate::gpu::kernels::step;
 use crate::spec::{Cell, RnnSpec};
 use crate::weights::Weights;
 
@@ -43,20 +44,58 @@ fn as_column(v: Array1<f32>) -> Array2<f32> {
     v.insert_axis(Axis(1))
 }
 
-/// One layer's weights for both directions, ready to upload.
+/// Sizes and offsets of one layer's packed weights, both directions, computed from the spec
+/// alone (so sizes can be checked before anything is packed). Sizes count vec4 elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LayerLayout {
+    /// Input projection weights `[D, K, n4]`.
+    pub w_ih: usize,
+    /// Input projection bias `[D, n4]`.
+    pub bias: usize,
+    /// Step weights: step-0 `[D, H_out, n4]`, recurrent `[D, H, n4]` (projection only),
+    /// peepholes `[D, H]` (peephole only).
+    pub w_step: usize,
+    /// Offset of the recurrent weights in the step weights (0 without a projection: the step-0
+    /// weights serve every step).
+    pub wrec_offset: usize,
+    /// Offset of the peepholes in the step weights.
+    pub ph_offset: usize,
+    /// Projection `[D, H, ⌈P/4⌉]` and its zero bias `[D, ⌈P/4⌉]` (projection only).
+    pub w_hr: Option<(usize, usize)>,
+}
+
+impl LayerLayout {
+    pub fn new(spec: &RnnSpec, layer: usize) -> Self {
+        let d = spec.num_directions();
+        let n4 = step::columns(spec.cell, spec.hidden_size);
+        let h = spec.hidden_size;
+        let step0 = d * spec.hidden_out() * n4;
+        let (wrec_offset, recurrent) = if spec.proj_size > 0 {
+            (step0, d * h * n4)
+        } else {
+            (0, 0)
+        };
+        let ph_offset = step0 + recurrent;
+        let peepholes = if spec.peephole { d * h } else { 0 };
+        LayerLayout {
+            w_ih: d * spec.layer_input_size(layer) * n4,
+            bias: d * n4,
+            w_step: ph_offset + peepholes,
+            wrec_offset,
+            ph_offset,
+            w_hr: (spec.proj_size > 0)
+                .then(|| (d * h * proj_columns(spec), d * proj_columns(spec))),
+        }
+    }
+}
+
+/// One layer's weights for both directions, ready to upload, laid out as [`LayerLayout`] says.
 #[derive(Debug)]
 pub(crate) struct LayerPack {
-    /// Input projection weights `[D, in, 4·n4]`.
     pub w_ih: Vec<f32>,
-    /// Input projection bias `[D, 4·n4]` (for GRU the fourth lane carries `b_hn`).
+    /// For GRU the fourth lane carries `b_hn`.
     pub bias: Vec<f32>,
-    /// Step weights: step-0 `[D, H_out, 4·n4]`, then (projection only) recurrent
-    /// `[D, H, 4·n4]`, then (peephole only) `[D, 4H]`.
     pub w_step: Vec<f32>,
-    /// Vec4 offsets of the recurrent weights and the peepholes in `w_step`.
-    pub wrec_offset: usize,
-    pub ph_offset: usize,
-    /// Projection `[D, H, 4·⌈P/4⌉]`.
     pub w_hr: Option<Vec<f32>>,
 }
 
@@ -104,8 +143,6 @@ pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> Lay
             ));
         }
     }
-    let wrec_offset = if wrec.is_empty() { 0 } else { w0.len() / 4 };
-    let ph_offset = (w0.len() + wrec.len()) / 4;
     let mut w_step = w0;
     w_step.extend(wrec);
     w_step.extend(ph);
@@ -113,8 +150,46 @@ pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> Lay
         w_ih,
         bias,
         w_step,
-        wrec_offset,
-        ph_offset,
         w_hr: (spec.proj_size > 0).then_some(w_hr),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Cell;
+
+    /// The layout computed from the spec describes exactly what packing produces.
+    #[test]
+    fn layout_matches_packed_sizes() {
+        for cell in Cell::ALL {
+            for (proj, peephole) in [(0, false), (3, false), (0, true), (3, true)] {
+                if (proj > 0 || peephole) && cell != Cell::Lstm {
+                    continue;
+                }
+                for bidirectional in [false, true] {
+                    let spec = RnnSpec::new(cell, 5, 7)
+                        .layers(2)
+                        .bidirectional(bidirectional)
+                        .proj_size(proj)
+                        .peephole(peephole);
+                    let weights = Weights::random(&spec, 1).unwrap();
+                    for layer in 0..2 {
+                        let l = LayerLayout::new(&spec, layer);
+                        let p = pack_layer(&spec, &weights, layer);
+                        let what = format!("{spec:?} layer {layer}");
+                        assert_eq!(p.w_ih.len(), 4 * l.w_ih, "{what}");
+                        assert_eq!(p.bias.len(), 4 * l.bias, "{what}");
+                        assert_eq!(p.w_step.len(), 4 * l.w_step, "{what}");
+                        assert_eq!(p.w_hr.as_ref().map(|w| w.len()), l.w_hr.map(|w| 4 * w.0));
+                        if peephole {
+                            // The peepholes of the first direction start at ph_offset.
+                            let ph = weights.get(layer, 0).w_ph.as_ref().unwrap();
+                            assert_eq!(p.w_step[4 * l.ph_offset], ph[0], "{what}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -4,8 +4,7 @@ use ndarray::{concatenate, s, Array3, Axis};
 
 use crate::error::{Error, Result};
 use crate::gpu::model::GpuModel;
-use crate::tensor::{Input, Output, Prepared};
-use crate::Forward;
+use crate::tensor::{Forward, Input, Output, Prepared};
 
 /// Runs `input` with its batch split into contiguous parts, one per model, each model on its
 /// own thread, and joins the results as if one model had run the whole batch. The models must
@@ -68,7 +67,7 @@ pub fn forward_split(models: &[GpuModel], input: &Input<'_>) -> Result<Output> {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::InvalidInput("a split forward panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Internal("a split forward panicked".into())))
             })
             .collect()
     });

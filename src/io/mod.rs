@@ -3,54 +3,56 @@
 pub mod model_file;
 pub mod npy;
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// A file being written under a temporary name beside its destination; [`PendingFile::commit`]
-/// renames it into place, dropping it uncommitted removes it. So an error or an interruption
-/// never leaves a half-written file at the destination.
+/// A file being written under a unique temporary name beside its destination (so that two
+/// writers, even two threads of one process, never share one); [`PendingFile::commit`] renames
+/// it into place, dropping it uncommitted removes it. So an error or an interruption never
+/// leaves a half-written file at the destination.
 #[derive(Debug)]
 pub struct PendingFile {
-    temp: PathBuf,
+    temp: tempfile::NamedTempFile,
     dest: PathBuf,
-    committed: bool,
 }
 
 impl PendingFile {
     /// Writes `bytes` to a temporary file next to `dest`.
     pub fn write(dest: &Path, bytes: &[u8]) -> Result<Self> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| Error::io(dest, "not a file name"))?
-            .to_string_lossy();
-        let temp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let pending = PendingFile {
+        let name = dest.file_name().ok_or_else(|| {
+            Error::io(
+                dest,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            )
+        })?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(name);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Outputs are ordinary files (readable by others), not private temporary ones.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let mut temp = builder.tempfile_in(dir).map_err(|e| Error::io(dest, e))?;
+        temp.write_all(bytes).map_err(|e| Error::io(dest, e))?;
+        temp.as_file().sync_all().map_err(|e| Error::io(dest, e))?;
+        Ok(PendingFile {
             temp,
             dest: dest.to_path_buf(),
-            committed: false,
-        };
-        let mut f = File::create(&pending.temp).map_err(|e| Error::io(dest, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(dest, e))?;
-        f.sync_all().map_err(|e| Error::io(dest, e))?;
-        Ok(pending)
+        })
     }
 
     /// Moves the file into place.
-    pub fn commit(mut self) -> Result<()> {
-        std::fs::rename(&self.temp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
-        self.committed = true;
+    pub fn commit(self) -> Result<()> {
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| Error::io(&self.dest, e.error))?;
         Ok(())
-    }
-}
-
-impl Drop for PendingFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
-        }
     }
 }
 

@@ -284,10 +284,7 @@ pub fn to_bytes(weights: &Weights, batch_first: bool) -> Result<Vec<u8>> {
     if batch_first {
         meta.insert("batch_first".into(), "true".into());
     }
-    safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::Io {
-        path: "safetensors".into(),
-        message: e.to_string(),
-    })
+    safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::encode("safetensors model", e))
 }
 
 /// Writes `weights` to a safetensors file, atomically (see [`to_bytes`]).

@@ -7,10 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use wgpu_lstm::bench::{self, AdapterRecord, BenchShape, CeilingRecord, Record, Report};
+use wgpu_lstm::bench::{self, BenchShape};
+
+use crate::concurrency;
+use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report};
 use wgpu_lstm::{
-    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, GpuContext, GpuModel,
-    Variant, Weights,
+    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, ForwardOptions, GpuContext,
+    GpuModel, Variant, Weights,
 };
 
 use crate::gpu_args::GpuArgs;
@@ -36,12 +39,10 @@ pub struct BenchArgs {
     /// Draw throughput per shape and device as a PNG chart here.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
-}
-
-/// Live GPU buffers + bind groups + compute pipelines (process-wide wgpu counters).
-fn live_objects(ctx: &GpuContext) -> i64 {
-    let c = ctx.device().get_internal_counters().hal;
-    (c.buffers.read() + c.bind_groups.read() + c.compute_pipelines.read()) as i64
+    /// The suite shape of the concurrency section (4 threads against 1 on one model, and
+    /// the objects 100 forwards of random lengths create); `none` skips it.
+    #[arg(long, value_name = "SHAPE", default_value = "edge")]
+    pub concurrency_shape: String,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
@@ -95,6 +96,19 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         });
     }
 
+    let concurrency_shape = match args.concurrency_shape.as_str() {
+        "none" => None,
+        name => Some(
+            bench::default_suite()
+                .into_iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "--concurrency-shape: unknown suite shape `{name}`"
+                    ))
+                })?,
+        ),
+    };
     let mut records: Vec<Record> = Vec::new();
     let mut failures = Vec::new();
     for (n, shape) in shapes.iter().enumerate() {
@@ -143,15 +157,30 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         }
     }
 
+    let mut concurrency = Vec::new();
+    if let Some(shape) = &concurrency_shape {
+        for ctx in &contexts {
+            let info = ctx.adapter_info();
+            eprintln!(
+                "concurrency on {} ({:?}), {}…",
+                info.name, info.backend, shape.name
+            );
+            concurrency.push(concurrency::measure(ctx, shape, 4 * reps)?);
+        }
+    }
+
     print_report(&ceilings, &records);
+    concurrency::print(&concurrency);
     let report = Report {
         version: env!("CARGO_PKG_VERSION").to_string(),
         quick: args.quick,
         ceilings,
         records,
+        concurrency,
     };
     if let Some(path) = &args.json {
-        let text = serde_json::to_vec_pretty(&report).map_err(|e| Error::io(path, e))?;
+        let text = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::encode(format!("`{}`", path.display()), e))?;
         wgpu_lstm::io::write_atomic(path, &text)?;
         eprintln!("wrote {}", path.display());
     }
@@ -160,7 +189,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         eprintln!("wrote {}", path.display());
     }
     if !failures.is_empty() {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::CheckFailed(format!(
             "{} GPU run(s) failed: {}",
             failures.len(),
             failures.join("; ")
@@ -182,13 +211,14 @@ fn gpu_records(
 ) -> Result<Vec<Record>, Error> {
     let info = ctx.adapter_info();
     let model = GpuModel::upload(ctx, weights)?;
-    model.set_timing(true);
     let mut out: Vec<Record> = Vec::new();
     for variant in [Variant::Stepwise, Variant::Sequence] {
-        model.set_variant(variant);
-        let (err, ok) = bench::check(&model, cpu, x)?;
-        let ran = model.last_forward_variant();
-        if ran != variant {
+        let options = ForwardOptions::default().variant(variant).timing(true);
+        let input = wgpu_lstm::Input::new(x.view());
+        let forward = || model.forward_with(&input, &options);
+        let (got, stats) = forward()?;
+        let (err, ok) = bench::check_output(&got, cpu, x)?;
+        if stats.variant != variant {
             eprintln!(
                 "  {} ({:?}): {} kernel not possible here, skipped",
                 info.name,
@@ -198,20 +228,19 @@ fn gpu_records(
             continue;
         }
         if !ok {
-            return Err(Error::Gpu {
-                during: format!("{} check", variant.name()),
-                message: format!("result differs from the cpu reference by {err:e}"),
-            });
+            return Err(Error::CheckFailed(format!(
+                "{} kernel: result differs from the cpu reference by {err:e}",
+                variant.name()
+            )));
         }
         eprintln!("  {} ({:?}) {}…", info.name, info.backend, variant.name());
         for _ in 0..warmup {
-            model.forward(&wgpu_lstm::Input::new(x.view()))?;
+            forward()?;
         }
         let before = live_objects(ctx);
         let mut device_ms = Vec::new();
         let t = bench::time(0, reps, || {
-            model.forward(&wgpu_lstm::Input::new(x.view()))?;
-            device_ms.extend(model.last_forward_device_ms());
+            device_ms.extend(forward()?.1.device_ms);
             Ok(())
         })?;
         let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
@@ -219,8 +248,8 @@ fn gpu_records(
         device_ms.sort_by(f64::total_cmp);
         r.device_ms =
             (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());
-        r.dispatches = Some(model.last_forward_dispatches());
-        r.submits = Some(1);
+        r.dispatches = Some(stats.dispatches);
+        r.submits = Some(stats.submits);
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
         r.max_abs_err = Some(err);
         out.push(r);
@@ -302,7 +331,7 @@ fn plot(path: &Path, report: &Report) -> Result<(), Error> {
     use plotters::prelude::*;
     let font = dejavu::sans::regular();
     plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| Error::io(path, "cannot load the chart font"))?;
+        .map_err(|_| Error::encode("chart", "cannot load the chart font"))?;
     let shapes: Vec<String> = {
         let mut v: Vec<String> = Vec::new();
         for r in &report.records {
@@ -381,7 +410,7 @@ fn plot(path: &Path, report: &Report) -> Result<(), Error> {
     };
     draw().map_err(|e| {
         let _ = std::fs::remove_file(&temp);
-        Error::io(path, e)
+        Error::encode(format!("chart `{}`", path.display()), e)
     })?;
     std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
 }

@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 mod bench;
+mod concurrency;
 mod gpu_args;
 mod info;
+mod report;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};

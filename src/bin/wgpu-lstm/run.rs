@@ -106,7 +106,37 @@ fn invalid(path: &Path, message: String) -> Error {
     }
 }
 
+/// Refuses two outputs written to one path (one would silently replace the other).
+fn check_distinct_outputs(args: &RunArgs) -> Result<(), Error> {
+    let outputs = [
+        ("--output", Some(&args.output)),
+        ("--hn", args.hn.as_ref()),
+        ("--cn", args.cn.as_ref()),
+    ];
+    let given: Vec<(&str, &PathBuf)> = outputs
+        .iter()
+        .filter_map(|(flag, p)| p.map(|p| (*flag, p)))
+        .collect();
+    for (i, (a, pa)) in given.iter().enumerate() {
+        for (b, pb) in &given[i + 1..] {
+            // Compare as written and, where both exist, as the files they name.
+            let same_file = match (std::fs::canonicalize(pa), std::fs::canonicalize(pb)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            };
+            if pa == pb || same_file {
+                return Err(Error::InvalidInput(format!(
+                    "{a} and {b} name the same file `{}`; give each output its own path",
+                    pa.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> Result<(), Error> {
+    check_distinct_outputs(args)?;
     let model = model_file::load(&args.weights)?;
     let spec = model.weights.spec().clone();
     if !spec.cell.has_cell_state() {

@@ -7,7 +7,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{div_ceil, dynamic_uniform, storage, Family, Specialization};
+use super::{div_ceil, dynamic_uniform, param, storage, Family, Specialization};
+use crate::error::Result;
 
 /// Invocations per workgroup along vec4 columns (`WG_X` in the shader).
 pub(crate) const WG_X: u32 = 16;
@@ -38,21 +39,21 @@ pub(crate) struct GemmParams {
 impl GemmParams {
     /// Dense products `[m, k] · [k, 4·n4]`, `a` shared by every z, `w`/`bias`/`out` packed one
     /// z after another, every column stored.
-    pub fn dense(m: usize, k: usize, n4: usize) -> Self {
-        GemmParams {
-            m: m as u32,
-            k: k as u32,
-            n4: n4 as u32,
-            n_valid: (4 * n4) as u32,
+    pub fn dense(m: usize, k: usize, n4: usize) -> Result<Self> {
+        Ok(GemmParams {
+            m: param("rows", m)?,
+            k: param("inner dimension", k)?,
+            n4: param("columns", n4)?,
+            n_valid: param("columns", 4 * n4)?,
             a_offset: 0,
-            a_stride: k as u32,
+            a_stride: param("row stride", k)?,
             a_batch: 0,
-            w_batch: (k * n4) as u32,
-            bias_batch: n4 as u32,
+            w_batch: param("weight stride", k * n4)?,
+            bias_batch: param("columns", n4)?,
             out_offset: 0,
-            out_stride: (4 * n4) as u32,
-            out_batch: (m * 4 * n4) as u32,
-        }
+            out_stride: param("row stride", 4 * n4)?,
+            out_batch: param("output stride", m * 4 * n4)?,
+        })
     }
 
     /// Workgroups to dispatch for `z` products.
@@ -86,3 +87,7 @@ pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
         storage(4, false),
     ]
 }
+
+#[cfg(test)]
+#[path = "gemm_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::gpu::device::one_line;
 
 /// A kernel family: one WGSL file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +144,34 @@ pub(crate) struct KernelCache {
 }
 
 impl KernelCache {
+    /// The shader module and bind-group layout of `family`, created on first request.
+    fn family(
+        &self,
+        device: &wgpu::Device,
+        family: Family,
+    ) -> (wgpu::ShaderModule, wgpu::BindGroupLayout) {
+        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
+        families
+            .entry(family)
+            .or_insert_with(|| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family.name()),
+                    source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                });
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(family.name()),
+                    entries: &family.layout_entries(),
+                });
+                (module, layout)
+            })
+            .clone()
+    }
+
+    /// The bind-group layout every pipeline of `family` shares.
+    pub fn layout(&self, device: &wgpu::Device, family: Family) -> wgpu::BindGroupLayout {
+        self.family(device, family).1
+    }
+
     /// The pipeline for `spec`, compiled on first request.
     pub fn get(&self, device: &wgpu::Device, spec: &Specialization) -> Result<Arc<Kernel>> {
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,24 +180,7 @@ impl KernelCache {
         }
         let label = spec.to_string();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (module, layout) = {
-            let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-            families
-                .entry(spec.family)
-                .or_insert_with(|| {
-                    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(spec.family.name()),
-                        source: wgpu::ShaderSource::Wgsl(spec.family.source().into()),
-                    });
-                    let layout =
-                        device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                            label: Some(spec.family.name()),
-                            entries: &spec.family.layout_entries(),
-                        });
-                    (module, layout)
-                })
-                .clone()
-        };
+        let (module, layout) = self.family(device, spec.family);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -193,7 +205,7 @@ impl KernelCache {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu {
                 during: format!("pipeline creation of kernel `{label}`"),
-                message: crate::gpu::model::one_line(&e.to_string()),
+                message: one_line(&e.to_string()),
             });
         }
         let kernel = Arc::new(Kernel { pipeline, layout });
@@ -233,4 +245,14 @@ pub(crate) fn dynamic_uniform<T>(binding: u32) -> wgpu::BindGroupLayoutEntry {
 /// `⌈n / d⌉`.
 pub(crate) fn div_ceil(n: usize, d: usize) -> usize {
     n.div_ceil(d)
+}
+
+/// `value` as a `u32` kernel parameter, or the limit it exceeds (never a silent truncation).
+pub(crate) fn param(what: &str, value: usize) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::ExceedsLimit {
+        what: what.to_string(),
+        limit: "u32 kernel parameter",
+        needed: value as u64,
+        allowed: u64::from(u32::MAX),
+    })
 }
