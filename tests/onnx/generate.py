@@ -174,7 +174,7 @@ def activation(name, x, alpha, beta):
     if n == "leakyrelu":
         return np.where(x >= 0, x, alpha * x)
     if n == "thresholdedrelu":
-        return np.where(x > alpha, x, 0.0)
+        return np.where(x >= alpha, x, 0.0)
     if n == "scaledtanh":
         return alpha * np.tanh(beta * x)
     if n == "hardsigmoid":
@@ -374,7 +374,7 @@ def gen_onnx_node():
                  f"onnx/backend/test/case/node/{ {'LSTM': 'lstm', 'GRU': 'gru', 'RNN': 'rnn'}[op]}.py), "
                  f"opset {m.opset_import[0].version}; expected outputs are the test's own numpy "
                  f"reference; W/R/B/P moved from graph inputs to initializers "
-                 f"(original.onnx is the unmodified test model, original_inputs its full input set). "
+                 f"(original.onnx is the unmodified test model, original.inputs its full input set). "
                  f"ONNX's own comparison uses rtol {c.rtol}, atol {c.atol}."]
         extra = {"onnx_test": c.name}
         got, err = run_ort(m, run_inputs)
