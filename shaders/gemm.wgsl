@@ -80,3 +80,69 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, acc2); }
     if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, acc3); }
 }
+
+// Wide variant: 4 rows × two vec4 columns (n, n + 1) per invocation. Each `a` load feeds
+// twice the multiply-adds of `main`, for eight vec4 accumulators instead of four.
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = 2u * gid.x;
+    let m0 = gid.y * TM;
+    let z = gid.z;
+    if (n >= p.n4 || m0 >= p.m) {
+        return;
+    }
+    // The second column is clamped for loading and skipped when storing.
+    let n1 = min(n + 1u, p.n4 - 1u);
+    let last = p.m - 1u;
+    let a0 = p.a_offset + z * p.a_batch;
+    let r0 = a0 + m0 * p.a_stride;
+    let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
+    let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
+    let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
+    let ba = bias[z * p.bias_batch + n];
+    let bb = bias[z * p.bias_batch + n1];
+    var a0c = ba;
+    var a1c = ba;
+    var a2c = ba;
+    var a3c = ba;
+    var b0c = bb;
+    var b1c = bb;
+    var b2c = bb;
+    var b3c = bb;
+    var wi = z * p.w_batch;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let wa = w[wi + n];
+        let wb = w[wi + n1];
+        let x0 = a[r0 + kk];
+        let x1 = a[r1 + kk];
+        let x2 = a[r2 + kk];
+        let x3 = a[r3 + kk];
+        a0c = a0c + x0 * wa;
+        a1c = a1c + x1 * wa;
+        a2c = a2c + x2 * wa;
+        a3c = a3c + x3 * wa;
+        b0c = b0c + x0 * wb;
+        b1c = b1c + x1 * wb;
+        b2c = b2c + x2 * wb;
+        b3c = b3c + x3 * wb;
+        wi = wi + p.n4;
+    }
+    let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
+    let ca = 4u * n;
+    let two = n + 1u < p.n4;
+    let cb = 4u * (n + 1u);
+    store(o, ca, a0c);
+    if (two) { store(o, cb, b0c); }
+    if (m0 + 1u < p.m) {
+        store(o + p.out_stride, ca, a1c);
+        if (two) { store(o + p.out_stride, cb, b1c); }
+    }
+    if (m0 + 2u < p.m) {
+        store(o + 2u * p.out_stride, ca, a2c);
+        if (two) { store(o + 2u * p.out_stride, cb, b2c); }
+    }
+    if (m0 + 3u < p.m) {
+        store(o + 3u * p.out_stride, ca, a3c);
+        if (two) { store(o + 3u * p.out_stride, cb, b3c); }
+    }
+}

@@ -94,7 +94,17 @@
 //! forward go into one command encoder, submitted once, read back once. A second step kernel
 //! walks every time step inside one workgroup (one dispatch per layer), for small batches where
 //! dispatch latency dominates; see [`Variant`]. Inputs beyond the device's limits run chunked
-//! over the batch and over time.
+//! over the batch and over time. Buffers and bind groups live in workspaces that serve every
+//! input up to their capacity, lent by each model's pool, so that forwards of many lengths
+//! reuse a few of them and forwards on several threads run at once;
+//! [`GpuModel::forward_with`] takes per-call [`ForwardOptions`] and returns that call's
+//! [`ForwardStats`].
+//!
+//! ## Features
+//!
+//! `cli` (default) builds the `wgpu-lstm` command line and its dependencies (clap, plotters,
+//! the chart font, the JSON report). A library user leaves it out with
+//! `default-features = false`.
 
 pub mod bench;
 pub mod compare;
@@ -111,7 +121,7 @@ pub use cpu::CpuModel;
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
-    GpuContext, GpuModel, GpuStream, Variant,
+    GemmVariant, GpuContext, GpuModel, GpuStream, Variant,
 };
 pub use spec::{Cell, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};

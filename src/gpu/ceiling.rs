@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
-use crate::gpu::kernels::gemm::{self, GemmParams};
+use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,12 +22,18 @@ pub struct GemmCeiling {
     pub device_gflops: Option<f64>,
 }
 
-/// Runs the GEMM kernel on `n × n × n` products: one warm-up, then `reps` in one submit.
-pub fn gemm_ceiling(ctx: &GpuContext, n: usize, reps: usize) -> Result<GemmCeiling> {
+/// Runs the GEMM kernel `variant` on `n × n × n` products: one warm-up, then `reps` in one
+/// submit.
+pub fn gemm_ceiling(
+    ctx: &GpuContext,
+    n: usize,
+    reps: usize,
+    variant: GemmVariant,
+) -> Result<GemmCeiling> {
     let _device = ctx.exclusive();
     let device = ctx.device();
     let queue = ctx.queue();
-    let kernel = ctx.kernel(&gemm::specialization())?;
+    let kernel = ctx.kernel(&gemm::specialization(variant))?;
     let n = n.next_multiple_of(4).max(4);
     let reps = reps.max(1);
     let params = GemmParams::dense(n, n, n / 4)?;
@@ -96,7 +102,7 @@ pub fn gemm_ceiling(ctx: &GpuContext, n: usize, reps: usize) -> Result<GemmCeili
         );
         (Timestamps::new(device, "gemm timestamps"), read)
     });
-    let [x, y, z] = params.workgroups(1).map(|g| g as u32);
+    let [x, y, z] = params.workgroups(1, variant).map(|g| g as u32);
     let run = |count: usize, timed: bool| -> Result<f64> {
         let mut encoder = device.create_command_encoder(&Default::default());
         {

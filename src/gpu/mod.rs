@@ -33,6 +33,7 @@ mod workspace;
 
 pub use ceiling::{gemm_ceiling, GemmCeiling};
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
+pub use kernels::gemm::GemmVariant;
 pub use kernels::step::Variant;
 pub use kernels::{catalog as kernel_catalog, KernelSource};
 pub use model::{ForwardOptions, ForwardStats, GpuModel};

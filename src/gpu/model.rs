@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job, Kernels};
-use crate::gpu::kernels::gemm;
+use crate::gpu::kernels::gemm::{self, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
 use crate::gpu::kernels::{Family, Kernel};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
@@ -39,12 +39,21 @@ pub struct ForwardOptions {
     /// them ([`GpuContext::supports_timestamps`]); the time comes back in
     /// [`ForwardStats::device_ms`].
     pub timing: bool,
+    /// The GEMM kernel of the input and output projections (default
+    /// [`GemmVariant::Rows4`]); every variant gives bit-identical results.
+    pub gemm: GemmVariant,
 }
 
 impl ForwardOptions {
     /// Sets [`ForwardOptions::variant`].
     pub fn variant(mut self, variant: Variant) -> Self {
         self.variant = variant;
+        self
+    }
+
+    /// Sets [`ForwardOptions::gemm`].
+    pub fn gemm(mut self, gemm: GemmVariant) -> Self {
+        self.gemm = gemm;
         self
     }
 
@@ -99,7 +108,6 @@ pub struct GpuModel {
     limits: Limits,
     weights: DeviceWeights,
     bind: BindLayouts,
-    gemm: Arc<Kernel>,
     pool: Pool,
 }
 
@@ -110,7 +118,8 @@ impl GpuModel {
         let _device = ctx.exclusive();
         let spec = weights.spec().clone();
         let limits = Limits::new(&ctx.limits(), ctx.loop_budget());
-        let gemm = ctx.kernel(&gemm::specialization())?;
+        // Compiled now, so that a device that cannot build the kernels fails at upload.
+        ctx.kernel(&gemm::specialization(GemmVariant::default()))?;
         let bind = BindLayouts {
             gemm: ctx.bind_group_layout(Family::Gemm),
             step: ctx.bind_group_layout(Family::Step),
@@ -125,7 +134,6 @@ impl GpuModel {
             limits,
             weights,
             bind,
-            gemm,
             pool: Pool::default(),
         })
     }
@@ -211,8 +219,9 @@ impl GpuModel {
             let c0 = p.c0.as_ref().map(|a| batch_part(a, &part));
             for (w, chunk) in windows.iter().enumerate() {
                 let extent = chunk.extent();
-                let schedule = Schedule::new(spec, &self.limits, extent, options.variant)?;
-                let step = self.step_kernel(&schedule)?;
+                let schedule =
+                    Schedule::new(spec, &self.limits, extent, options.variant, options.gemm)?;
+                let (gemm, step) = self.kernels_for(&schedule)?;
                 let x = p.x.slice(s![chunk.time.clone(), part.clone(), ..]);
                 let x = x.as_standard_layout();
                 let lens: Vec<u32> = part
@@ -243,7 +252,7 @@ impl GpuModel {
                     timing: options.timing,
                 };
                 let kernels = Kernels {
-                    gemm: &self.gemm,
+                    gemm: &gemm,
                     step: &step,
                 };
                 let out = execute::run(
@@ -347,9 +356,12 @@ impl GpuModel {
         &self.limits
     }
 
-    /// The pipelines of a schedule, for a stream.
+    /// The pipelines a schedule runs (GEMM, step), compiled once per context.
     pub(crate) fn kernels_for(&self, schedule: &Schedule) -> Result<(Arc<Kernel>, Arc<Kernel>)> {
-        Ok((self.gemm.clone(), self.step_kernel(schedule)?))
+        Ok((
+            self.ctx.kernel(&gemm::specialization(schedule.gemm))?,
+            self.step_kernel(schedule)?,
+        ))
     }
 }
 

@@ -125,7 +125,13 @@ impl Stream for GpuStream<'_> {
         for start in (0..p.steps).step_by(window) {
             let len = window.min(p.steps - start);
             let extent = Extent::new(len, p.batch);
-            let schedule = Schedule::new(&spec, self.model.limits(), extent, Default::default())?;
+            let schedule = Schedule::new(
+                &spec,
+                self.model.limits(),
+                extent,
+                Default::default(),
+                Default::default(),
+            )?;
             let (gemm, step) = self.model.kernels_for(&schedule)?;
             let x = p.x.slice(s![start..start + len, .., ..]);
             let x = x.as_standard_layout();

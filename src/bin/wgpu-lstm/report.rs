@@ -98,6 +98,8 @@ impl AdapterRecord {
 pub struct CeilingRecord {
     /// The adapter.
     pub adapter: AdapterRecord,
+    /// The GEMM kernel variant.
+    pub variant: String,
     /// Matrix size of the `n × n × n` products.
     pub n: usize,
     /// Products timed in one submit.

@@ -56,10 +56,11 @@ impl GemmParams {
         })
     }
 
-    /// Workgroups to dispatch for `z` products.
-    pub fn workgroups(&self, z: usize) -> [usize; 3] {
+    /// Workgroups to dispatch for `z` products with `variant`.
+    pub fn workgroups(&self, z: usize, variant: GemmVariant) -> [usize; 3] {
+        let columns = div_ceil(self.n4 as usize, variant.columns_per_invocation());
         [
-            div_ceil(self.n4 as usize, WG_X as usize),
+            div_ceil(columns, WG_X as usize),
             div_ceil(
                 div_ceil(self.m as usize, ROWS_PER_INVOCATION),
                 WG_Y as usize,
@@ -69,10 +70,50 @@ impl GemmParams {
     }
 }
 
-pub(crate) fn specialization() -> Specialization {
+/// The GEMM kernels of `shaders/gemm.wgsl`: what one invocation computes. Both give the same
+/// sums in the same order (bit-identical results); they differ in speed by device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GemmVariant {
+    /// 4 rows × one vec4 column per invocation (`main`).
+    #[default]
+    Rows4,
+    /// 4 rows × two vec4 columns per invocation (`wide`): each `a` load feeds twice the
+    /// multiply-adds.
+    Wide,
+}
+
+impl GemmVariant {
+    /// Every variant.
+    pub const ALL: [GemmVariant; 2] = [GemmVariant::Rows4, GemmVariant::Wide];
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmVariant::Rows4 => "rows4",
+            GemmVariant::Wide => "wide",
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            GemmVariant::Rows4 => "main",
+            GemmVariant::Wide => "wide",
+        }
+    }
+
+    /// Vec4 columns one invocation computes.
+    pub(crate) fn columns_per_invocation(self) -> usize {
+        match self {
+            GemmVariant::Rows4 => 1,
+            GemmVariant::Wide => 2,
+        }
+    }
+}
+
+pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
     Specialization {
         family: Family::Gemm,
-        entry: "main",
+        entry: variant.entry(),
         constants: vec![("WG_X", WG_X), ("WG_Y", WG_Y)],
     }
 }

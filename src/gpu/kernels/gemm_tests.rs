@@ -6,7 +6,7 @@
 
 use std::num::NonZeroU64;
 
-use super::{specialization, GemmParams};
+use super::{specialization, GemmParams, GemmVariant};
 use crate::gpu::context::{ContextOptions, GpuContext};
 use crate::gpu::device;
 
@@ -101,16 +101,20 @@ fn check(ctx: &GpuContext, c: Case) {
         out_stride: u32_of(out_stride),
         out_batch: u32_of(out_batch),
     };
-    let got = run(ctx, &params, z, &a, &w, &bias, expected.len());
-    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
-        let ok = if e.is_nan() { g.is_nan() } else { e == g };
-        assert!(ok, "{c:?}: element {i}: expected {e}, got {g}");
+    for variant in GemmVariant::ALL {
+        let got = run(ctx, variant, &params, z, &a, &w, &bias, expected.len());
+        for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+            let ok = if e.is_nan() { g.is_nan() } else { e == g };
+            assert!(ok, "{c:?} {variant:?}: element {i}: expected {e}, got {g}");
+        }
     }
 }
 
 /// Dispatches the GEMM once and reads `out` (filled with NaN first) back.
+#[allow(clippy::too_many_arguments)]
 fn run(
     ctx: &GpuContext,
+    variant: GemmVariant,
     params: &GemmParams,
     z: usize,
     a: &[f32],
@@ -119,7 +123,7 @@ fn run(
     out_len: usize,
 ) -> Vec<f32> {
     let (dev, queue) = (ctx.device(), ctx.queue());
-    let kernel = ctx.kernel(&specialization()).unwrap();
+    let kernel = ctx.kernel(&specialization(variant)).unwrap();
     use wgpu::BufferUsages as U;
     let input = |label, data: &[f32]| {
         device::upload(dev, queue, label, bytemuck::cast_slice(data), U::STORAGE)
@@ -166,7 +170,7 @@ fn run(
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &group, &[0]);
-        let [x, y, zg] = params.workgroups(z).map(|g| u32::try_from(g).unwrap());
+        let [x, y, zg] = params.workgroups(z, variant).map(|g| u32::try_from(g).unwrap());
         pass.dispatch_workgroups(x, y, zg);
     }
     encoder.copy_buffer_to_buffer(&out, 0, &staging, 0, (out_len * 4) as u64);

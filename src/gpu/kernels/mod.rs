@@ -92,7 +92,10 @@ impl std::fmt::Display for KernelSource {
 /// instance translating each to every backend's shading language).
 pub fn catalog() -> Vec<KernelSource> {
     use crate::spec::{Cell, RnnSpec};
-    let mut specs = vec![gemm::specialization()];
+    let mut specs: Vec<Specialization> = gemm::GemmVariant::ALL
+        .into_iter()
+        .map(gemm::specialization)
+        .collect();
     for cell in Cell::ALL {
         for peephole in [false, true] {
             if peephole && cell != Cell::Lstm {

@@ -4,6 +4,7 @@ use super::schedule::{blocks_per_layer, Schedule};
 use super::sizes::{Extent, Limits, Sizes};
 use crate::error::Result;
 use crate::gpu::device::TIMESTAMP_BYTES;
+use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::kernels::step::Variant;
 use crate::spec::RnnSpec;
 
@@ -41,9 +42,12 @@ impl Layout {
         ] {
             limits.check_buffer(&format!("{what} for {shape}"), bytes)?;
         }
-        // The largest schedule within the capacity must fit the dispatch limits too.
+        // The largest schedule within the capacity must fit the dispatch limits too, with
+        // every kernel variant.
         for variant in [Variant::Stepwise, Variant::Sequence] {
-            Schedule::new(spec, limits, capacity, variant)?;
+            for gemm in GemmVariant::ALL {
+                Schedule::new(spec, limits, capacity, variant, gemm)?;
+            }
         }
         Ok(Layout {
             capacity,

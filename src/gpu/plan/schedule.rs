@@ -3,7 +3,7 @@
 
 use super::sizes::{Extent, Limits, Sizes};
 use crate::error::Result;
-use crate::gpu::kernels::gemm::GemmParams;
+use crate::gpu::kernels::gemm::{GemmParams, GemmVariant};
 use crate::gpu::kernels::param as index;
 use crate::gpu::kernels::step::{self, StepParams, Variant};
 use crate::gpu::pack::{self, LayerLayout};
@@ -41,6 +41,8 @@ pub(crate) struct Schedule {
     pub sizes: Sizes,
     /// The step kernel that runs: [`Variant::Stepwise`] or [`Variant::Sequence`].
     pub variant: Variant,
+    /// The GEMM kernel of the input projections and projections.
+    pub gemm: GemmVariant,
     /// Batch rows per invocation of the step kernel.
     pub batch_tile: usize,
     pub layers: Vec<LayerDispatches>,
@@ -74,6 +76,7 @@ impl Schedule {
         limits: &Limits,
         extent: Extent,
         requested: Variant,
+        gemm: GemmVariant,
     ) -> Result<Self> {
         let Extent { steps, batch } = extent;
         let variant = effective_variant(spec, limits, extent, requested);
@@ -90,7 +93,7 @@ impl Schedule {
             step::workgroups(spec, batch, variant),
         )?;
         let gemm_groups = |p: &GemmParams| {
-            limits.check_workgroups(&format!("a matrix product for {shape}"), p.workgroups(d))
+            limits.check_workgroups(&format!("a matrix product for {shape}"), p.workgroups(d, gemm))
         };
         let mut layers = Vec::with_capacity(spec.num_layers);
         for layer in 0..spec.num_layers {
@@ -152,6 +155,7 @@ impl Schedule {
             extent,
             sizes: Sizes::new(spec, extent),
             variant,
+            gemm,
             batch_tile: step::batch_tile(batch),
             layers,
             params: blocks.bytes,
@@ -234,13 +238,13 @@ mod tests {
     fn dispatch_counts() {
         let spec = RnnSpec::lstm(3, 5).layers(2);
         let e = Extent::new(50, 2);
-        let step = Schedule::new(&spec, &roomy(), e, Variant::Stepwise).unwrap();
+        let step = Schedule::new(&spec, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
         assert_eq!(step.dispatches(), 2 * 51);
         assert_eq!(step.variant, Variant::Stepwise);
-        let seq = Schedule::new(&spec, &roomy(), e, Variant::Auto).unwrap();
+        let seq = Schedule::new(&spec, &roomy(), e, Variant::Auto, GemmVariant::Wide).unwrap();
         assert_eq!((seq.dispatches(), seq.variant), (4, Variant::Sequence));
         let proj = RnnSpec::lstm(3, 5).proj_size(2);
-        let p = Schedule::new(&proj, &roomy(), e, Variant::Stepwise).unwrap();
+        let p = Schedule::new(&proj, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
         assert_eq!(p.dispatches(), 1 + 50 + 2);
         // Blocks are aligned and distinct, and fit the capacity's parameter buffer.
         let layout = Layout::new(&proj, &roomy(), e).unwrap();
@@ -266,9 +270,9 @@ mod tests {
             loop_budget: Some(1000),
             ..roomy()
         };
-        let short = Schedule::new(&spec, &limits, Extent::new(2, 1), Variant::Sequence).unwrap();
+        let short = Schedule::new(&spec, &limits, Extent::new(2, 1), Variant::Sequence, GemmVariant::Rows4).unwrap();
         assert_eq!(short.variant, Variant::Sequence);
-        let long = Schedule::new(&spec, &limits, Extent::new(500, 1), Variant::Sequence).unwrap();
+        let long = Schedule::new(&spec, &limits, Extent::new(500, 1), Variant::Sequence, GemmVariant::Rows4).unwrap();
         assert_eq!(long.variant, Variant::Stepwise);
     }
 }
