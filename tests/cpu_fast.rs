@@ -25,6 +25,14 @@ const FAST_VS_REFERENCE: Tolerance = Tolerance {
     rel: 2e-5,
 };
 
+/// The fast engine on `threads` threads, however small the work (by default a small step
+/// runs on fewer threads).
+fn fast(weights: Weights, threads: usize) -> CpuModel {
+    CpuModel::with_threads(weights, threads)
+        .unwrap()
+        .min_work_per_thread(0)
+}
+
 /// One random configuration.
 #[derive(Debug, Clone)]
 struct Case {
@@ -129,7 +137,7 @@ fn fast_engine_matches_the_reference_on_random_configurations() {
     for n in 0..80 {
         let case = random_case(&mut r, sd + n);
         let weights = Weights::random(&case.spec, case.seed).unwrap();
-        let fast = CpuModel::with_threads(weights.clone(), 2).unwrap();
+        let fast = fast(weights.clone(), 2);
         assert_eq!(fast.engine(), Engine::Fast);
         let reference = CpuModel::reference(weights);
         assert_eq!(reference.engine(), Engine::Reference);
@@ -183,7 +191,7 @@ fn fast_engine_matches_the_reference_at_awkward_sizes() {
                 };
                 let weights = Weights::random(&case.spec, case.seed).unwrap();
                 let e = run_case(&CpuModel::reference(weights.clone()), &case);
-                let a = run_case(&CpuModel::with_threads(weights, 3).unwrap(), &case);
+                let a = run_case(&fast(weights, 3), &case);
                 worst = worst.max(assert_outputs_close(
                     &format!("{case:?}"),
                     &e,
@@ -216,7 +224,7 @@ fn fast_engine_matches_the_reference_over_300_steps() {
         };
         let weights = Weights::random(&case.spec, sd).unwrap();
         let e = run_case(&CpuModel::reference(weights.clone()), &case);
-        let a = run_case(&CpuModel::with_threads(weights, 2).unwrap(), &case);
+        let a = run_case(&fast(weights, 2), &case);
         let err = assert_outputs_close(&format!("{case:?}"), &e, &a, FAST_VS_REFERENCE);
         eprintln!("  {:?} 300 steps: worst {err:.2e}", case.spec.cell);
     }
@@ -236,9 +244,9 @@ fn results_are_bit_identical_at_any_thread_count() {
             case.spec.proj_size = 33;
         }
         let weights = Weights::random(&case.spec, case.seed).unwrap();
-        let one = run_case(&CpuModel::with_threads(weights.clone(), 1).unwrap(), &case);
+        let one = run_case(&fast(weights.clone(), 1), &case);
         for threads in [2, 3, 5] {
-            let model = CpuModel::with_threads(weights.clone(), threads).unwrap();
+            let model = fast(weights.clone(), threads);
             let many = run_case(&model, &case);
             assert!(
                 one == many,
@@ -254,7 +262,7 @@ fn results_are_bit_identical_at_any_thread_count() {
 fn concurrent_forwards_on_one_model_equal_serial_ones() {
     let sd = seed("concurrent_forwards_on_one_model_equal_serial_ones", 1105);
     let spec = RnnSpec::lstm(16, 48).layers(2).bidirectional(true);
-    let model = Arc::new(CpuModel::with_threads(Weights::random(&spec, sd).unwrap(), 2).unwrap());
+    let model = Arc::new(fast(Weights::random(&spec, sd).unwrap(), 2));
     let x: Array3<f32> = uniform(&mut rng(sd), (20, 4, 16), 1.0);
     let expected = model.forward(&Input::new(x.view())).unwrap();
     std::thread::scope(|s| {
@@ -287,7 +295,7 @@ fn streaming_on_the_fast_engine_matches_the_reference() {
         let whole = CpuModel::reference(weights.clone())
             .forward(&Input::new(x.view()))
             .unwrap();
-        let fast = CpuModel::with_threads(weights, 2).unwrap();
+        let fast = fast(weights, 2);
         let mut stream = fast.stream(b).unwrap();
         let mut ys = Vec::new();
         let mut start = 0;

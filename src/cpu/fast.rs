@@ -20,7 +20,7 @@ use ndarray::Array3;
 
 use super::kernel::{product, Isa};
 use super::math::{sigmoid, tanh};
-use super::pack::{pack, PackedDirection, Tiling, LANES};
+use super::pack::{pack, PackedDirection, Tiling};
 use super::pool::{share, PoisonOnPanic, Shared, SpinBarrier};
 use crate::error::Result;
 use crate::spec::{Cell, RnnSpec};
@@ -66,11 +66,13 @@ struct Ctx<'a> {
 impl FastModel {
     pub(crate) fn new(weights: &Weights) -> Self {
         let spec = weights.spec().clone();
+        let isa = Isa::detect();
+        let lanes = isa.lanes();
         FastModel {
-            tiling: Tiling::step(&spec),
-            proj_tiling: Tiling::plain(spec.proj_size),
-            dirs: pack(weights),
-            isa: Isa::detect(),
+            tiling: Tiling::step(&spec, lanes),
+            proj_tiling: Tiling::plain(spec.proj_size, lanes),
+            dirs: pack(weights, lanes),
+            isa,
             spec,
         }
     }
@@ -83,6 +85,15 @@ impl FastModel {
     /// Work items of a step (tiles of both directions): more threads than this idle.
     pub(crate) fn step_items(&self) -> usize {
         self.spec.num_directions() * self.tiling.tiles
+    }
+
+    /// Multiply-adds of one time step over `batch` sequences (every layer's recurrent
+    /// product, both directions), the work the threads split.
+    pub(crate) fn step_work(&self, batch: usize) -> usize {
+        let s = &self.spec;
+        let per_layer = s.num_directions() * s.hidden_out() * s.gate_rows()
+            + s.num_directions() * s.proj_size * s.hidden_size;
+        batch * per_layer
     }
 
     /// The forward on `threads` threads of `pool` (on the calling thread when `pool` is `None`
@@ -185,33 +196,59 @@ impl Ctx<'_> {
         let _guard = PoisonOnPanic(self.barrier);
         match self.m.isa {
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx512` is chosen only when the processor has AVX-512F, AVX2 and
+            // FMA.
+            Isa::Avx512 => unsafe { self.run_avx512(id) },
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2Fma` is chosen only when the processor has AVX2 and FMA.
             Isa::Avx2Fma => unsafe { self.run_avx2(id) },
-            Isa::NativeFma => self.run_cell::<true>(id),
-            _ => self.run_cell::<false>(id),
+            Isa::NativeFma => self.run_cell::<true, 8>(id),
+            _ => self.run_cell::<false, 8>(id),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn run_avx512(&self, id: usize) {
+        // 32 registers: 4 rows × 4 gates of accumulators for the LSTM.
+        match self.m.spec.cell {
+            Cell::Lstm => self.run_team::<true, 16, 64, 4, 6>(id),
+            Cell::Gru => self.run_team::<true, 16, 48, 6, 6>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<true, 16, 32, 6, 6>(id),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&self, id: usize) {
-        self.run_cell::<true>(id)
+        self.run_cell::<true, 8>(id)
     }
 
-    /// The tile width is a constant of the kernels: one instance per cell.
+    /// Tile widths and row blocks are constants of the kernels: one instance per cell, for
+    /// 16 registers of `L` floats.
     #[inline(always)]
-    fn run_cell<const FMA: bool>(&self, id: usize) {
+    fn run_cell<const FMA: bool, const L: usize>(&self, id: usize) {
         match self.m.spec.cell {
-            Cell::Lstm => self.run_team::<FMA, { 4 * LANES }, 2>(id),
-            Cell::Gru => self.run_team::<FMA, { 3 * LANES }, 3>(id),
-            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<FMA, { 2 * LANES }, 6>(id),
+            Cell::Lstm => self.run_team::<FMA, L, 32, 2, 6>(id),
+            Cell::Gru => self.run_team::<FMA, L, 24, 3, 6>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<FMA, L, 16, 6, 6>(id),
         }
     }
 
     /// Every layer: the input projection, then the steps, with barriers between phases.
-    /// `NC` is the step tile's width, `MR` the rows per kernel call.
+    /// `L` is the vector width, `NC` the step tile's width, `MR` the rows per kernel call (and
+    /// `PR` per call of the projection's kernel).
     #[inline(always)]
-    fn run_team<const FMA: bool, const NC: usize, const MR: usize>(&self, id: usize) {
+    fn run_team<
+        const FMA: bool,
+        const L: usize,
+        const NC: usize,
+        const MR: usize,
+        const PR: usize,
+    >(
+        &self,
+        id: usize,
+    ) {
         let spec = &self.m.spec;
         let dirs = spec.num_directions();
         let mine = share(dirs * self.m.tiling.tiles, self.threads, id);
@@ -228,10 +265,10 @@ impl Ctx<'_> {
             self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
             self.barrier.wait();
             for s in 0..self.steps {
-                self.step::<FMA, NC, MR>(layer, s, mine.clone());
+                self.step::<FMA, L, NC, MR>(layer, s, mine.clone());
                 self.barrier.wait();
                 if spec.proj_size > 0 {
-                    self.projection::<FMA>(layer, s, mine_proj.clone());
+                    self.projection::<FMA, L, PR>(layer, s, mine_proj.clone());
                     self.barrier.wait();
                 }
             }
@@ -278,7 +315,7 @@ impl Ctx<'_> {
 
     /// Step `s` for the tiles `items`: `H_{t−1}·W_hhᵀ`, then the cell update in the epilogue.
     #[inline(always)]
-    fn step<const FMA: bool, const NC: usize, const MR: usize>(
+    fn step<const FMA: bool, const L: usize, const NC: usize, const MR: usize>(
         &self,
         layer: usize,
         s: usize,
@@ -331,18 +368,18 @@ impl Ctx<'_> {
                     }
                     .try_into()
                     .expect("NC");
-                    let mut out = [0.0f32; LANES * 2];
+                    let mut out = [0.0f32; 32];
                     match spec.cell {
                         Cell::Lstm => {
                             // SAFETY: the cell state of these units of row `r` is read and
                             // written by this thread only.
                             let c = unsafe { self.c.slice_mut((idx * b + r) * h + u0, nu) };
-                            let ph = &pd.peephole[tile * 3 * LANES..][..3 * LANES];
-                            lstm_epilogue(acc, gx, ph, c, &mut out);
+                            let ph = &pd.peephole[tile * 3 * L..][..3 * L];
+                            lstm_epilogue::<L, NC>(acc, gx, ph, c, &mut out);
                         }
                         Cell::Gru => {
-                            let b_hn = &pd.b_hn[tile * LANES..][..LANES];
-                            gru_epilogue(acc, gx, b_hn, keep(), &mut out);
+                            let b_hn = &pd.b_hn[tile * L..][..L];
+                            gru_epilogue::<L, NC>(acc, gx, b_hn, keep(), &mut out);
                         }
                         Cell::RnnTanh => rnn_epilogue(acc, gx, false, &mut out),
                         Cell::RnnRelu => rnn_epilogue(acc, gx, true, &mut out),
@@ -372,8 +409,14 @@ impl Ctx<'_> {
     /// Step `s` of an LSTM with a projection, for the projection tiles `items`:
     /// `h_t = m_t · W_hrᵀ`.
     #[inline(always)]
-    fn projection<const FMA: bool>(&self, layer: usize, s: usize, items: std::ops::Range<usize>) {
-        const NC: usize = 2 * LANES;
+    fn projection<const FMA: bool, const L: usize, const PR: usize>(
+        &self,
+        layer: usize,
+        s: usize,
+        items: std::ops::Range<usize>,
+    ) {
+        // Const generic expressions are not stable: the tile is 2·L columns, at most 32.
+        let nc = 2 * L;
         let m = self.m;
         let spec = &m.spec;
         let (tiles, dirs) = (m.proj_tiling.tiles, spec.num_directions());
@@ -384,9 +427,9 @@ impl Ctx<'_> {
         for item in items {
             let (d, tile) = (item / tiles, item % tiles);
             let idx = layer * dirs + d;
-            let w = &m.dirs[idx].w_hr[tile * h * NC..][..h * NC];
-            let u0 = tile * NC;
-            let nu = NC.min(p - u0);
+            let w = &m.dirs[idx].w_hr[tile * h * nc..][..h * nc];
+            let u0 = tile * nc;
+            let nu = nc.min(p - u0);
             // SAFETY: `m` was written in the step phase and is only read now; the current
             // hidden-state slot is only read.
             let (m_d, h_prev) = unsafe {
@@ -396,42 +439,43 @@ impl Ctx<'_> {
                 )
             };
             let next = (idx * 2 + 1 - cur) * b * p;
-            product::<FMA, 6, NC>(
-                0..b,
-                |r| &m_d[r * h..][..h],
-                w,
-                |r, acc| {
-                    let len = self.lengths[r];
-                    // SAFETY: these columns of row `r` of the next hidden state belong to this
-                    // thread's projection tile; nobody reads the next slot in this phase.
-                    let dst = unsafe { self.h.slice_mut(next + r * p + u0, nu) };
-                    if s >= len {
-                        dst.copy_from_slice(&h_prev[r * p + u0..][..nu]);
-                        return;
-                    }
-                    dst.copy_from_slice(&acc[..nu]);
-                    let t = if d == 1 { len - 1 - s } else { s };
-                    // SAFETY: as above; `y` of this layer is read only by the next layer.
-                    unsafe { y.slice_mut((t * b + r) * y_width + d * p + u0, nu) }
-                        .copy_from_slice(&acc[..nu]);
-                },
-            );
+            let run = |f: &mut dyn FnMut(usize, &[f32])| {
+                if L == 16 {
+                    product::<FMA, PR, 32>(0..b, |r| &m_d[r * h..][..h], w, |r, acc| f(r, acc));
+                } else {
+                    product::<FMA, PR, 16>(0..b, |r| &m_d[r * h..][..h], w, |r, acc| f(r, acc));
+                }
+            };
+            run(&mut |r, acc| {
+                let len = self.lengths[r];
+                // SAFETY: these columns of row `r` of the next hidden state belong to this
+                // thread's projection tile; nobody reads the next slot in this phase.
+                let dst = unsafe { self.h.slice_mut(next + r * p + u0, nu) };
+                if s >= len {
+                    dst.copy_from_slice(&h_prev[r * p + u0..][..nu]);
+                    return;
+                }
+                dst.copy_from_slice(&acc[..nu]);
+                let t = if d == 1 { len - 1 - s } else { s };
+                // SAFETY: as above; `y` of this layer is read only by the next layer.
+                unsafe { y.slice_mut((t * b + r) * y_width + d * p + u0, nu) }
+                    .copy_from_slice(&acc[..nu]);
+            });
         }
     }
 }
 
-/// LSTM: gates i, f, g, o of `LANES` units (`acc` = `h·W_hh` part, `gx` = input part and
-/// biases, both `[4][LANES]`), peepholes `ph` `[3][LANES]`; updates the cell `c` (the tile's
-/// real units) and writes `m_t` into `out`. The equations of [`super::cells::lstm`].
+/// LSTM: gates i, f, g, o of `L` units (`acc` = `h·W_hh` part, `gx` = input part and
+/// biases, both `[4][L]`), peepholes `ph` `[3][L]`; updates the cell `c` (the tile's real
+/// units) and writes `m_t` into `out`. The equations of [`super::cells::lstm`].
 #[inline(always)]
-fn lstm_epilogue<const NC: usize>(
+fn lstm_epilogue<const L: usize, const NC: usize>(
     acc: &[f32; NC],
     gx: &[f32; NC],
     ph: &[f32],
     c: &mut [f32],
-    out: &mut [f32; 2 * LANES],
+    out: &mut [f32; 32],
 ) {
-    const L: usize = LANES;
     let mut c_prev = [0.0f32; L];
     c_prev[..c.len()].copy_from_slice(c);
     let mut c_new = [0.0f32; L];
@@ -449,17 +493,16 @@ fn lstm_epilogue<const NC: usize>(
     c.copy_from_slice(&c_new[..n]);
 }
 
-/// GRU: gates r, z, n of `LANES` units, `h_prev` the tile's real units. The equations of
+/// GRU: gates r, z, n of `L` units, `h_prev` the tile's real units. The equations of
 /// [`super::cells::gru`].
 #[inline(always)]
-fn gru_epilogue<const NC: usize>(
+fn gru_epilogue<const L: usize, const NC: usize>(
     acc: &[f32; NC],
     gx: &[f32; NC],
     b_hn: &[f32],
     h_prev: &[f32],
-    out: &mut [f32; 2 * LANES],
+    out: &mut [f32; 32],
 ) {
-    const L: usize = LANES;
     let mut hp = [0.0f32; L];
     hp[..h_prev.len()].copy_from_slice(h_prev);
     for j in 0..L {
@@ -470,15 +513,10 @@ fn gru_epilogue<const NC: usize>(
     }
 }
 
-/// RNN: `tanh` or `relu` of `acc + gx` for `2·LANES` units.
+/// RNN: `tanh` or `relu` of `acc + gx` for the tile's `NC` units.
 #[inline(always)]
-fn rnn_epilogue<const NC: usize>(
-    acc: &[f32; NC],
-    gx: &[f32; NC],
-    relu: bool,
-    out: &mut [f32; 2 * LANES],
-) {
-    for j in 0..NC.min(2 * LANES) {
+fn rnn_epilogue<const NC: usize>(acc: &[f32; NC], gx: &[f32; NC], relu: bool, out: &mut [f32; 32]) {
+    for j in 0..NC.min(32) {
         let a = acc[j] + gx[j];
         out[j] = if relu { a.max(0.0) } else { tanh(a) };
     }

@@ -2,8 +2,8 @@
 //! registers, handed to an epilogue.
 //!
 //! It is written once, in plain Rust over fixed-size arrays that the compiler turns into
-//! vector registers, and compiled twice: with AVX2 and FMA enabled (chosen at run time when
-//! the processor has them) and portably. Every output element is one running sum over `k` in
+//! vector registers, and compiled several times: with AVX-512, or AVX2 and FMA, enabled
+//! (chosen at run time from what the processor has) and portably. Every output element is one running sum over `k` in
 //! ascending order, whatever the row block, tile or thread that computes it, so results do
 //! not depend on the number of threads (they do depend on the instruction set: FMA rounds
 //! once per step, the portable build twice).
@@ -13,7 +13,9 @@ use std::ops::Range;
 /// The instruction set the fast engine runs with, detected once per model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isa {
-    /// x86-64 with AVX2 and FMA.
+    /// x86-64 with AVX-512F (and FMA): 16-float vectors, 32 registers.
+    Avx512,
+    /// x86-64 with AVX2 and FMA: 8-float vectors, 16 registers.
     Avx2Fma,
     /// Fused multiply-add without any target feature to enable (AArch64).
     NativeFma,
@@ -26,6 +28,9 @@ impl Isa {
     pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
             return Isa::Avx2Fma;
         }
         if cfg!(target_arch = "aarch64") {
@@ -34,9 +39,18 @@ impl Isa {
         Isa::Portable
     }
 
+    /// Floats per vector register, the width of the packed weights' column vectors.
+    pub(crate) fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            _ => 8,
+        }
+    }
+
     /// Its name in reports.
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Isa::Avx512 => "avx512",
             Isa::Avx2Fma => "avx2+fma",
             Isa::NativeFma => "neon",
             Isa::Portable => "portable",
@@ -89,8 +103,11 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     let mut r = rows.start;
     while r + MR <= rows.end {
         let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a(r + i)), w);
-        for (i, acc) in acc.iter().enumerate() {
-            epilogue(r + i, acc);
+        for i in 0..MR {
+            // A copy per row: taking the address of the whole accumulator array would keep
+            // it in memory inside the kernel's loop.
+            let row: [f32; NC] = acc[i];
+            epilogue(r + i, &row);
         }
         r += MR;
     }

@@ -60,8 +60,14 @@ pub struct CpuModel {
     weights: Weights,
     fast: Option<Arc<FastModel>>,
     threads: usize,
+    min_work_per_thread: usize,
     pool: Arc<Pool>,
 }
+
+/// Multiply-adds of one time step below which a second thread does not pay: the threads meet
+/// at a barrier after every step, which costs about a microsecond, and a step this small takes
+/// a few microseconds on one core.
+pub const MIN_WORK_PER_THREAD: usize = 200_000;
 
 /// The model's worker threads, started at the first forward that uses more than one thread.
 /// One forward uses them at a time (its threads wait for each other at barriers, so two
@@ -100,6 +106,7 @@ impl CpuModel {
             weights,
             fast,
             threads,
+            min_work_per_thread: MIN_WORK_PER_THREAD,
             pool: Arc::default(),
         }
     }
@@ -124,10 +131,29 @@ impl CpuModel {
         }
     }
 
-    /// Threads a forward may use (the fast engine uses fewer when the model has fewer tiles of
-    /// hidden units than threads).
+    /// Threads a forward may use. The fast engine uses fewer when a time step has less than
+    /// [`CpuModel::min_work_per_thread`] multiply-adds per thread, or fewer tiles of hidden
+    /// units than threads; the results are the same bits either way.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Sets the multiply-adds per time step and thread below which a forward uses fewer
+    /// threads (default [`MIN_WORK_PER_THREAD`]; 0: always every thread that has a tile).
+    pub fn min_work_per_thread(mut self, multiply_adds: usize) -> Self {
+        self.min_work_per_thread = multiply_adds;
+        self
+    }
+
+    /// Threads a forward over `batch` sequences uses.
+    fn threads_for(&self, fast: &FastModel, batch: usize) -> usize {
+        let work = fast.step_work(batch);
+        let useful = if self.min_work_per_thread == 0 {
+            usize::MAX
+        } else {
+            (work / self.min_work_per_thread).max(1)
+        };
+        self.threads.min(useful).min(fast.step_items()).max(1)
     }
 
     /// The instruction set of the fast engine's kernels (`avx2+fma`, `neon` or `portable`),
@@ -142,7 +168,7 @@ impl Forward for CpuModel {
         let Some(fast) = &self.fast else {
             return reference::forward(&self.weights, input);
         };
-        let threads = self.threads.min(fast.step_items());
+        let threads = self.threads_for(fast, input.steps_and_batch().1);
         if threads <= 1 {
             return fast.forward(input, None, 1);
         }
@@ -151,7 +177,7 @@ impl Forward for CpuModel {
         };
         let pool = self.pool.threads.get_or_init(|| {
             rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
+                .num_threads(self.threads.min(fast.step_items()))
                 .thread_name(|i| format!("wgpu-lstm-cpu-{i}"))
                 .build()
                 .ok()

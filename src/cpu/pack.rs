@@ -1,24 +1,24 @@
 //! Weights repacked once per model into the layout the fast engine's products read.
 //!
-//! A product's output columns are cut into tiles of [`LANES`]-wide column vectors; a tile's
-//! weights are stored K-major (`[K][width]`), so the kernel reads one contiguous row of the
-//! tile per input feature. For LSTM and GRU a tile holds [`LANES`] hidden units with all
-//! their gates, gate `g` of unit `u0 + l` in column `g·LANES + l`: the thread that owns a tile
-//! has every gate of its units in registers after the product and applies the cell update
-//! there. For an RNN (one gate) and for the LSTM projection, a tile is `2·LANES` consecutive
-//! columns. Columns past the last unit are zero.
+//! A product's output columns are cut into tiles of column vectors of `lanes` floats (one
+//! vector register: 8 with AVX2, 16 with AVX-512); a tile's weights are stored K-major
+//! (`[K][width]`), so the kernel reads one contiguous row of the tile per input feature. For
+//! LSTM and GRU a tile holds `lanes` hidden units with all their gates, gate `g` of unit
+//! `u0 + l` in column `g·lanes + l`: the thread that owns a tile has every gate of its units in
+//! registers after the product and applies the cell update there. For an RNN (one gate) and
+//! for the LSTM projection, a tile is `2·lanes` consecutive columns. Columns past the last
+//! unit are zero.
 
 use ndarray::ArrayView2;
 
 use crate::spec::{Cell, RnnSpec};
 use crate::weights::Weights;
 
-/// Floats in one column vector of a tile (one AVX register).
-pub(crate) const LANES: usize = 8;
-
 /// How the output columns of one product are cut into tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tiling {
+    /// Floats per column vector.
+    pub lanes: usize,
     /// Gates per unit (1 for plain columns).
     pub gates: usize,
     /// Units (output features) per tile.
@@ -30,32 +30,34 @@ pub(crate) struct Tiling {
 }
 
 impl Tiling {
-    /// The step product of `spec`: a tile holds `LANES` units with all their gates (LSTM,
-    /// GRU), or `2·LANES` units (RNN).
-    pub(crate) fn step(spec: &RnnSpec) -> Self {
+    /// The step product of `spec`: a tile holds `lanes` units with all their gates (LSTM,
+    /// GRU), or `2·lanes` units (RNN).
+    pub(crate) fn step(spec: &RnnSpec, lanes: usize) -> Self {
         match spec.cell {
-            Cell::Lstm => Tiling::gated(4, spec.hidden_size),
-            Cell::Gru => Tiling::gated(3, spec.hidden_size),
-            Cell::RnnTanh | Cell::RnnRelu => Tiling::plain(spec.hidden_size),
+            Cell::Lstm => Tiling::gated(4, spec.hidden_size, lanes),
+            Cell::Gru => Tiling::gated(3, spec.hidden_size, lanes),
+            Cell::RnnTanh | Cell::RnnRelu => Tiling::plain(spec.hidden_size, lanes),
         }
     }
 
-    fn gated(gates: usize, h: usize) -> Self {
+    fn gated(gates: usize, h: usize, lanes: usize) -> Self {
         Tiling {
+            lanes,
             gates,
-            units: LANES,
-            width: gates * LANES,
-            tiles: h.div_ceil(LANES),
+            units: lanes,
+            width: gates * lanes,
+            tiles: h.div_ceil(lanes),
         }
     }
 
-    /// `n` plain output columns, `2·LANES` per tile.
-    pub(crate) fn plain(n: usize) -> Self {
+    /// `n` plain output columns, `2·lanes` per tile.
+    pub(crate) fn plain(n: usize, lanes: usize) -> Self {
         Tiling {
+            lanes,
             gates: 1,
-            units: 2 * LANES,
-            width: 2 * LANES,
-            tiles: n.div_ceil(2 * LANES),
+            units: 2 * lanes,
+            width: 2 * lanes,
+            tiles: n.div_ceil(2 * lanes),
         }
     }
 
@@ -101,19 +103,20 @@ pub(crate) struct PackedDirection {
     /// The bias added to the input projection, `[tiles][width]`: `b_ih + b_hh`, except the
     /// GRU's n gate, which gets `b_in` only.
     pub bias: Vec<f32>,
-    /// GRU: `b_hn` `[tiles][LANES]`, added to the recurrent part of n before `r ⊙ ·`.
+    /// GRU: `b_hn` `[tiles][lanes]`, added to the recurrent part of n before `r ⊙ ·`.
     pub b_hn: Vec<f32>,
-    /// LSTM: peepholes `[tiles][3][LANES]` (i, f, o), zeros without peepholes.
+    /// LSTM: peepholes `[tiles][3][lanes]` (i, f, o), zeros without peepholes.
     pub peephole: Vec<f32>,
-    /// LSTM with a projection: `W_hr` as `[P tiles][H][2·LANES]`.
+    /// LSTM with a projection: `W_hr` as `[P tiles][H][2·lanes]`.
     pub w_hr: Vec<f32>,
 }
 
-/// Packs every layer and direction of `weights`, indexed `layer · D + direction`.
-pub(crate) fn pack(weights: &Weights) -> Vec<PackedDirection> {
+/// Packs every layer and direction of `weights` for vectors of `lanes` floats, indexed
+/// `layer · D + direction`.
+pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
     let spec = weights.spec();
     let h = spec.hidden_size;
-    let tiling = Tiling::step(spec);
+    let tiling = Tiling::step(spec, lanes);
     let mut out = Vec::new();
     for layer in 0..spec.num_layers {
         for d in 0..spec.num_directions() {
@@ -124,7 +127,7 @@ pub(crate) fn pack(weights: &Weights) -> Vec<PackedDirection> {
             if spec.cell == Cell::Gru {
                 bias[2 * h..].copy_from_slice(&b_ih.as_slice().expect("a vector")[2 * h..]);
                 let n_tiling = Tiling {
-                    width: LANES,
+                    width: lanes,
                     ..tiling
                 };
                 b_hn = n_tiling.pack_vector(&b_hh.as_slice().expect("a vector")[2 * h..], h);
@@ -132,15 +135,15 @@ pub(crate) fn pack(weights: &Weights) -> Vec<PackedDirection> {
             let peephole = match (&p.w_ph, spec.cell) {
                 (Some(ph), _) => Tiling {
                     gates: 3,
-                    width: 3 * LANES,
+                    width: 3 * lanes,
                     ..tiling
                 }
                 .pack_vector(ph.as_slice().expect("a vector"), h),
-                (None, Cell::Lstm) => vec![0.0; tiling.tiles * 3 * LANES],
+                (None, Cell::Lstm) => vec![0.0; tiling.tiles * 3 * lanes],
                 (None, _) => Vec::new(),
             };
             let w_hr = p.w_hr.as_ref().map_or_else(Vec::new, |w| {
-                Tiling::plain(spec.proj_size).pack(w.view(), spec.proj_size)
+                Tiling::plain(spec.proj_size, lanes).pack(w.view(), spec.proj_size)
             });
             out.push(PackedDirection {
                 input: spec.layer_input_size(layer),
@@ -163,8 +166,9 @@ mod tests {
 
     #[test]
     fn a_units_gates_share_a_tile() {
+        const LANES: usize = 8;
         // LSTM, H = 9: rows g·9 + u; unit 8 is the first unit of tile 1.
-        let t = Tiling::gated(4, 9);
+        let t = Tiling::gated(4, 9, LANES);
         assert_eq!(t.tiles, 2);
         assert_eq!(t.place(0, 9), (0, 0));
         assert_eq!(t.place(9 + 3, 9), (0, LANES + 3));

@@ -9,9 +9,9 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Spins before yielding the core while waiting at the barrier (on a busy machine a waiting
-/// thread must not keep the core its partner needs).
-const SPINS_BEFORE_YIELD: u32 = 1 << 14;
+/// Spins (a few microseconds) before yielding the core while waiting at the barrier: on a busy
+/// machine a waiting thread must not keep the core its partner needs to arrive.
+const SPINS_BEFORE_YIELD: u32 = 100;
 
 /// A reusable barrier for a fixed number of threads, spinning rather than sleeping (a step of
 /// a small model lasts a few microseconds; waking a sleeping thread costs tens).

@@ -5,7 +5,9 @@
 //! the CPU; measures each adapter's GEMM ceiling in the same run; prints a table, and writes
 //! a JSON report and a chart on request.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wgpu_lstm::bench::{self, AdapterRecord, BenchShape, CeilingRecord, Record, Report};
 use wgpu_lstm::{
@@ -36,6 +38,74 @@ pub struct BenchArgs {
     /// Draw throughput per shape and device as a PNG chart here.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+    /// Threads of the CPU engine (default: the cores this process may use).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// The system allocator, counting the bytes live and their peak, so that the benchmark can
+/// report the memory one forward allocates (the binary's allocations only; the library itself
+/// does not count).
+struct CountingAlloc;
+
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are plain
+// atomics and never affect what is allocated.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc` is passed on as is.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+            PEAK_BYTES.fetch_max(live + layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            let live = LIVE_BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+            PEAK_BYTES.fetch_max(live + layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for `alloc`.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            let old = layout.size() as u64;
+            let new = new_size as u64;
+            if new >= old {
+                let live = LIVE_BYTES.fetch_add(new - old, Ordering::Relaxed);
+                PEAK_BYTES.fetch_max(live + new - old, Ordering::Relaxed);
+            } else {
+                LIVE_BYTES.fetch_sub(old - new, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+/// Peak bytes allocated during one call of `f` above what was live before it (untimed).
+fn peak_bytes_of(f: impl FnOnce() -> Result<(), Error>) -> Result<u64, Error> {
+    let base = LIVE_BYTES.load(Ordering::Relaxed);
+    PEAK_BYTES.store(base, Ordering::Relaxed);
+    f()?;
+    Ok(PEAK_BYTES.load(Ordering::Relaxed).saturating_sub(base))
 }
 
 /// Live GPU buffers + bind groups + compute pipelines (process-wide wgpu counters).
@@ -59,6 +129,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         shapes.retain(|s| args.suite.iter().any(|n| n == s.name));
     }
     let (warmup, reps, gemm_reps) = if args.quick { (1, 3, 3) } else { (2, 10, 10) };
+    let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
 
     let mut contexts = Vec::new();
     if args.device != DeviceChoice::Cpu {
@@ -113,11 +184,20 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         );
         let weights = Weights::random(&shape.spec, 1)?;
         let x = shape.input(2);
-        let cpu = CpuModel::new(weights.clone());
+        let cpu = CpuModel::with_threads(weights.clone(), threads)?;
         let cpu_ms = if args.device != DeviceChoice::Gpu {
-            eprintln!("  cpu…");
+            eprintln!(
+                "  cpu ({} threads, {})…",
+                cpu.threads(),
+                cpu.kernel().unwrap_or("-")
+            );
             let t = bench::measure(&cpu, &x, warmup, reps)?;
-            records.push(Record::new(shape, "cpu", "reference", warmup, &t));
+            let mut r = Record::new(shape, "cpu", "fast", warmup, &t);
+            r.threads = Some(cpu.threads());
+            r.peak_bytes = Some(peak_bytes_of(|| {
+                cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
+            })?);
+            records.push(r);
             Some(t.median())
         } else {
             None
@@ -223,6 +303,9 @@ fn gpu_records(
         r.submits = Some(1);
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
         r.max_abs_err = Some(err);
+        r.peak_bytes = Some(peak_bytes_of(|| {
+            model.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
+        })?);
         out.push(r);
     }
     let best = out
@@ -249,11 +332,12 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         );
     }
     println!(
-        "{:<6} {:<30} {:<9} {:>10} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
+        "{:<6} {:<30} {:<9} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
         "shape",
         "device",
         "variant",
         "median ms",
+        "peak MiB",
         "device ms",
         "GFLOP/s",
         "%GEMM",
@@ -266,12 +350,12 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
     for r in records {
         let device = match &r.adapter {
             Some(a) => format!("{} {}", a.backend.to_lowercase(), a.name),
-            None => "cpu".to_string(),
+            None => format!("cpu {} threads", r.threads.unwrap_or(1)),
         };
         let device: String = device.chars().take(30).collect();
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<6} {:<30} {:<9} {:>10.3} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
+            "{:<6} {:<30} {:<9} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
             r.shape,
             device,
             format!(
@@ -284,6 +368,7 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
                 }
             ),
             r.median_ms,
+            opt(r.peak_bytes.map(|b| format!("{:.2}", b as f64 / (1 << 20) as f64))),
             opt(r.device_ms.map(|v| format!("{v:.3}"))),
             r.gflops,
             opt(r.fraction_of_gemm.map(|f| format!("{:.0}%", f * 100.0))),
@@ -294,7 +379,8 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
             opt(r.max_abs_err.map(|e| format!("{e:.1e}"))),
         );
     }
-    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop)");
+    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop;");
+    println!(" peak MiB: host memory allocated during one forward, GPU buffers not included)");
 }
 
 /// Throughput (GFLOP/s, log scale) per shape, one series per device, the GPU's faster kernel.
