@@ -103,10 +103,9 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     let mut r = rows.start;
     while r + MR <= rows.end {
         let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a(r + i)), w);
-        for i in 0..MR {
+        for (i, row) in acc.into_iter().enumerate() {
             // A copy per row: taking the address of the whole accumulator array would keep
             // it in memory inside the kernel's loop.
-            let row: [f32; NC] = acc[i];
             epilogue(r + i, &row);
         }
         r += MR;

@@ -148,11 +148,9 @@ impl CpuModel {
     /// Threads a forward over `batch` sequences uses.
     fn threads_for(&self, fast: &FastModel, batch: usize) -> usize {
         let work = fast.step_work(batch);
-        let useful = if self.min_work_per_thread == 0 {
-            usize::MAX
-        } else {
-            (work / self.min_work_per_thread).max(1)
-        };
+        let useful = work
+            .checked_div(self.min_work_per_thread)
+            .map_or(usize::MAX, |n| n.max(1));
         self.threads.min(useful).min(fast.step_items()).max(1)
     }
 
