@@ -210,7 +210,7 @@ impl Ctx<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     fn run_avx512(&self, id: usize) {
-        // 32 registers: 4 rows × 4 gates of accumulators for the LSTM.
+        // 32 registers: 4 rows × 4 gates of accumulators for the LSTM (6 rows spill).
         match self.m.spec.cell {
             Cell::Lstm => self.run_team::<true, 16, 64, 4, 6>(id),
             Cell::Gru => self.run_team::<true, 16, 48, 6, 6>(id),
