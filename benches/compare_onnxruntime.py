@@ -2,14 +2,15 @@
 """CPU throughput of wgpu-lstm against onnxruntime's LSTM/GRU on the benchmark suite.
 
 Builds, for each shape of the default suite, the equivalent ONNX model (stacked LSTM or GRU
-nodes; bidirectional outputs transposed and reshaped between layers), times it with
-onnxruntime on all cores, and in the same run times `wgpu-lstm bench --device cpu` on the same
-shapes. Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above 1 means
-wgpu-lstm is faster).
+nodes; bidirectional outputs transposed and reshaped between layers). For each thread count
+and each shape it times onnxruntime (intra_op_num_threads = N) and then, right after,
+`wgpu-lstm bench --device cpu --threads N` on the same shape, so that both see the same load
+on a shared machine. Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above
+1 means wgpu-lstm is faster).
 
     pip install onnxruntime onnx numpy
     cargo build --release
-    python3 benches/compare_onnxruntime.py [--quick] [--json FILE]
+    python3 benches/compare_onnxruntime.py [--quick] [--threads 2,1] [--json FILE]
 """
 import argparse
 import json
@@ -73,10 +74,19 @@ def build_model(cell, inp, hidden, layers, bidir, rng):
     return model.SerializeToString()
 
 
-def time_ort(name, shape, warmup, reps, rng):
+def available_cores():
+    """The cores this process may run on (what `wgpu-lstm` uses by default)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def time_ort(shape, threads, warmup, reps, rng):
     cell, inp, hidden, layers, bidir, batch, steps = shape
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(build_model(cell, inp, hidden, layers, bidir, rng), opts,
                                 providers=["CPUExecutionProvider"])
     x = rng.uniform(-1, 1, (steps, batch, inp)).astype(np.float32)
@@ -90,37 +100,52 @@ def time_ort(name, shape, warmup, reps, rng):
     return float(np.median(runs))
 
 
+def time_ours(binary, name, threads, quick):
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "cpu.json")
+        cmd = [binary, "bench", "--device", "cpu", "--suite", name, "--threads", str(threads),
+               "--json", out]
+        if quick:
+            cmd.append("--quick")
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        (record,) = json.load(open(out))["records"]
+        return record["median_ms"], record.get("peak_bytes")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--suite", default=",".join(SUITE))
+    ap.add_argument("--threads", default=str(available_cores()),
+                    help="comma-separated thread counts, each run for both (default: the cores "
+                         "this process may use)")
     ap.add_argument("--json", help="write the comparison here")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "wgpu-lstm"))
     args = ap.parse_args()
     names = args.suite.split(",")
+    thread_counts = [int(t) for t in args.threads.split(",")]
     warmup, reps = (1, 3) if args.quick else (2, 10)
-    rng = np.random.default_rng(0)
-    ort_ms = {}
-    for n in names:
-        print(f"onnxruntime {n}...", file=sys.stderr)
-        ort_ms[n] = time_ort(n, SUITE[n], warmup, reps, rng)
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "cpu.json")
-        cmd = [args.bin, "bench", "--device", "cpu", "--suite", ",".join(names), "--json", out]
-        if args.quick:
-            cmd.append("--quick")
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        ours = {r["shape"]: r["median_ms"] for r in json.load(open(out))["records"]}
     rows = []
-    print(f"{'shape':<6} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}  (ratio = ort / ours; target >= 0.5)")
-    for n in names:
-        ratio = ort_ms[n] / ours[n]
-        rows.append(dict(shape=n, onnxruntime_ms=ort_ms[n], wgpu_lstm_cpu_ms=ours[n], ratio=ratio))
-        print(f"{n:<6} {ort_ms[n]:>15.3f} {ours[n]:>17.3f} {ratio:>7.2f}")
-    print(f"onnxruntime {ort.__version__}, {os.cpu_count()} threads")
+    for threads in thread_counts:
+        for n in names:
+            rng = np.random.default_rng(0)
+            print(f"{threads} threads, {n}: onnxruntime...", file=sys.stderr)
+            ort_ms = time_ort(SUITE[n], threads, warmup, reps, rng)
+            print(f"{threads} threads, {n}: wgpu-lstm...", file=sys.stderr)
+            ours_ms, peak = time_ours(args.bin, n, threads, args.quick)
+            rows.append(dict(shape=n, threads=threads, onnxruntime_ms=ort_ms,
+                             wgpu_lstm_cpu_ms=ours_ms, ratio=ort_ms / ours_ms,
+                             wgpu_lstm_peak_bytes=peak))
+    print(f"{'shape':<6} {'threads':>7} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}"
+          "  (ratio = ort / ours; goal >= 1.0)")
+    for r in rows:
+        print(f"{r['shape']:<6} {r['threads']:>7} {r['onnxruntime_ms']:>15.3f} "
+              f"{r['wgpu_lstm_cpu_ms']:>17.3f} {r['ratio']:>7.2f}")
+    print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(onnxruntime=ort.__version__, threads=os.cpu_count(), rows=rows), f, indent=2)
+            json.dump(dict(onnxruntime=ort.__version__, cores=os.cpu_count(),
+                           available=available_cores(), rows=rows), f, indent=2)
 
 
 if __name__ == "__main__":

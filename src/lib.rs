@@ -117,7 +117,7 @@ pub mod stream;
 mod tensor;
 mod weights;
 
-pub use cpu::CpuModel;
+pub use cpu::{CpuModel, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use wgpu_lstm::bench::{self, BenchShape};
 
 use crate::concurrency;
+use crate::memory::peak_bytes_of;
 use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report};
 use wgpu_lstm::{
-    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, ForwardOptions, GemmVariant,
-    GpuContext,
-    GpuModel, Variant, Weights,
+    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, ForwardOptions,
+    GemmVariant, GpuContext, GpuModel, Variant, Weights,
 };
 
 use crate::gpu_args::GpuArgs;
@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// the objects 100 forwards of random lengths create); `none` skips it.
     #[arg(long, value_name = "SHAPE", default_value = "edge")]
     pub concurrency_shape: String,
+    /// Threads of the CPU engine (default: the cores this process may use).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
@@ -61,6 +64,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         shapes.retain(|s| args.suite.iter().any(|n| n == s.name));
     }
     let (warmup, reps, gemm_reps) = if args.quick { (1, 3, 3) } else { (2, 10, 10) };
+    let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
 
     let mut contexts = Vec::new();
     if args.device != DeviceChoice::Cpu {
@@ -147,11 +151,20 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         );
         let weights = Weights::random(&shape.spec, 1)?;
         let x = shape.input(2);
-        let cpu = CpuModel::new(weights.clone());
+        let cpu = CpuModel::with_threads(weights.clone(), threads)?;
         let cpu_ms = if args.device != DeviceChoice::Gpu {
-            eprintln!("  cpu…");
+            eprintln!(
+                "  cpu ({} threads, {})…",
+                cpu.threads(),
+                cpu.kernel().unwrap_or("-")
+            );
             let t = bench::measure(&cpu, &x, warmup, reps)?;
-            records.push(Record::new(shape, "cpu", "reference", warmup, &t));
+            let mut r = Record::new(shape, "cpu", "fast", warmup, &t);
+            r.threads = Some(cpu.threads());
+            r.peak_bytes = Some(peak_bytes_of(|| {
+                cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
+            })?);
+            records.push(r);
             Some(t.median())
         } else {
             None
@@ -272,6 +285,9 @@ fn gpu_records(
         r.submits = Some(stats.submits);
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
         r.max_abs_err = Some(err);
+        r.peak_bytes = Some(peak_bytes_of(|| {
+            model.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
+        })?);
         out.push(r);
     }
     let best = out
@@ -299,11 +315,12 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         );
     }
     println!(
-        "{:<6} {:<30} {:<9} {:>10} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
+        "{:<6} {:<30} {:<9} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
         "shape",
         "device",
         "variant",
         "median ms",
+        "peak MiB",
         "device ms",
         "GFLOP/s",
         "%GEMM",
@@ -316,12 +333,12 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
     for r in records {
         let device = match &r.adapter {
             Some(a) => format!("{} {}", a.backend.to_lowercase(), a.name),
-            None => "cpu".to_string(),
+            None => format!("cpu {} threads", r.threads.unwrap_or(1)),
         };
         let device: String = device.chars().take(30).collect();
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<6} {:<30} {:<9} {:>10.3} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
+            "{:<6} {:<30} {:<9} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
             r.shape,
             device,
             format!(
@@ -334,6 +351,7 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
                 }
             ),
             r.median_ms,
+            opt(r.peak_bytes.map(|b| format!("{:.2}", b as f64 / (1 << 20) as f64))),
             opt(r.device_ms.map(|v| format!("{v:.3}"))),
             r.gflops,
             opt(r.fraction_of_gemm.map(|f| format!("{:.0}%", f * 100.0))),
@@ -344,7 +362,8 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
             opt(r.max_abs_err.map(|e| format!("{e:.1e}"))),
         );
     }
-    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop)");
+    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop;");
+    println!(" peak MiB: host memory allocated during one forward, GPU buffers not included)");
 }
 
 /// Throughput (GFLOP/s, log scale) per shape, one series per device, the GPU's faster kernel.

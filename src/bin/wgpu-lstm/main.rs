@@ -7,6 +7,7 @@ mod bench;
 mod concurrency;
 mod gpu_args;
 mod info;
+mod memory;
 mod report;
 mod run;
 

@@ -29,7 +29,7 @@ pub struct Record {
     pub device: String,
     /// The adapter, for GPU records.
     pub adapter: Option<AdapterRecord>,
-    /// `reference` (CPU), `stepwise` or `sequence`.
+    /// `fast` or `reference` (CPU), `stepwise` or `sequence` (GPU).
     pub variant: String,
     /// Whether this variant is the faster one of its device (always true for the CPU).
     pub chosen: bool,
@@ -64,6 +64,12 @@ pub struct Record {
     pub objects_created_in_timed_loop: Option<i64>,
     /// Worst |GPU − CPU| over y, h_n and c_n.
     pub max_abs_err: Option<f32>,
+    /// Threads of the CPU engine.
+    pub threads: Option<usize>,
+    /// Peak host memory allocated during one forward (above what was allocated before it),
+    /// in bytes, where the caller measures it (the `wgpu-lstm` binary counts its allocations).
+    /// For the GPU this is host memory only, not device buffers.
+    pub peak_bytes: Option<u64>,
 }
 
 /// What identifies an adapter in a report.
@@ -163,6 +169,8 @@ impl Record {
             submits: None,
             objects_created_in_timed_loop: None,
             max_abs_err: None,
+            threads: None,
+            peak_bytes: None,
         }
     }
 }

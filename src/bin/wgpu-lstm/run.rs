@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     pub device: Device,
+    /// Threads of the CPU engine (default: the cores this process may use).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -177,7 +180,10 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
     }
 
     let out = match args.device {
-        Device::Cpu => CpuModel::new(model.weights).forward(&input)?,
+        Device::Cpu => {
+            let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
+            CpuModel::with_threads(model.weights, threads)?.forward(&input)?
+        }
         Device::Gpu => {
             let ctx = GpuContext::new(&args.gpu.options()).map_err(|e| match e {
                 Error::NoAdapter { .. } => {

@@ -170,7 +170,9 @@ fn run(
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &group, &[0]);
-        let [x, y, zg] = params.workgroups(z, variant).map(|g| u32::try_from(g).unwrap());
+        let [x, y, zg] = params
+            .workgroups(z, variant)
+            .map(|g| u32::try_from(g).unwrap());
         pass.dispatch_workgroups(x, y, zg);
     }
     encoder.copy_buffer_to_buffer(&out, 0, &staging, 0, (out_len * 4) as u64);

@@ -93,7 +93,10 @@ impl Schedule {
             step::workgroups(spec, batch, variant),
         )?;
         let gemm_groups = |p: &GemmParams| {
-            limits.check_workgroups(&format!("a matrix product for {shape}"), p.workgroups(d, gemm))
+            limits.check_workgroups(
+                &format!("a matrix product for {shape}"),
+                p.workgroups(d, gemm),
+            )
         };
         let mut layers = Vec::with_capacity(spec.num_layers);
         for layer in 0..spec.num_layers {
@@ -238,7 +241,8 @@ mod tests {
     fn dispatch_counts() {
         let spec = RnnSpec::lstm(3, 5).layers(2);
         let e = Extent::new(50, 2);
-        let step = Schedule::new(&spec, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
+        let step =
+            Schedule::new(&spec, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
         assert_eq!(step.dispatches(), 2 * 51);
         assert_eq!(step.variant, Variant::Stepwise);
         let seq = Schedule::new(&spec, &roomy(), e, Variant::Auto, GemmVariant::Wide).unwrap();
@@ -270,9 +274,23 @@ mod tests {
             loop_budget: Some(1000),
             ..roomy()
         };
-        let short = Schedule::new(&spec, &limits, Extent::new(2, 1), Variant::Sequence, GemmVariant::Rows4).unwrap();
+        let short = Schedule::new(
+            &spec,
+            &limits,
+            Extent::new(2, 1),
+            Variant::Sequence,
+            GemmVariant::Rows4,
+        )
+        .unwrap();
         assert_eq!(short.variant, Variant::Sequence);
-        let long = Schedule::new(&spec, &limits, Extent::new(500, 1), Variant::Sequence, GemmVariant::Rows4).unwrap();
+        let long = Schedule::new(
+            &spec,
+            &limits,
+            Extent::new(500, 1),
+            Variant::Sequence,
+            GemmVariant::Rows4,
+        )
+        .unwrap();
         assert_eq!(long.variant, Variant::Stepwise);
     }
 }

@@ -1,0 +1,118 @@
+//! The product kernel: `MR` rows of `A` times one packed weight tile, accumulators in
+//! registers, handed to an epilogue.
+//!
+//! It is written once, in plain Rust over fixed-size arrays that the compiler turns into
+//! vector registers, and compiled several times: with AVX-512, or AVX2 and FMA, enabled
+//! (chosen at run time from what the processor has) and portably. Every output element is one running sum over `k` in
+//! ascending order, whatever the row block, tile or thread that computes it, so results do
+//! not depend on the number of threads (they do depend on the instruction set: FMA rounds
+//! once per step, the portable build twice).
+
+use std::ops::Range;
+
+/// The instruction set the fast engine runs with, detected once per model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// x86-64 with AVX-512F (and FMA): 16-float vectors, 32 registers.
+    Avx512,
+    /// x86-64 with AVX2 and FMA: 8-float vectors, 16 registers.
+    Avx2Fma,
+    /// Fused multiply-add without any target feature to enable (AArch64).
+    NativeFma,
+    /// Separate multiply and add, nothing assumed of the processor.
+    Portable,
+}
+
+impl Isa {
+    /// The best instruction set this processor supports.
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            return Isa::Avx2Fma;
+        }
+        if cfg!(target_arch = "aarch64") {
+            return Isa::NativeFma;
+        }
+        Isa::Portable
+    }
+
+    /// Floats per vector register, the width of the packed weights' column vectors.
+    pub(crate) fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            _ => 8,
+        }
+    }
+
+    /// Its name in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2Fma => "avx2+fma",
+            Isa::NativeFma => "neon",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// `a · b + c`, fused (one rounding) when `FMA`.
+#[inline(always)]
+pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `acc[r][c] = Σ_k a[r][k] · w[k·NC + c]` for `MR` rows of length `K` and one tile `w`
+/// (`[K][NC]`), `k` ascending.
+#[inline(always)]
+fn dot<const FMA: bool, const MR: usize, const NC: usize>(
+    a: [&[f32]; MR],
+    w: &[f32],
+) -> [[f32; NC]; MR] {
+    let k = a[0].len();
+    let a: [&[f32]; MR] = a.map(|row| &row[..k]);
+    let mut acc = [[0.0f32; NC]; MR];
+    for (kk, wk) in w.chunks_exact(NC).take(k).enumerate() {
+        let wk: &[f32; NC] = wk.try_into().expect("chunks_exact gives NC floats");
+        for r in 0..MR {
+            let x = a[r][kk];
+            for c in 0..NC {
+                acc[r][c] = madd::<FMA>(x, wk[c], acc[r][c]);
+            }
+        }
+    }
+    acc
+}
+
+/// For each row `r` in `rows`: the product of row `a(r)` (`K` floats) with the tile `w`
+/// (`[K][NC]`), handed to `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights
+/// are loaded once for `MR` rows), the remainder one by one; the sums are the same either way.
+#[inline(always)]
+pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
+    rows: Range<usize>,
+    a: impl Fn(usize) -> &'a [f32],
+    w: &[f32],
+    mut epilogue: impl FnMut(usize, &[f32; NC]),
+) {
+    let mut r = rows.start;
+    while r + MR <= rows.end {
+        let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a(r + i)), w);
+        for (i, row) in acc.into_iter().enumerate() {
+            // A copy per row: taking the address of the whole accumulator array would keep
+            // it in memory inside the kernel's loop.
+            epilogue(r + i, &row);
+        }
+        r += MR;
+    }
+    while r < rows.end {
+        let [acc] = dot::<FMA, 1, NC>([a(r)], w);
+        epilogue(r, &acc);
+        r += 1;
+    }
+}

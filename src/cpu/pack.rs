@@ -1,0 +1,184 @@
+//! Weights repacked once per model into the layout the fast engine's products read.
+//!
+//! A product's output columns are cut into tiles of column vectors of `lanes` floats (one
+//! vector register: 8 with AVX2, 16 with AVX-512); a tile's weights are stored K-major
+//! (`[K][width]`), so the kernel reads one contiguous row of the tile per input feature. For
+//! LSTM and GRU a tile holds `lanes` hidden units with all their gates, gate `g` of unit
+//! `u0 + l` in column `g·lanes + l`: the thread that owns a tile has every gate of its units in
+//! registers after the product and applies the cell update there. For an RNN (one gate) and
+//! for the LSTM projection, a tile is `2·lanes` consecutive columns. Columns past the last
+//! unit are zero.
+
+use ndarray::ArrayView2;
+
+use crate::spec::{Cell, RnnSpec};
+use crate::weights::Weights;
+
+/// How the output columns of one product are cut into tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tiling {
+    /// Floats per column vector.
+    pub lanes: usize,
+    /// Gates per unit (1 for plain columns).
+    pub gates: usize,
+    /// Units (output features) per tile.
+    pub units: usize,
+    /// Columns per tile.
+    pub width: usize,
+    /// Tiles.
+    pub tiles: usize,
+}
+
+impl Tiling {
+    /// The step product of `spec`: a tile holds `lanes` units with all their gates (LSTM,
+    /// GRU), or `2·lanes` units (RNN).
+    pub(crate) fn step(spec: &RnnSpec, lanes: usize) -> Self {
+        match spec.cell {
+            Cell::Lstm => Tiling::gated(4, spec.hidden_size, lanes),
+            Cell::Gru => Tiling::gated(3, spec.hidden_size, lanes),
+            Cell::RnnTanh | Cell::RnnRelu => Tiling::plain(spec.hidden_size, lanes),
+        }
+    }
+
+    fn gated(gates: usize, h: usize, lanes: usize) -> Self {
+        Tiling {
+            lanes,
+            gates,
+            units: lanes,
+            width: gates * lanes,
+            tiles: h.div_ceil(lanes),
+        }
+    }
+
+    /// `n` plain output columns, `2·lanes` per tile.
+    pub(crate) fn plain(n: usize, lanes: usize) -> Self {
+        Tiling {
+            lanes,
+            gates: 1,
+            units: 2 * lanes,
+            width: 2 * lanes,
+            tiles: n.div_ceil(2 * lanes),
+        }
+    }
+
+    /// Tile and column of row `r` of a gate-major PyTorch weight with `units` rows per gate.
+    fn place(&self, r: usize, units: usize) -> (usize, usize) {
+        let (g, u) = (r / units, r % units);
+        (u / self.units, g * self.units + u % self.units)
+    }
+
+    /// `w` (`[gates·units, K]`, PyTorch layout) as `[tiles][K][width]`.
+    fn pack(&self, w: ArrayView2<'_, f32>, units: usize) -> Vec<f32> {
+        let (rows, k) = w.dim();
+        let mut out = vec![0.0f32; self.tiles * k * self.width];
+        for r in 0..rows {
+            let (tile, col) = self.place(r, units);
+            for (kk, &v) in w.row(r).iter().enumerate() {
+                out[(tile * k + kk) * self.width + col] = v;
+            }
+        }
+        out
+    }
+
+    /// A gate-major vector (`[gates·units]`) as `[tiles][width]`.
+    fn pack_vector(&self, v: &[f32], units: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.tiles * self.width];
+        for (r, &x) in v.iter().enumerate() {
+            let (tile, col) = self.place(r, units);
+            out[tile * self.width + col] = x;
+        }
+        out
+    }
+}
+
+/// One layer and direction, packed.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedDirection {
+    /// Input features of this layer.
+    pub input: usize,
+    /// `W_ih` as `[tiles][input][width]`.
+    pub w_ih: Vec<f32>,
+    /// `W_hh` as `[tiles][H_out][width]`.
+    pub w_hh: Vec<f32>,
+    /// The bias added to the input projection, `[tiles][width]`: `b_ih + b_hh`, except the
+    /// GRU's n gate, which gets `b_in` only.
+    pub bias: Vec<f32>,
+    /// GRU: `b_hn` `[tiles][lanes]`, added to the recurrent part of n before `r ⊙ ·`.
+    pub b_hn: Vec<f32>,
+    /// LSTM: peepholes `[tiles][3][lanes]` (i, f, o), zeros without peepholes.
+    pub peephole: Vec<f32>,
+    /// LSTM with a projection: `W_hr` as `[P tiles][H][2·lanes]`.
+    pub w_hr: Vec<f32>,
+}
+
+/// Packs every layer and direction of `weights` for vectors of `lanes` floats, indexed
+/// `layer · D + direction`.
+pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
+    let spec = weights.spec();
+    let h = spec.hidden_size;
+    let tiling = Tiling::step(spec, lanes);
+    let mut out = Vec::new();
+    for layer in 0..spec.num_layers {
+        for d in 0..spec.num_directions() {
+            let p = weights.get(layer, d);
+            let (b_ih, b_hh) = (p.bias_ih(), p.bias_hh());
+            let mut bias: Vec<f32> = b_ih.iter().zip(&b_hh).map(|(a, b)| a + b).collect();
+            let mut b_hn = Vec::new();
+            if spec.cell == Cell::Gru {
+                bias[2 * h..].copy_from_slice(&b_ih.as_slice().expect("a vector")[2 * h..]);
+                let n_tiling = Tiling {
+                    width: lanes,
+                    ..tiling
+                };
+                b_hn = n_tiling.pack_vector(&b_hh.as_slice().expect("a vector")[2 * h..], h);
+            }
+            let peephole = match (&p.w_ph, spec.cell) {
+                (Some(ph), _) => Tiling {
+                    gates: 3,
+                    width: 3 * lanes,
+                    ..tiling
+                }
+                .pack_vector(ph.as_slice().expect("a vector"), h),
+                (None, Cell::Lstm) => vec![0.0; tiling.tiles * 3 * lanes],
+                (None, _) => Vec::new(),
+            };
+            let w_hr = p.w_hr.as_ref().map_or_else(Vec::new, |w| {
+                Tiling::plain(spec.proj_size, lanes).pack(w.view(), spec.proj_size)
+            });
+            out.push(PackedDirection {
+                input: spec.layer_input_size(layer),
+                w_ih: tiling.pack(p.w_ih.view(), h),
+                w_hh: tiling.pack(p.w_hh.view(), h),
+                bias: tiling.pack_vector(&bias, h),
+                b_hn,
+                peephole,
+                w_hr,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn a_units_gates_share_a_tile() {
+        const LANES: usize = 8;
+        // LSTM, H = 9: rows g·9 + u; unit 8 is the first unit of tile 1.
+        let t = Tiling::gated(4, 9, LANES);
+        assert_eq!(t.tiles, 2);
+        assert_eq!(t.place(0, 9), (0, 0));
+        assert_eq!(t.place(9 + 3, 9), (0, LANES + 3));
+        assert_eq!(t.place(3 * 9 + 8, 9), (1, 3 * LANES));
+        let w = Array2::from_shape_fn((36, 2), |(r, k)| (r * 10 + k) as f32);
+        let p = t.pack(w.view(), 9);
+        assert_eq!(p.len(), 2 * 2 * 32);
+        // Tile 1, k = 1, column 3·LANES (gate o of unit 8): row 35.
+        assert_eq!(p[(2 + 1) * 32 + 3 * LANES], 351.0);
+        // Padding (unit 9 of tile 1 does not exist) stays zero.
+        assert_eq!(p[(2 + 1) * 32 + 1], 0.0);
+    }
+}
