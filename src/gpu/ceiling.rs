@@ -102,7 +102,17 @@ pub fn gemm_ceiling(
         );
         (Timestamps::new(device, "gemm timestamps"), read)
     });
-    let [x, y, z] = params.workgroups(1, variant).map(|g| g as u32);
+    let groups = params.workgroups(1, variant);
+    let [x, y, z] = groups.map(|g| u32::try_from(g).unwrap_or(u32::MAX));
+    let allowed = ctx.limits().max_compute_workgroups_per_dimension;
+    if let Some(&g) = groups.iter().find(|&&g| g > allowed as usize) {
+        return Err(crate::error::Error::ExceedsLimit {
+            what: format!("the {n}³ gemm ceiling"),
+            limit: "max_compute_workgroups_per_dimension",
+            needed: g as u64,
+            allowed: u64::from(allowed),
+        });
+    }
     let run = |count: usize, timed: bool| -> Result<f64> {
         let mut encoder = device.create_command_encoder(&Default::default());
         {

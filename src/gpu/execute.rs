@@ -138,7 +138,7 @@ fn encode(
         }
         if let (Some(bind), Some(dispatches)) = (&groups.proj, &layer.proj) {
             pass.set_pipeline(&kernels.gemm.pipeline);
-            for (group, d) in bind.iter().zip(dispatches) {
+            for (group, d) in bind.both().into_iter().zip(dispatches.both()) {
                 let [x, y, z] = d.groups;
                 pass.set_bind_group(0, group, &[d.offset]);
                 pass.dispatch_workgroups(x, y, z);

@@ -221,7 +221,7 @@ impl GpuModel {
                 let extent = chunk.extent();
                 let schedule =
                     Schedule::new(spec, &self.limits, extent, options.variant, options.gemm)?;
-                let (gemm, step) = self.kernels_for(&schedule)?;
+                let pipelines = self.pipelines(&schedule)?;
                 let x = p.x.slice(s![chunk.time.clone(), part.clone(), ..]);
                 let x = x.as_standard_layout();
                 let lens: Vec<u32> = part
@@ -251,10 +251,7 @@ impl GpuModel {
                     read_states: last,
                     timing: options.timing,
                 };
-                let kernels = Kernels {
-                    gemm: &gemm,
-                    step: &step,
-                };
+                let kernels = pipelines.kernels();
                 let out = execute::run(
                     self.ctx.device(),
                     self.ctx.queue(),
@@ -356,12 +353,27 @@ impl GpuModel {
         &self.limits
     }
 
-    /// The pipelines a schedule runs (GEMM, step), compiled once per context.
-    pub(crate) fn kernels_for(&self, schedule: &Schedule) -> Result<(Arc<Kernel>, Arc<Kernel>)> {
-        Ok((
-            self.ctx.kernel(&gemm::specialization(schedule.gemm))?,
-            self.step_kernel(schedule)?,
-        ))
+    /// The pipelines a schedule runs, compiled once per context.
+    pub(crate) fn pipelines(&self, schedule: &Schedule) -> Result<Pipelines> {
+        Ok(Pipelines {
+            gemm: self.ctx.kernel(&gemm::specialization(schedule.gemm))?,
+            step: self.step_kernel(schedule)?,
+        })
+    }
+}
+
+/// The pipelines of one schedule, held for its execution.
+pub(crate) struct Pipelines {
+    gemm: Arc<Kernel>,
+    step: Arc<Kernel>,
+}
+
+impl Pipelines {
+    pub fn kernels(&self) -> Kernels<'_> {
+        Kernels {
+            gemm: &self.gemm,
+            step: &self.step,
+        }
     }
 }
 

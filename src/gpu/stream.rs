@@ -4,7 +4,7 @@ use ndarray::{s, Array3, ArrayView3};
 
 use crate::error::{Error, Result};
 use crate::gpu::device;
-use crate::gpu::execute::{self, Init, Job, Kernels};
+use crate::gpu::execute::{self, Init, Job};
 use crate::gpu::model::{contiguous, GpuModel};
 use crate::gpu::plan::{Extent, Layout, Schedule, Sizes};
 use crate::gpu::workspace::{StateBuffers, Workspace};
@@ -132,7 +132,7 @@ impl Stream for GpuStream<'_> {
                 Default::default(),
                 Default::default(),
             )?;
-            let (gemm, step) = self.model.kernels_for(&schedule)?;
+            let pipelines = self.model.pipelines(&schedule)?;
             let x = p.x.slice(s![start..start + len, .., ..]);
             let x = x.as_standard_layout();
             let lens = vec![u32::try_from(len).unwrap_or(u32::MAX); p.batch];
@@ -151,10 +151,7 @@ impl Stream for GpuStream<'_> {
                 read_states: false,
                 timing: false,
             };
-            let kernels = Kernels {
-                gemm: &gemm,
-                step: &step,
-            };
+            let kernels = pipelines.kernels();
             let dev = self.model.context();
             let out = execute::run(dev.device(), dev.queue(), ws, &schedule, kernels, job);
             let part = match out.and_then(|o| self.model.unpack(&o.data, extent, false)) {

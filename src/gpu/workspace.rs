@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device::{self, Timestamps};
 use crate::gpu::kernels::gemm::GemmParams;
 use crate::gpu::kernels::step::StepParams;
-use crate::gpu::plan::{Extent, Layout, Sizes};
+use crate::gpu::plan::{Extent, Layout, Projected, Sizes};
 use crate::gpu::weights::DeviceWeights;
 
 /// The recurrent state on the device. A forward reads `h0` at its first step, updates `c` in
@@ -42,6 +42,33 @@ impl StateBuffers {
     }
 }
 
+/// The output sequences of the layers: layer `l` writes `even` when `l` is even, and the next
+/// layer reads it.
+#[derive(Debug)]
+pub(crate) struct LayerOutputs {
+    pub even: wgpu::Buffer,
+    pub odd: wgpu::Buffer,
+}
+
+impl LayerOutputs {
+    /// The buffer layer `layer` writes.
+    pub fn of_layer(&self, layer: usize) -> &wgpu::Buffer {
+        if layer.is_multiple_of(2) {
+            &self.even
+        } else {
+            &self.odd
+        }
+    }
+}
+
+/// An LSTM with a projection: the step outputs `m` `[T, B, D·H]` and their final values
+/// `[L·D, B, H]`, before the projection GEMMs turn them into `y` and `h_n`.
+#[derive(Debug)]
+pub(crate) struct Unprojected {
+    pub m: wgpu::Buffer,
+    pub mn: wgpu::Buffer,
+}
+
 /// The bind-group layouts of the kernel families a workspace binds.
 #[derive(Debug, Clone)]
 pub(crate) struct BindLayouts {
@@ -57,7 +84,7 @@ pub(crate) struct LayerGroups {
     /// Every step (both step kernels share the layout).
     pub step: wgpu::BindGroup,
     /// Projection of the step outputs and of the final states.
-    pub proj: Option<[wgpu::BindGroup; 2]>,
+    pub proj: Option<Projected<wgpu::BindGroup>>,
 }
 
 /// Buffers and bind groups of forwards up to `layout.capacity`.
@@ -67,14 +94,14 @@ pub(crate) struct Workspace {
     /// Input sequence `[T, B, I]`.
     pub x: wgpu::Buffer,
     /// Layer outputs, ping-ponged between layers.
-    pub ys: [wgpu::Buffer; 2],
+    pub ys: LayerOutputs,
     /// Input projections of one layer.
     pub gx: wgpu::Buffer,
     pub state: StateBuffers,
     /// Sequence lengths `[B]` (u32).
     pub lens: wgpu::Buffer,
-    /// With a projection: step outputs `m` and their final values before projection.
-    pub proj: Option<[wgpu::Buffer; 2]>,
+    /// With a projection: step outputs and final states before projection.
+    pub proj: Option<Unprojected>,
     /// The forward's parameter blocks, written before each submit.
     pub params: wgpu::Buffer,
     /// `y`, `h_n`, `c_n` (and the pass's two timestamps) copied here for the one readback.
@@ -127,17 +154,15 @@ impl Workspace {
             |label: &str, bytes: u64, usage: U| device::buffer(device, label, bytes, usage);
         let rw = U::STORAGE | U::COPY_SRC | U::COPY_DST;
         let x = buffer("input x", sizes.x, U::STORAGE | U::COPY_DST);
-        let ys = [
-            buffer("layer output (even layers)", sizes.y, rw),
-            buffer("layer output (odd layers)", sizes.y, rw),
-        ];
+        let ys = LayerOutputs {
+            even: buffer("layer output (even layers)", sizes.y, rw),
+            odd: buffer("layer output (odd layers)", sizes.y, rw),
+        };
         let gx = buffer("input projection", sizes.gx, rw);
         let lens = buffer("lengths", sizes.lens, U::STORAGE | U::COPY_DST);
-        let proj = sizes.proj_m.map(|m| {
-            [
-                buffer("step outputs before projection", m, rw),
-                buffer("final states before projection", sizes.c, rw),
-            ]
+        let proj = sizes.proj_m.map(|m| Unprojected {
+            m: buffer("step outputs before projection", m, rw),
+            mn: buffer("final states before projection", sizes.c, rw),
         });
         let params = buffer(
             "dispatch parameters",
@@ -191,12 +216,16 @@ impl Workspace {
             .iter()
             .enumerate()
             .map(|(layer, lw)| {
-                let input = if layer == 0 { &x } else { &ys[(layer - 1) % 2] };
-                let output = &ys[layer % 2];
+                let input = if layer == 0 {
+                    &x
+                } else {
+                    ys.of_layer(layer - 1)
+                };
+                let output = ys.of_layer(layer);
                 // The step writes h_t into the layer output directly, unless it is projected
                 // after.
                 let (m, mn) = match &proj {
-                    Some([m, mn]) => (m, mn),
+                    Some(p) => (&p.m, &p.mn),
                     None => (output, &state.hn),
                 };
                 // Bindings as `kernels::step::layout_entries`: params, gx, weights, h0, m, c,
@@ -224,23 +253,21 @@ impl Workspace {
                         &gx,
                     ),
                     step,
-                    proj: lw.w_hr.as_ref().map(|p| {
-                        [
-                            gemm(
-                                &format!("projection of y, layer {layer}"),
-                                m,
-                                &p.weights,
-                                &p.zero_bias,
-                                output,
-                            ),
-                            gemm(
-                                &format!("projection of h_n, layer {layer}"),
-                                mn,
-                                &p.weights,
-                                &p.zero_bias,
-                                &state.hn,
-                            ),
-                        ]
+                    proj: lw.w_hr.as_ref().map(|p| Projected {
+                        y: gemm(
+                            &format!("projection of y, layer {layer}"),
+                            m,
+                            &p.weights,
+                            &p.zero_bias,
+                            output,
+                        ),
+                        h_n: gemm(
+                            &format!("projection of h_n, layer {layer}"),
+                            mn,
+                            &p.weights,
+                            &p.zero_bias,
+                            &state.hn,
+                        ),
                     }),
                 }
             })
@@ -262,19 +289,19 @@ impl Workspace {
 
     /// The buffer holding the last layer's output.
     pub fn final_y(&self) -> &wgpu::Buffer {
-        &self.ys[(self.layers.len() + 1) % 2]
+        self.ys.of_layer(self.layers.len() - 1)
     }
 
     /// Fills every buffer a forward writes with NaN, so that an element a kernel leaves
     /// unwritten shows as NaN instead of an earlier forward's value. With `state`, also the
     /// final-state buffers (not when a forward continues from them).
     pub fn poison(&self, queue: &wgpu::Queue, state: bool) {
-        let mut buffers = vec![&self.ys[0], &self.ys[1], &self.gx];
-        if let Some([m, mn]) = &self.proj {
-            buffers.push(m);
+        let mut buffers = vec![&self.ys.even, &self.ys.odd, &self.gx];
+        if let Some(p) = &self.proj {
+            buffers.push(&p.m);
             // The final states before projection carry over like `c` and `h_n`.
             if state {
-                buffers.push(mn);
+                buffers.push(&p.mn);
             }
         }
         if state {

@@ -91,7 +91,8 @@ impl Variant {
 /// Invocations per workgroup of the whole-sequence kernel: enough to give each one column
 /// where possible (64 to 256).
 pub(crate) fn sequence_workgroup(spec: &RnnSpec) -> u32 {
-    (columns(spec.cell, spec.hidden_size) as u32)
+    u32::try_from(columns(spec.cell, spec.hidden_size))
+        .unwrap_or(u32::MAX)
         .next_power_of_two()
         .clamp(WG, 256)
 }

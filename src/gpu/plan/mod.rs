@@ -17,7 +17,7 @@ mod sizes;
 
 pub(crate) use chunks::{capacity, chunks, Chunk};
 pub(crate) use layout::Layout;
-pub(crate) use schedule::Schedule;
+pub(crate) use schedule::{Projected, Schedule};
 pub(crate) use sizes::{Extent, Limits, Sizes};
 
 /// Limits for the unit tests: roomy, or with small bindings and workgroup counts.

@@ -21,6 +21,21 @@ pub(crate) struct Dispatch {
     pub groups: [u32; 3],
 }
 
+/// The two projections of a layer of an LSTM with `proj_size`: of its step outputs (into
+/// `y`) and of its final states (into `h_n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Projected<T> {
+    pub y: T,
+    pub h_n: T,
+}
+
+impl<T> Projected<T> {
+    /// Both, `y` first.
+    pub fn both(&self) -> [&T; 2] {
+        [&self.y, &self.h_n]
+    }
+}
+
 /// The dispatches of one layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LayerDispatches {
@@ -29,7 +44,7 @@ pub(crate) struct LayerDispatches {
     /// One per step (stepwise) or one for the whole sequence.
     pub steps: Vec<Dispatch>,
     /// Projection of the step outputs and of the final states (LSTM with `proj_size`).
-    pub proj: Option<[Dispatch; 2]>,
+    pub proj: Option<Projected<Dispatch>>,
 }
 
 /// What one forward of an extent dispatches: the step kernel, each dispatch, and the
@@ -136,16 +151,16 @@ impl Schedule {
                 });
             }
             let proj = match projection_params(spec, layer, extent)? {
-                Some([y, hn]) => Some([
-                    Dispatch {
+                Some(Projected { y, h_n }) => Some(Projected {
+                    y: Dispatch {
                         groups: gemm_groups(&y)?,
                         offset: blocks.push(&y)?,
                     },
-                    Dispatch {
-                        groups: gemm_groups(&hn)?,
-                        offset: blocks.push(&hn)?,
+                    h_n: Dispatch {
+                        groups: gemm_groups(&h_n)?,
+                        offset: blocks.push(&h_n)?,
                     },
-                ]),
+                }),
                 None => None,
             };
             layers.push(LayerDispatches {
@@ -169,13 +184,17 @@ impl Schedule {
     pub fn dispatches(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| 1 + l.steps.len() + l.proj.as_ref().map_or(0, |p| p.len()))
+            .map(|l| 1 + l.steps.len() + l.proj.as_ref().map_or(0, |p| p.both().len()))
             .sum()
     }
 }
 
 /// The GEMMs that project a layer's step outputs and final states (LSTM with `proj_size`).
-fn projection_params(spec: &RnnSpec, layer: usize, e: Extent) -> Result<Option<[GemmParams; 2]>> {
+fn projection_params(
+    spec: &RnnSpec,
+    layer: usize,
+    e: Extent,
+) -> Result<Option<Projected<GemmParams>>> {
     if spec.proj_size == 0 {
         return Ok(None);
     }
@@ -208,7 +227,7 @@ fn projection_params(spec: &RnnSpec, layer: usize, e: Extent) -> Result<Option<[
         out_batch: index("state stride", batch * p)?,
         ..y
     };
-    Ok(Some([y, hn]))
+    Ok(Some(Projected { y, h_n: hn }))
 }
 
 /// The step kernel a forward of `extent` runs: `requested` resolved for the batch, with the
@@ -256,7 +275,7 @@ mod tests {
             .steps
             .iter()
             .chain([&p.layers[0].input])
-            .chain(p.layers[0].proj.iter().flatten())
+            .chain(p.layers[0].proj.iter().flat_map(|p| p.both()))
             .map(|d| d.offset)
             .collect();
         assert!(offsets.iter().all(|o| o % 256 == 0));
