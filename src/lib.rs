@@ -121,7 +121,7 @@ pub use cpu::{CpuModel, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
-    GemmVariant, GpuContext, GpuModel, GpuStream, Variant,
+    GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, Variant,
 };
 pub use spec::{Cell, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};

@@ -22,6 +22,7 @@ fn small_device(groups: u32) -> Option<GpuContext> {
         backends: wgpu::Backends::from(ctx.adapter_info().backend),
         adapter_name: Some(ctx.adapter_info().name.clone()),
         limits: Some(limits),
+        ..ContextOptions::default()
     };
     Some(GpuContext::new(&options).unwrap())
 }

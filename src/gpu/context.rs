@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::kernels::{Family, Kernel, KernelCache, Specialization};
+use crate::gpu::tune::{GemmClass, TuneRecord, Tuner};
 
 /// How to choose the adapter of a [`GpuContext`].
 ///
@@ -20,6 +22,11 @@ pub struct ContextOptions {
     /// Device limits to request instead of everything the adapter supports (each must be
     /// within the adapter's); lower limits make the crate's limit checks reachable in tests.
     pub limits: Option<wgpu::Limits>,
+    /// A file where the kernel variants chosen by measurement are remembered between
+    /// processes, keyed by adapter, driver and crate version (default: the
+    /// `WGPU_LSTM_TUNE_CACHE` environment variable; none when unset). See
+    /// [`GpuContext::tuning`].
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 impl ContextOptions {
@@ -29,8 +36,16 @@ impl ContextOptions {
             backends: wgpu::Backends::from(info.backend),
             adapter_name: Some(info.name.clone()),
             limits: None,
+            tune_cache: tune_cache_from_env(),
         }
     }
+}
+
+/// `WGPU_LSTM_TUNE_CACHE`, when set and not empty.
+fn tune_cache_from_env() -> Option<std::path::PathBuf> {
+    std::env::var_os("WGPU_LSTM_TUNE_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
 }
 
 impl Default for ContextOptions {
@@ -39,6 +54,7 @@ impl Default for ContextOptions {
             backends: wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
             adapter_name: None,
             limits: None,
+            tune_cache: tune_cache_from_env(),
         }
     }
 }
@@ -100,6 +116,7 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     kernels: KernelCache,
+    tuner: Tuner,
     /// Held around every use of the device where the backend cannot share it between
     /// threads (GL: wgpu hands its one GL context between threads unreliably).
     exclusive: Option<Mutex<()>>,
@@ -152,11 +169,24 @@ impl GpuContext {
                 message: e.to_string(),
             }
         })?;
-        Ok(Self::from_device(device, queue, info))
+        let tuner = match &options.tune_cache {
+            Some(path) => Tuner::with_cache(path, &info),
+            None => Tuner::default(),
+        };
+        Ok(Self::build(device, queue, info, tuner))
     }
 
     /// Uses a device and queue the application already has (e.g. its renderer's).
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        Self::build(device, queue, info, Tuner::default())
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        tuner: Tuner,
+    ) -> Self {
         let exclusive = (info.backend == wgpu::Backend::Gl).then(|| Mutex::new(()));
         GpuContext {
             inner: Arc::new(Inner {
@@ -164,6 +194,7 @@ impl GpuContext {
                 queue,
                 info,
                 kernels: KernelCache::default(),
+                tuner,
                 exclusive,
             }),
         }
@@ -208,6 +239,23 @@ impl GpuContext {
 
     pub(crate) fn kernel(&self, spec: &Specialization) -> Result<Arc<Kernel>> {
         self.inner.kernels.get(&self.inner.device, spec)
+    }
+
+    /// The kernel variants this context has chosen by measurement so far (or read from its
+    /// cache file), with the time each candidate took and the time spent choosing.
+    pub fn tuning(&self) -> Vec<TuneRecord> {
+        self.inner.tuner.records()
+    }
+
+    /// The GEMM variant for products of `class`, measured on first request.
+    pub(crate) fn tuned_gemm(&self, class: GemmClass) -> Result<GemmVariant> {
+        self.inner.tuner.gemm(
+            &self.inner.device,
+            &self.inner.queue,
+            &self.inner.kernels,
+            self.limits().max_compute_workgroups_per_dimension,
+            class,
+        )
     }
 
     /// The bind-group layout every pipeline of `family` shares.

@@ -28,6 +28,7 @@ mod pack;
 mod plan;
 pub mod split;
 pub mod stream;
+mod tune;
 mod weights;
 mod workspace;
 
@@ -39,3 +40,4 @@ pub use kernels::{catalog as kernel_catalog, KernelSource};
 pub use model::{ForwardOptions, ForwardStats, GpuModel};
 pub use split::forward_split;
 pub use stream::GpuStream;
+pub use tune::TuneRecord;

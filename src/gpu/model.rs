@@ -16,6 +16,7 @@ use crate::gpu::kernels::gemm::{self, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
 use crate::gpu::kernels::{Family, Kernel};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
+use crate::gpu::tune::GemmClass;
 use crate::gpu::weights::DeviceWeights;
 use crate::gpu::workspace::{BindLayouts, Pool, StateBuffers, Workspace};
 use crate::spec::RnnSpec;
@@ -39,8 +40,9 @@ pub struct ForwardOptions {
     /// them ([`GpuContext::supports_timestamps`]); the time comes back in
     /// [`ForwardStats::device_ms`].
     pub timing: bool,
-    /// The GEMM kernel of the input and output projections (default
-    /// [`GemmVariant::Rows4`]); every variant gives bit-identical results.
+    /// The GEMM kernel of the input and output projections (default [`GemmVariant::Auto`]:
+    /// chosen by measurement on the device, for the shape class of the first layer's input
+    /// projection); every variant gives bit-identical results.
     pub gemm: GemmVariant,
 }
 
@@ -79,6 +81,8 @@ pub struct ForwardStats {
     /// The step kernel that ran ([`Variant::Stepwise`] or [`Variant::Sequence`]; of the first
     /// chunk where the input ran chunked).
     pub variant: Variant,
+    /// The GEMM kernel that ran (never [`GemmVariant::Auto`]).
+    pub gemm: GemmVariant,
     /// Device time of the compute passes in milliseconds, summed over chunks, when timing was
     /// asked for and the device supports it.
     pub device_ms: Option<f64>,
@@ -201,6 +205,7 @@ impl GpuModel {
             submits: 0,
             chunks: chunks.len(),
             variant: Variant::Auto,
+            gemm: self.gemm_variant(options.gemm, chunks[0].extent())?,
             device_ms: None,
         };
         let mut i = 0;
@@ -220,7 +225,7 @@ impl GpuModel {
             for (w, chunk) in windows.iter().enumerate() {
                 let extent = chunk.extent();
                 let schedule =
-                    Schedule::new(spec, &self.limits, extent, options.variant, options.gemm)?;
+                    Schedule::new(spec, &self.limits, extent, options.variant, stats.gemm)?;
                 let pipelines = self.pipelines(&schedule)?;
                 let x = p.x.slice(s![chunk.time.clone(), part.clone(), ..]);
                 let x = x.as_standard_layout();
@@ -279,6 +284,22 @@ impl GpuModel {
             }
         }
         Ok((raw, stats))
+    }
+
+    /// `requested`, or where it is [`GemmVariant::Auto`] the variant the context's tuner
+    /// chooses for the first layer's input projection of `extent`.
+    pub(crate) fn gemm_variant(
+        &self,
+        requested: GemmVariant,
+        extent: Extent,
+    ) -> Result<GemmVariant> {
+        if requested != GemmVariant::Auto {
+            return Ok(requested);
+        }
+        let n4 = step::columns(self.spec.cell, self.spec.hidden_size);
+        let m = extent.steps * extent.batch;
+        self.ctx
+            .tuned_gemm(GemmClass::of(m, self.spec.input_size, n4))
     }
 
     /// The pipeline of the step kernel a schedule runs (compiled once per context).

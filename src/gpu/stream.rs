@@ -5,6 +5,7 @@ use ndarray::{s, Array3, ArrayView3};
 use crate::error::{Error, Result};
 use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job};
+use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::model::{contiguous, GpuModel};
 use crate::gpu::plan::{Extent, Layout, Schedule, Sizes};
 use crate::gpu::workspace::{StateBuffers, Workspace};
@@ -125,13 +126,9 @@ impl Stream for GpuStream<'_> {
         for start in (0..p.steps).step_by(window) {
             let len = window.min(p.steps - start);
             let extent = Extent::new(len, p.batch);
-            let schedule = Schedule::new(
-                &spec,
-                self.model.limits(),
-                extent,
-                Default::default(),
-                Default::default(),
-            )?;
+            let gemm = self.model.gemm_variant(GemmVariant::Auto, extent)?;
+            let schedule =
+                Schedule::new(&spec, self.model.limits(), extent, Default::default(), gemm)?;
             let pipelines = self.model.pipelines(&schedule)?;
             let x = p.x.slice(s![start..start + len, .., ..]);
             let x = x.as_standard_layout();

@@ -11,7 +11,7 @@ use wgpu_lstm::bench::{self, BenchShape};
 
 use crate::concurrency;
 use crate::memory::peak_bytes_of;
-use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report};
+use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report, TuningRecord};
 use wgpu_lstm::{
     gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, ForwardOptions,
     GemmVariant, GpuContext, GpuModel, Variant, Weights,
@@ -204,12 +204,23 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
 
     print_report(&ceilings, &records);
     concurrency::print(&concurrency);
+    let tuning: Vec<TuningRecord> = contexts
+        .iter()
+        .flat_map(|ctx| {
+            let adapter = AdapterRecord::new(ctx.adapter_info());
+            ctx.tuning()
+                .into_iter()
+                .map(move |t| TuningRecord::new(&adapter, &t))
+        })
+        .collect();
+    print_tuning(&tuning);
     let report = Report {
         version: env!("CARGO_PKG_VERSION").to_string(),
         quick: args.quick,
         ceilings,
         records,
         concurrency,
+        tuning,
     };
     if let Some(path) = &args.json {
         let text = serde_json::to_vec_pretty(&report)
@@ -283,6 +294,7 @@ fn gpu_records(
             (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());
         r.dispatches = Some(stats.dispatches);
         r.submits = Some(stats.submits);
+        r.gemm = Some(stats.gemm.name().to_string());
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
         r.max_abs_err = Some(err);
         r.peak_bytes = Some(peak_bytes_of(|| {
@@ -298,6 +310,38 @@ fn gpu_records(
         r.chosen = r.median_ms == best;
     }
     Ok(out)
+}
+
+/// The kernel variants each adapter chose by measurement, and the time that took.
+fn print_tuning(tuning: &[TuningRecord]) {
+    if tuning.is_empty() {
+        return;
+    }
+    println!("kernel variants chosen by measurement (ms per product of the class's timed shape):");
+    for t in tuning {
+        let candidates: Vec<String> = t
+            .candidates
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.3}"))
+            .collect();
+        println!(
+            "  {} {}: {} {}: {} [{}] (spent {:.0} ms{})",
+            t.adapter.backend.to_lowercase(),
+            t.adapter.name,
+            t.family,
+            t.class,
+            t.chosen,
+            candidates.join(", "),
+            t.spent_ms,
+            if t.from_cache {
+                ", from the cache file"
+            } else {
+                ""
+            }
+        );
+    }
+    let spent: f64 = tuning.iter().map(|t| t.spent_ms).sum();
+    println!("  time spent choosing: {spent:.0} ms in all");
 }
 
 fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {

@@ -64,6 +64,8 @@ pub struct Record {
     pub objects_created_in_timed_loop: Option<i64>,
     /// Worst |GPU − CPU| over y, h_n and c_n.
     pub max_abs_err: Option<f32>,
+    /// The GEMM kernel the GPU forward ran.
+    pub gemm: Option<String>,
     /// Threads of the CPU engine.
     pub threads: Option<usize>,
     /// Peak host memory allocated during one forward (above what was allocated before it),
@@ -129,6 +131,45 @@ pub struct Report {
     pub records: Vec<Record>,
     /// One model shared by threads, per adapter.
     pub concurrency: Vec<ConcurrencyRecord>,
+    /// Kernel variants chosen by measurement, per adapter.
+    pub tuning: Vec<TuningRecord>,
+}
+
+/// One kernel-variant choice of an adapter's tuner.
+#[derive(Debug, Clone, Serialize)]
+pub struct TuningRecord {
+    /// The adapter.
+    pub adapter: AdapterRecord,
+    /// Kernel family.
+    pub family: String,
+    /// Shape class (rows × inner dimension × vec4 columns, powers of two).
+    pub class: String,
+    /// The variant chosen.
+    pub chosen: String,
+    /// Each candidate and its time per product in milliseconds.
+    pub candidates: Vec<(String, f64)>,
+    /// Time spent choosing, in milliseconds.
+    pub spent_ms: f64,
+    /// Read from the cache file instead of measured.
+    pub from_cache: bool,
+}
+
+impl TuningRecord {
+    pub fn new(adapter: &AdapterRecord, t: &wgpu_lstm::TuneRecord) -> Self {
+        TuningRecord {
+            adapter: adapter.clone(),
+            family: t.family.to_string(),
+            class: t.class.clone(),
+            chosen: t.chosen.to_string(),
+            candidates: t
+                .candidates
+                .iter()
+                .map(|(n, ms)| (n.to_string(), *ms))
+                .collect(),
+            spent_ms: t.spent_ms,
+            from_cache: t.from_cache,
+        }
+    }
 }
 
 impl Record {
@@ -169,6 +210,7 @@ impl Record {
             submits: None,
             objects_created_in_timed_loop: None,
             max_abs_err: None,
+            gemm: None,
             threads: None,
             peak_bytes: None,
         }

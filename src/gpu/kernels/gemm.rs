@@ -70,12 +70,16 @@ impl GemmParams {
     }
 }
 
-/// The GEMM kernels of `shaders/gemm.wgsl`: what one invocation computes. Both give the same
-/// sums in the same order (bit-identical results); they differ in speed by device.
+/// The GEMM kernels of `shaders/gemm.wgsl`: what one invocation computes. Every variant gives
+/// the same sums in the same order (bit-identical results); they differ in speed by device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GemmVariant {
-    /// 4 rows × one vec4 column per invocation (`main`).
+    /// Chosen by measurement: at the first forward with products of a shape class on a
+    /// device, each variant is timed and the fastest kept (see
+    /// [`GpuContext::tuning`](crate::GpuContext::tuning)).
     #[default]
+    Auto,
+    /// 4 rows × one vec4 column per invocation (`main`).
     Rows4,
     /// 4 rows × two vec4 columns per invocation (`wide`): each `a` load feeds twice the
     /// multiply-adds.
@@ -83,12 +87,13 @@ pub enum GemmVariant {
 }
 
 impl GemmVariant {
-    /// Every variant.
+    /// Every kernel (every variant but [`GemmVariant::Auto`]).
     pub const ALL: [GemmVariant; 2] = [GemmVariant::Rows4, GemmVariant::Wide];
 
     /// Lowercase name.
     pub fn name(self) -> &'static str {
         match self {
+            GemmVariant::Auto => "auto",
             GemmVariant::Rows4 => "rows4",
             GemmVariant::Wide => "wide",
         }
@@ -96,7 +101,8 @@ impl GemmVariant {
 
     fn entry(self) -> &'static str {
         match self {
-            GemmVariant::Rows4 => "main",
+            // `Auto` reaches a kernel only where nothing chose for it: the first kernel.
+            GemmVariant::Auto | GemmVariant::Rows4 => "main",
             GemmVariant::Wide => "wide",
         }
     }
@@ -104,7 +110,7 @@ impl GemmVariant {
     /// Vec4 columns one invocation computes.
     pub(crate) fn columns_per_invocation(self) -> usize {
         match self {
-            GemmVariant::Rows4 => 1,
+            GemmVariant::Auto | GemmVariant::Rows4 => 1,
             GemmVariant::Wide => 2,
         }
     }

@@ -1,0 +1,407 @@
+//! Kernel variants chosen by measurement. At the first use of a kernel family and shape class
+//! on a device, every candidate variant is timed on scratch buffers of that class and the
+//! fastest is kept: in memory, and optionally in a file keyed by adapter, driver and crate
+//! version, so that later processes skip the timing. Every choice, with the time each
+//! candidate took and the time spent choosing, is kept for reports
+//! ([`GpuContext::tuning`](crate::GpuContext::tuning)).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
+use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
+use crate::gpu::kernels::{Kernel, KernelCache};
+
+/// Largest product timed for one shape class, in FLOPs per repetition: the class's shape is
+/// shrunk (rows first) below this, which bounds the time spent choosing to a few hundred
+/// milliseconds per class on a software adapter and microseconds on a GPU.
+const MAX_TUNE_FLOPS: usize = 1 << 24;
+/// Timed repetitions per candidate (after one warm-up).
+const TUNE_REPS: usize = 3;
+
+/// The shape class of a GEMM: rows, inner dimension and vec4 columns, each rounded up to a
+/// power of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct GemmClass {
+    pub m: usize,
+    pub k: usize,
+    pub n4: usize,
+}
+
+impl GemmClass {
+    pub fn of(m: usize, k: usize, n4: usize) -> Self {
+        GemmClass {
+            m: m.max(1).next_power_of_two(),
+            k: k.max(1).next_power_of_two(),
+            n4: n4.max(1).next_power_of_two(),
+        }
+    }
+
+    /// The product timed for this class: the class's shape with rows (then the inner
+    /// dimension) halved until it is within [`MAX_TUNE_FLOPS`].
+    fn problem(&self) -> (usize, usize, usize) {
+        let (mut m, mut k) = (self.m, self.k);
+        let flops = |m: usize, k: usize| 2 * m * k * 4 * self.n4;
+        while m > 4 && flops(m, k) > MAX_TUNE_FLOPS {
+            m /= 2;
+        }
+        while k > 4 && flops(m, k) > MAX_TUNE_FLOPS {
+            k /= 2;
+        }
+        (m, k, self.n4)
+    }
+
+    fn key(&self) -> String {
+        format!("{}x{}x{}", self.m, self.k, self.n4)
+    }
+}
+
+/// One choice of the tuner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneRecord {
+    /// The kernel family (`gemm`).
+    pub family: &'static str,
+    /// The shape class, e.g. `128x64x32` (rows × inner dimension × vec4 columns, rounded up
+    /// to powers of two).
+    pub class: String,
+    /// The variant chosen.
+    pub chosen: &'static str,
+    /// Each candidate and its median time per product in milliseconds (empty when the choice
+    /// came from the cache file).
+    pub candidates: Vec<(&'static str, f64)>,
+    /// Time spent choosing, in milliseconds (pipeline compilation included).
+    pub spent_ms: f64,
+    /// Whether the choice was read from the cache file instead of measured.
+    pub from_cache: bool,
+}
+
+/// Where choices are remembered between processes, and for which device.
+#[derive(Debug)]
+struct CacheFile {
+    path: PathBuf,
+    /// Adapter, driver and crate version: lines with another identity are kept but not used.
+    identity: String,
+}
+
+/// The tuner of one device.
+#[derive(Debug, Default)]
+pub(crate) struct Tuner {
+    gemm: Mutex<HashMap<GemmClass, GemmVariant>>,
+    records: Mutex<Vec<TuneRecord>>,
+    file: Option<CacheFile>,
+}
+
+impl Tuner {
+    /// A tuner that remembers its choices in `path` (created on the first choice) for the
+    /// device `info`, and starts from the choices already there.
+    pub fn with_cache(path: &Path, info: &wgpu::AdapterInfo) -> Self {
+        let identity = format!(
+            "{}\t{}\t{} {}\t{:?}",
+            env!("CARGO_PKG_VERSION"),
+            info.name,
+            info.driver,
+            info.driver_info,
+            info.backend
+        )
+        .replace('\n', " ");
+        let tuner = Tuner {
+            file: Some(CacheFile {
+                path: path.to_path_buf(),
+                identity,
+            }),
+            ..Tuner::default()
+        };
+        tuner.load();
+        tuner
+    }
+
+    /// The choices made so far.
+    pub fn records(&self) -> Vec<TuneRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The GEMM variant for products of `class` on this device, timed on first request.
+    pub fn gemm(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        kernels: &KernelCache,
+        max_workgroups: u32,
+        class: GemmClass,
+    ) -> Result<GemmVariant> {
+        let mut chosen = self.gemm.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&v) = chosen.get(&class) {
+            return Ok(v);
+        }
+        let start = Instant::now();
+        let (m, k, n4) = class.problem();
+        let params = GemmParams::dense(m, k, n4)?;
+        let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut candidates = Vec::new();
+        for variant in GemmVariant::ALL {
+            let kernel = kernels.get(device, &gemm::specialization(variant))?;
+            let t = time_gemm(
+                device,
+                queue,
+                &kernel,
+                &params,
+                variant,
+                TUNE_REPS,
+                timestamps,
+                max_workgroups,
+            )?;
+            let ms = t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64;
+            candidates.push((variant, ms));
+        }
+        let best = candidates
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(GemmVariant::default(), |c| c.0);
+        chosen.insert(class, best);
+        self.record(TuneRecord {
+            family: "gemm",
+            class: class.key(),
+            chosen: best.name(),
+            candidates: candidates.iter().map(|&(v, ms)| (v.name(), ms)).collect(),
+            spent_ms: start.elapsed().as_secs_f64() * 1e3,
+            from_cache: false,
+        });
+        self.save(&chosen);
+        Ok(best)
+    }
+
+    fn record(&self, r: TuneRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(r);
+    }
+
+    /// Reads this device's choices from the cache file; a missing or unreadable file, or a
+    /// line that does not parse, is ignored (the choice is then measured again).
+    fn load(&self) {
+        let Some(file) = &self.file else { return };
+        let Ok(text) = std::fs::read_to_string(&file.path) else {
+            return;
+        };
+        let mut chosen = self.gemm.lock().unwrap_or_else(|e| e.into_inner());
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&file.identity) else {
+                continue;
+            };
+            let mut fields = rest.trim_start_matches('\t').split('\t');
+            let (Some("gemm"), Some(class), Some(name)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let dims: Vec<usize> = class.split('x').filter_map(|d| d.parse().ok()).collect();
+            let variant = GemmVariant::ALL.into_iter().find(|v| v.name() == name);
+            if let ([m, k, n4], Some(v)) = (dims.as_slice(), variant) {
+                let class = GemmClass::of(*m, *k, *n4);
+                chosen.insert(class, v);
+                self.record(TuneRecord {
+                    family: "gemm",
+                    class: class.key(),
+                    chosen: v.name(),
+                    candidates: Vec::new(),
+                    spent_ms: 0.0,
+                    from_cache: true,
+                });
+            }
+        }
+    }
+
+    /// Writes this device's choices to the cache file, keeping other devices' lines. A failure
+    /// to write only loses the cache, never a forward.
+    fn save(&self, chosen: &HashMap<GemmClass, GemmVariant>) {
+        let Some(file) = &self.file else { return };
+        let mut lines: Vec<String> = std::fs::read_to_string(&file.path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with(&file.identity))
+            .map(str::to_string)
+            .collect();
+        let mut ours: Vec<String> = chosen
+            .iter()
+            .map(|(c, v)| format!("{}\tgemm\t{}\t{}", file.identity, c.key(), v.name()))
+            .collect();
+        ours.sort();
+        lines.extend(ours);
+        let dir = match file.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+            tmp.write_all((lines.join("\n") + "\n").as_bytes())?;
+            tmp.persist(&file.path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        let _ = write();
+    }
+}
+
+/// Wall and device time of a timed GEMM run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GemmTiming {
+    /// Seconds from submit to completion.
+    pub wall_s: f64,
+    /// Seconds of the compute pass from timestamp queries, where the device has them.
+    pub device_s: Option<f64>,
+}
+
+/// Times `reps` products of `params` with `kernel` on scratch buffers: one warm-up dispatch,
+/// then `reps` dispatches in one pass and one submit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn time_gemm(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    kernel: &Kernel,
+    params: &GemmParams,
+    variant: GemmVariant,
+    reps: usize,
+    timestamps: bool,
+    max_workgroups: u32,
+) -> Result<GemmTiming> {
+    let groups = params.workgroups(1, variant);
+    if let Some(&g) = groups.iter().find(|&&g| g > max_workgroups as usize) {
+        return Err(Error::ExceedsLimit {
+            what: format!(
+                "a timed {}×{}×{} product",
+                params.m,
+                params.k,
+                4 * params.n4
+            ),
+            limit: "max_compute_workgroups_per_dimension",
+            needed: g as u64,
+            allowed: u64::from(max_workgroups),
+        });
+    }
+    let [x, y, z] = groups.map(|g| u32::try_from(g).unwrap_or(u32::MAX));
+    device::scoped(device, "timing a gemm kernel", || {
+        use wgpu::BufferUsages as U;
+        let (m, k, n) = (params.m as usize, params.k as usize, 4 * params.n4 as usize);
+        let filled = |label: &str, floats: usize| {
+            let fill: Vec<f32> = (0..floats)
+                .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
+                .collect();
+            device::upload(
+                device,
+                queue,
+                label,
+                bytemuck::cast_slice(&fill),
+                U::STORAGE,
+            )
+        };
+        let (a, w, bias) = (
+            filled("gemm a", m * k),
+            filled("gemm w", k * n),
+            filled("gemm bias", n),
+        );
+        let out = device::buffer(device, "gemm out", (m * n * 4) as u64, U::STORAGE);
+        let uniform = device::upload(
+            device,
+            queue,
+            "gemm params",
+            bytemuck::bytes_of(params),
+            U::UNIFORM,
+        );
+        let resources = [
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform,
+                offset: 0,
+                size: std::num::NonZeroU64::new(std::mem::size_of::<GemmParams>() as u64),
+            }),
+            a.as_entire_binding(),
+            w.as_entire_binding(),
+            bias.as_entire_binding(),
+            out.as_entire_binding(),
+        ];
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+            .into_iter()
+            .zip(0u32..)
+            .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
+            .collect();
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("timed gemm"),
+            layout: &kernel.layout,
+            entries: &entries,
+        });
+        let stamps = timestamps.then(|| {
+            let read = device::buffer(
+                device,
+                "gemm timestamps readback",
+                TIMESTAMP_BYTES,
+                U::MAP_READ | U::COPY_DST,
+            );
+            (Timestamps::new(device, "gemm timestamps"), read)
+        });
+        let run = |count: usize, timed: bool| -> Result<(f64, wgpu::SubmissionIndex)> {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("timed gemm"),
+                    timestamp_writes: stamps
+                        .as_ref()
+                        .filter(|_| timed)
+                        .map(|(t, _)| t.pass_writes()),
+                });
+                pass.set_pipeline(&kernel.pipeline);
+                pass.set_bind_group(0, &group, &[0]);
+                for _ in 0..count {
+                    pass.dispatch_workgroups(x, y, z);
+                }
+            }
+            if let (true, Some((t, read))) = (timed, &stamps) {
+                t.copy_to(&mut encoder, read, 0);
+            }
+            let start = Instant::now();
+            let submission = queue.submit([encoder.finish()]);
+            device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission.clone()),
+                    timeout: None,
+                })
+                .map_err(|e| device::gpu_error("timing a gemm kernel", e))?;
+            Ok((start.elapsed().as_secs_f64(), submission))
+        };
+        run(1, false)?;
+        let (wall_s, submission) = run(reps.max(1), true)?;
+        let device_s = match &stamps {
+            Some((_, read)) => {
+                let words = device::read_back(device, read, TIMESTAMP_BYTES, submission)?;
+                let words: [u32; 4] = std::array::from_fn(|i| words[i].to_bits());
+                let ms = device::elapsed_ms(words, queue.get_timestamp_period());
+                (ms > 0.0).then_some(ms / 1e3)
+            }
+            None => None,
+        };
+        Ok(GemmTiming { wall_s, device_s })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_and_problems_stay_bounded() {
+        let c = GemmClass::of(100, 40, 128);
+        assert_eq!((c.m, c.k, c.n4), (128, 64, 128));
+        assert_eq!(c.key(), "128x64x128");
+        let big = GemmClass::of(1 << 20, 4096, 1024);
+        let (m, k, n4) = big.problem();
+        assert!(2 * m * k * 4 * n4 <= MAX_TUNE_FLOPS, "{m} {k} {n4}");
+        assert_eq!(n4, 1024);
+        // Small classes are timed as they are.
+        assert_eq!(GemmClass::of(3, 5, 2).problem(), (4, 8, 2));
+    }
+}

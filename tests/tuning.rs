@@ -1,0 +1,100 @@
+//! Kernel variants chosen by measurement: the tuner times every GEMM variant once per shape
+//! class and device, reports what it chose and how long it took, honours a forced variant,
+//! and remembers its choices in a cache file between contexts.
+
+mod common;
+
+use common::{assert_outputs_close, gpu, rng, seed, uniform};
+use ndarray::Array3;
+use wgpu_lstm::compare::Tolerance;
+use wgpu_lstm::{
+    ContextOptions, CpuModel, Forward, ForwardOptions, GemmVariant, GpuContext, GpuModel, Input,
+    RnnSpec, Weights,
+};
+
+/// A fresh context on the test adapter, with `cache` as its tuning file.
+fn context(cache: Option<std::path::PathBuf>) -> Option<GpuContext> {
+    let info = gpu()?.adapter_info().clone();
+    let options = ContextOptions {
+        tune_cache: cache,
+        ..ContextOptions::for_adapter(&info)
+    };
+    Some(GpuContext::new(&options).unwrap())
+}
+
+#[test]
+fn auto_measures_once_per_class_and_reports() {
+    let Some(ctx) = context(None) else { return };
+    let sd = seed("auto_measures_once_per_class_and_reports", 81);
+    let spec = RnnSpec::lstm(24, 40).layers(2);
+    let w = Weights::random(&spec, sd).unwrap();
+    let x: Array3<f32> = uniform(&mut rng(sd), (30, 3, 24), 1.0);
+    let model = GpuModel::upload(&ctx, &w).unwrap();
+    assert!(ctx.tuning().is_empty());
+    let (out, stats) = model
+        .forward_with(&Input::new(x.view()), &ForwardOptions::default())
+        .unwrap();
+    assert_ne!(
+        stats.gemm,
+        GemmVariant::Auto,
+        "the stats name the kernel that ran"
+    );
+    let expected = CpuModel::new(w).forward(&Input::new(x.view())).unwrap();
+    assert_outputs_close("tuned forward", &expected, &out, Tolerance::GPU_VS_CPU);
+    let records = ctx.tuning();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    eprintln!("{r:?}");
+    assert_eq!(r.family, "gemm");
+    assert_eq!(r.class, "128x32x64"); // 30·3 rows, 24 inputs, 40 vec4 columns, rounded up
+    assert_eq!(r.chosen, stats.gemm.name());
+    assert!(!r.from_cache);
+    let names: Vec<&str> = r.candidates.iter().map(|c| c.0).collect();
+    assert_eq!(names, GemmVariant::ALL.map(GemmVariant::name));
+    assert!(r.candidates.iter().all(|c| c.1 > 0.0 && c.1.is_finite()));
+    assert!(r.spent_ms > 0.0);
+    // The same class again (29 steps rounds to the same class), and a forced variant: no
+    // new measurement.
+    let x2: Array3<f32> = uniform(&mut rng(sd + 1), (29, 3, 24), 1.0);
+    model.forward(&Input::new(x2.view())).unwrap();
+    let forced = ForwardOptions::default().gemm(GemmVariant::Wide);
+    let (_, s) = model.forward_with(&Input::new(x.view()), &forced).unwrap();
+    assert_eq!(s.gemm, GemmVariant::Wide);
+    assert_eq!(ctx.tuning().len(), 1);
+}
+
+#[test]
+fn choices_survive_in_the_cache_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tune.txt");
+    let Some(first) = context(Some(path.clone())) else {
+        return;
+    };
+    let spec = RnnSpec::gru(16, 20);
+    let w = Weights::random(&spec, 5).unwrap();
+    let x = Array3::<f32>::zeros((10, 2, 16));
+    let model = GpuModel::upload(&first, &w).unwrap();
+    let (_, stats) = model
+        .forward_with(&Input::new(x.view()), &ForwardOptions::default())
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(&format!("gemm\t32x16x32\t{}", stats.gemm.name())),
+        "{text}"
+    );
+    // Another context (another process, in effect) reads the choice instead of measuring.
+    let second = context(Some(path.clone())).unwrap();
+    let records = second.tuning();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].from_cache && records[0].candidates.is_empty());
+    let model = GpuModel::upload(&second, &w).unwrap();
+    let (_, s) = model
+        .forward_with(&Input::new(x.view()), &ForwardOptions::default())
+        .unwrap();
+    assert_eq!(s.gemm, stats.gemm);
+    assert_eq!(second.tuning().len(), 1, "nothing measured again");
+    // A corrupt file is ignored, not an error.
+    std::fs::write(&path, "garbage\n\u{0}\t\t\n").unwrap();
+    let third = context(Some(path)).unwrap();
+    assert!(third.tuning().is_empty());
+}
