@@ -9,7 +9,7 @@ use ndarray::Array3;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
     ContextOptions, CpuModel, Forward, ForwardOptions, GemmVariant, GpuContext, GpuModel, Input,
-    RnnSpec, Weights,
+    RnnSpec, Variant, Weights,
 };
 
 /// A fresh context on the test adapter, with `cache` as its tuning file.
@@ -42,8 +42,9 @@ fn auto_measures_once_per_class_and_reports() {
     let expected = CpuModel::new(w).forward(&Input::new(x.view())).unwrap();
     assert_outputs_close("tuned forward", &expected, &out, Tolerance::GPU_VS_CPU);
     let records = ctx.tuning();
-    assert_eq!(records.len(), 1, "{records:?}");
-    let r = &records[0];
+    let gemm: Vec<_> = records.iter().filter(|r| r.family == "gemm").collect();
+    assert_eq!(gemm.len(), 1, "{records:?}");
+    let r = gemm[0];
     eprintln!("{r:?}");
     assert_eq!(r.family, "gemm");
     assert_eq!(r.class, "128x32x64"); // 30·3 rows, 24 inputs, 40 vec4 columns, rounded up
@@ -60,7 +61,42 @@ fn auto_measures_once_per_class_and_reports() {
     let forced = ForwardOptions::default().gemm(GemmVariant::Wide);
     let (_, s) = model.forward_with(&Input::new(x.view()), &forced).unwrap();
     assert_eq!(s.gemm, GemmVariant::Wide);
-    assert_eq!(ctx.tuning().len(), 1);
+    assert_eq!(ctx.tuning().len(), records.len(), "nothing measured again");
+}
+
+/// The step kernel too: `Variant::Auto` runs the input with both kernels the first time a
+/// shape class comes, keeps the faster, and says which ran; the results are those of the CPU.
+#[test]
+fn auto_step_kernel_is_measured_once_per_class() {
+    let Some(ctx) = context(None) else { return };
+    let sd = seed("auto_step_kernel_is_measured_once_per_class", 82);
+    let spec = RnnSpec::gru(6, 33).bidirectional(true);
+    let w = Weights::random(&spec, sd).unwrap();
+    let model = GpuModel::upload(&ctx, &w).unwrap();
+    let cpu = CpuModel::new(w);
+    for (t, b) in [(20, 3), (17, 4), (20, 3)] {
+        let x: Array3<f32> = uniform(&mut rng(sd + t as u64), (t, b, 6), 1.0);
+        let (out, stats) = model
+            .forward_with(&Input::new(x.view()), &ForwardOptions::default())
+            .unwrap();
+        let expected = cpu.forward(&Input::new(x.view())).unwrap();
+        assert_outputs_close("auto step kernel", &expected, &out, Tolerance::GPU_VS_CPU);
+        assert!(matches!(
+            stats.variant,
+            Variant::Stepwise | Variant::Sequence
+        ));
+    }
+    let steps: Vec<_> = ctx
+        .tuning()
+        .into_iter()
+        .filter(|r| r.family == "step")
+        .collect();
+    // (20, 3) and (17, 4) share a class: batch 4, steps 32.
+    assert_eq!(steps.len(), 1, "{steps:?}");
+    assert_eq!(steps[0].class, "gru-h64-l1-d2-b4-t32");
+    let names: Vec<&str> = steps[0].candidates.iter().map(|c| c.0).collect();
+    assert_eq!(names, ["stepwise", "sequence"]);
+    eprintln!("{:?}", steps[0]);
 }
 
 #[test]
@@ -85,14 +121,16 @@ fn choices_survive_in_the_cache_file() {
     // Another context (another process, in effect) reads the choice instead of measuring.
     let second = context(Some(path.clone())).unwrap();
     let records = second.tuning();
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert!(records[0].from_cache && records[0].candidates.is_empty());
+    assert_eq!(records.len(), 2, "{records:?}"); // the GEMM and the step kernel
+    assert!(records
+        .iter()
+        .all(|r| r.from_cache && r.candidates.is_empty()));
     let model = GpuModel::upload(&second, &w).unwrap();
     let (_, s) = model
         .forward_with(&Input::new(x.view()), &ForwardOptions::default())
         .unwrap();
-    assert_eq!(s.gemm, stats.gemm);
-    assert_eq!(second.tuning().len(), 1, "nothing measured again");
+    assert_eq!((s.gemm, s.variant), (stats.gemm, stats.variant));
+    assert_eq!(second.tuning().len(), 2, "nothing measured again");
     // A corrupt file is ignored, not an error.
     std::fs::write(&path, "garbage\n\u{0}\t\t\n").unwrap();
     let third = context(Some(path)).unwrap();

@@ -247,6 +247,11 @@ impl GpuContext {
         self.inner.tuner.records()
     }
 
+    /// This device's tuner.
+    pub(crate) fn tuner(&self) -> &Tuner {
+        &self.inner.tuner
+    }
+
     /// The GEMM variant for products of `class`, measured on first request.
     pub(crate) fn tuned_gemm(&self, class: GemmClass) -> Result<GemmVariant> {
         self.inner.tuner.gemm(
@@ -254,6 +259,7 @@ impl GpuContext {
             &self.inner.queue,
             &self.inner.kernels,
             self.limits().max_compute_workgroups_per_dimension,
+            self.limits().max_storage_buffer_binding_size,
             class,
         )
     }

@@ -180,7 +180,17 @@ impl GpuModel {
         let p = Prepared::new(&self.spec, input)?;
         let _device = self.ctx.exclusive();
         let chunks = plan::chunks(&self.spec, &self.limits, Extent::new(p.steps, p.batch))?;
-        let (raw, stats) = self.run_chunks(&p, &chunks, options)?;
+        // The GEMM first: measuring the step kernels runs forwards, which must not ask the
+        // tuner again while it measures.
+        let options = ForwardOptions {
+            gemm: self.gemm_variant(options.gemm, chunks[0].extent())?,
+            ..*options
+        };
+        let options = ForwardOptions {
+            variant: self.step_variant(&p, &chunks, &options)?,
+            ..options
+        };
+        let (raw, stats) = self.run_chunks(&p, &chunks, &options)?;
         let c_n = self.spec.cell.has_cell_state().then_some(raw.c_n);
         Ok((p.finish(raw.y, raw.h_n, c_n), stats))
     }
@@ -205,7 +215,7 @@ impl GpuModel {
             submits: 0,
             chunks: chunks.len(),
             variant: Variant::Auto,
-            gemm: self.gemm_variant(options.gemm, chunks[0].extent())?,
+            gemm: options.gemm,
             device_ms: None,
         };
         let mut i = 0;
@@ -284,6 +294,46 @@ impl GpuModel {
             }
         }
         Ok((raw, stats))
+    }
+
+    /// `options.variant`, or where it is [`Variant::Auto`] the step kernel the context's tuner
+    /// chose for this model's shape class (cell, hidden size, layers, directions, and batch
+    /// and steps rounded up to powers of two) — measured, on first request, by running this
+    /// very input with each kernel.
+    fn step_variant(
+        &self,
+        p: &Prepared<'_>,
+        chunks: &[Chunk],
+        options: &ForwardOptions,
+    ) -> Result<Variant> {
+        if options.variant != Variant::Auto {
+            return Ok(options.variant);
+        }
+        let spec = &self.spec;
+        let e = chunks[0].extent();
+        let class = format!(
+            "{}-h{}-l{}-d{}-b{}-t{}",
+            spec.cell.name(),
+            spec.hidden_size.next_power_of_two(),
+            spec.num_layers,
+            spec.num_directions(),
+            e.batch.next_power_of_two(),
+            e.steps.next_power_of_two()
+        );
+        let candidates = [Variant::Stepwise, Variant::Sequence];
+        self.ctx
+            .tuner()
+            .choose("step", class, &candidates, Variant::name, |variant| {
+                let timed = ForwardOptions {
+                    variant,
+                    timing: true,
+                    ..*options
+                };
+                let start = std::time::Instant::now();
+                let (_, stats) = self.run_chunks(p, chunks, &timed)?;
+                let wall = start.elapsed().as_secs_f64() * 1e3;
+                Ok(stats.device_ms.unwrap_or(wall))
+            })
     }
 
     /// `requested`, or where it is [`GemmVariant::Auto`] the variant the context's tuner

@@ -1,6 +1,6 @@
 //! Kernel variants chosen by measurement. At the first use of a kernel family and shape class
-//! on a device, every candidate variant is timed on scratch buffers of that class and the
-//! fastest is kept: in memory, and optionally in a file keyed by adapter, driver and crate
+//! on a device, every candidate variant is timed (GEMMs on scratch buffers of that class, step
+//! kernels on the forward that asked) and the fastest is kept: in memory, and optionally in a file keyed by adapter, driver and crate
 //! version, so that later processes skip the timing. Every choice, with the time each
 //! candidate took and the time spent choosing, is kept for reports
 //! ([`GpuContext::tuning`](crate::GpuContext::tuning)).
@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
+use crate::gpu::kernels::step::Variant;
 use crate::gpu::kernels::{Kernel, KernelCache};
 
 /// Largest product timed for one shape class, in FLOPs per repetition: the class's shape is
@@ -41,17 +42,22 @@ impl GemmClass {
     }
 
     /// The product timed for this class: the class's shape with rows (then the inner
-    /// dimension) halved until it is within [`MAX_TUNE_FLOPS`].
-    fn problem(&self) -> (usize, usize, usize) {
-        let (mut m, mut k) = (self.m, self.k);
-        let flops = |m: usize, k: usize| 2 * m * k * 4 * self.n4;
-        while m > 4 && flops(m, k) > MAX_TUNE_FLOPS {
+    /// dimension) halved until it is within [`MAX_TUNE_FLOPS`] and each operand within
+    /// `max_binding` bytes; `None` where even 4 × 4 rows and inner elements exceed it.
+    fn problem(&self, max_binding: u64) -> Option<(usize, usize, usize)> {
+        let (mut m, mut k, n) = (self.m, self.k, 4 * self.n4);
+        let flops = |m: usize, k: usize| 2 * m * k * n;
+        let bytes = |rows: usize, cols: usize| (rows * cols * 4) as u64;
+        while m > 4 && (flops(m, k) > MAX_TUNE_FLOPS || bytes(m, k.max(n)) > max_binding) {
             m /= 2;
         }
-        while k > 4 && flops(m, k) > MAX_TUNE_FLOPS {
+        while k > 4 && (flops(m, k) > MAX_TUNE_FLOPS || bytes(k, n) > max_binding) {
             k /= 2;
         }
-        (m, k, self.n4)
+        let fits = [bytes(m, k), bytes(k, n), bytes(m, n)]
+            .iter()
+            .all(|&b| b <= max_binding);
+        fits.then_some((m, k, self.n4))
     }
 
     fn key(&self) -> String {
@@ -62,7 +68,7 @@ impl GemmClass {
 /// One choice of the tuner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneRecord {
-    /// The kernel family (`gemm`).
+    /// The kernel family (`gemm` or `step`).
     pub family: &'static str,
     /// The shape class, e.g. `128x64x32` (rows × inner dimension × vec4 columns, rounded up
     /// to powers of two).
@@ -86,10 +92,11 @@ struct CacheFile {
     identity: String,
 }
 
-/// The tuner of one device.
+/// The tuner of one device: a choice per kernel family and shape class.
 #[derive(Debug, Default)]
 pub(crate) struct Tuner {
-    gemm: Mutex<HashMap<GemmClass, GemmVariant>>,
+    /// (family, class) → the chosen variant's name.
+    chosen: Mutex<HashMap<(String, String), String>>,
     records: Mutex<Vec<TuneRecord>>,
     file: Option<CacheFile>,
 }
@@ -126,6 +133,49 @@ impl Tuner {
             .clone()
     }
 
+    /// The variant of `family` for `class`: remembered, or chosen now by timing each of
+    /// `candidates` with `time` (milliseconds; the smallest wins, the first on a tie).
+    /// Concurrent first requests wait for one measurement; `time` must not ask this tuner
+    /// for another choice (the lock is held while it measures).
+    pub fn choose<V: Copy>(
+        &self,
+        family: &'static str,
+        class: String,
+        candidates: &[V],
+        name: fn(V) -> &'static str,
+        mut time: impl FnMut(V) -> Result<f64>,
+    ) -> Result<V> {
+        let mut chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (family.to_string(), class);
+        if let Some(v) = chosen
+            .get(&key)
+            .and_then(|n| candidates.iter().copied().find(|&v| name(v) == n))
+        {
+            return Ok(v);
+        }
+        let start = Instant::now();
+        let mut timed = Vec::with_capacity(candidates.len());
+        for &v in candidates {
+            timed.push((v, time(v)?));
+        }
+        let Some(&(best, _)) = timed.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
+            return Err(Error::Internal(format!(
+                "no {family} variant to choose from"
+            )));
+        };
+        chosen.insert(key.clone(), name(best).to_string());
+        self.record(TuneRecord {
+            family,
+            class: key.1,
+            chosen: name(best),
+            candidates: timed.iter().map(|&(v, ms)| (name(v), ms)).collect(),
+            spent_ms: start.elapsed().as_secs_f64() * 1e3,
+            from_cache: false,
+        });
+        self.save(&chosen);
+        Ok(best)
+    }
+
     /// The GEMM variant for products of `class` on this device, timed on first request.
     pub fn gemm(
         &self,
@@ -133,47 +183,36 @@ impl Tuner {
         queue: &wgpu::Queue,
         kernels: &KernelCache,
         max_workgroups: u32,
+        max_binding: u64,
         class: GemmClass,
     ) -> Result<GemmVariant> {
-        let mut chosen = self.gemm.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&v) = chosen.get(&class) {
-            return Ok(v);
-        }
-        let start = Instant::now();
-        let (m, k, n4) = class.problem();
+        // A class whose scratch product the device cannot hold is not measured: the first
+        // kernel runs.
+        let Some((m, k, n4)) = class.problem(max_binding) else {
+            return Ok(GemmVariant::Rows4);
+        };
         let params = GemmParams::dense(m, k, n4)?;
         let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let mut candidates = Vec::new();
-        for variant in GemmVariant::ALL {
-            let kernel = kernels.get(device, &gemm::specialization(variant))?;
-            let t = time_gemm(
-                device,
-                queue,
-                &kernel,
-                &params,
-                variant,
-                TUNE_REPS,
-                timestamps,
-                max_workgroups,
-            )?;
-            let ms = t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64;
-            candidates.push((variant, ms));
-        }
-        let best = candidates
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(GemmVariant::default(), |c| c.0);
-        chosen.insert(class, best);
-        self.record(TuneRecord {
-            family: "gemm",
-            class: class.key(),
-            chosen: best.name(),
-            candidates: candidates.iter().map(|&(v, ms)| (v.name(), ms)).collect(),
-            spent_ms: start.elapsed().as_secs_f64() * 1e3,
-            from_cache: false,
-        });
-        self.save(&chosen);
-        Ok(best)
+        self.choose(
+            "gemm",
+            class.key(),
+            &GemmVariant::ALL,
+            GemmVariant::name,
+            |variant| {
+                let kernel = kernels.get(device, &gemm::specialization(variant))?;
+                let t = time_gemm(
+                    device,
+                    queue,
+                    &kernel,
+                    &params,
+                    variant,
+                    TUNE_REPS,
+                    timestamps,
+                    max_workgroups,
+                )?;
+                Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
+            },
+        )
     }
 
     fn record(&self, r: TuneRecord) {
@@ -190,37 +229,36 @@ impl Tuner {
         let Ok(text) = std::fs::read_to_string(&file.path) else {
             return;
         };
-        let mut chosen = self.gemm.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chosen = self.chosen.lock().unwrap_or_else(|e| e.into_inner());
         for line in text.lines() {
             let Some(rest) = line.strip_prefix(&file.identity) else {
                 continue;
             };
-            let mut fields = rest.trim_start_matches('\t').split('\t');
-            let (Some("gemm"), Some(class), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
+            let fields: Vec<&str> = rest.trim_start_matches('\t').split('\t').collect();
+            let [family, class, name] = fields.as_slice() else {
                 continue;
             };
-            let dims: Vec<usize> = class.split('x').filter_map(|d| d.parse().ok()).collect();
-            let variant = GemmVariant::ALL.into_iter().find(|v| v.name() == name);
-            if let ([m, k, n4], Some(v)) = (dims.as_slice(), variant) {
-                let class = GemmClass::of(*m, *k, *n4);
-                chosen.insert(class, v);
-                self.record(TuneRecord {
-                    family: "gemm",
-                    class: class.key(),
-                    chosen: v.name(),
-                    candidates: Vec::new(),
-                    spent_ms: 0.0,
-                    from_cache: true,
-                });
+            let Some(family) = ["gemm", "step"].into_iter().find(|f| f == family) else {
+                continue;
+            };
+            if class.is_empty() || name.is_empty() {
+                continue;
             }
+            chosen.insert((family.to_string(), class.to_string()), name.to_string());
+            self.record(TuneRecord {
+                family,
+                class: class.to_string(),
+                chosen: known_name(name),
+                candidates: Vec::new(),
+                spent_ms: 0.0,
+                from_cache: true,
+            });
         }
     }
 
     /// Writes this device's choices to the cache file, keeping other devices' lines. A failure
     /// to write only loses the cache, never a forward.
-    fn save(&self, chosen: &HashMap<GemmClass, GemmVariant>) {
+    fn save(&self, chosen: &HashMap<(String, String), String>) {
         let Some(file) = &self.file else { return };
         let mut lines: Vec<String> = std::fs::read_to_string(&file.path)
             .unwrap_or_default()
@@ -230,7 +268,7 @@ impl Tuner {
             .collect();
         let mut ours: Vec<String> = chosen
             .iter()
-            .map(|(c, v)| format!("{}\tgemm\t{}\t{}", file.identity, c.key(), v.name()))
+            .map(|((family, class), v)| format!("{}\t{family}\t{class}\t{v}", file.identity))
             .collect();
         ours.sort();
         lines.extend(ours);
@@ -247,6 +285,18 @@ impl Tuner {
         };
         let _ = write();
     }
+}
+
+/// The static name of a variant read from a file (`unknown` for a name no variant has; such a
+/// choice is measured again when it is asked for).
+fn known_name(name: &str) -> &'static str {
+    let step = [Variant::Stepwise, Variant::Sequence].map(Variant::name);
+    GemmVariant::ALL
+        .map(GemmVariant::name)
+        .into_iter()
+        .chain(step)
+        .find(|n| *n == name)
+        .unwrap_or("unknown")
 }
 
 /// Wall and device time of a timed GEMM run.
@@ -398,10 +448,14 @@ mod tests {
         assert_eq!((c.m, c.k, c.n4), (128, 64, 128));
         assert_eq!(c.key(), "128x64x128");
         let big = GemmClass::of(1 << 20, 4096, 1024);
-        let (m, k, n4) = big.problem();
+        let (m, k, n4) = big.problem(u64::MAX).unwrap();
         assert!(2 * m * k * 4 * n4 <= MAX_TUNE_FLOPS, "{m} {k} {n4}");
         assert_eq!(n4, 1024);
         // Small classes are timed as they are.
-        assert_eq!(GemmClass::of(3, 5, 2).problem(), (4, 8, 2));
+        assert_eq!(GemmClass::of(3, 5, 2).problem(u64::MAX), Some((4, 8, 2)));
+        // Every operand within a small binding limit.
+        let (m, k, n4) = GemmClass::of(4096, 512, 32).problem(64 * 1024).unwrap();
+        assert!(m * k * 4 <= 65536 && k * n4 * 16 <= 65536 && m * n4 * 16 <= 65536);
+        assert_eq!(GemmClass::of(4, 4, 1 << 20).problem(1024), None);
     }
 }

@@ -62,14 +62,18 @@ pub enum Variant {
     /// One dispatch per layer (`sequence` in the shader): one workgroup per batch tile and
     /// direction walks every time step, best where per-dispatch cost dominates (small batches).
     Sequence,
-    /// [`Variant::Sequence`] when the batch fits one tile (≤ 4 sequences), else
-    /// [`Variant::Stepwise`].
+    /// Chosen by measurement: at the first forward of a shape class (cell, hidden size,
+    /// layers, directions, batch and steps rounded up to powers of two) on a device, the
+    /// input runs with each kernel and the faster is kept (see
+    /// [`GpuContext::tuning`](crate::GpuContext::tuning)).
     #[default]
     Auto,
 }
 
 impl Variant {
-    /// The variant `Auto` resolves to for `batch`.
+    /// The variant `Auto` stands for where nothing was measured (a stream's chunks, which
+    /// cannot be run twice): the whole-sequence kernel when the batch fits one tile (≤ 4
+    /// sequences), else the stepwise one.
     pub fn resolve(self, batch: usize) -> Variant {
         match self {
             Variant::Auto if batch <= MAX_BATCH_TILE => Variant::Sequence,
