@@ -232,6 +232,24 @@ impl<'a> Prepared<'a> {
         })
     }
 
+    /// The first `steps` time steps of this input (lengths clipped to them), borrowing it.
+    pub fn prefix(&self, steps: usize) -> Prepared<'_> {
+        let steps = steps.clamp(1, self.steps);
+        Prepared {
+            steps,
+            batch: self.batch,
+            unbatched: self.unbatched,
+            batch_first: self.batch_first,
+            x: standard(self.x.slice(ndarray::s![..steps, .., ..])),
+            h0: self.h0.as_ref().map(|a| CowArray::from(a.view())),
+            c0: self.c0.as_ref().map(|a| CowArray::from(a.view())),
+            lengths: self
+                .lengths
+                .as_ref()
+                .map(|l| l.iter().map(|&n| n.min(steps)).collect()),
+        }
+    }
+
     /// Length of sequence `b`.
     pub fn length(&self, b: usize) -> usize {
         self.lengths.as_ref().map_or(self.steps, |l| l[b])

@@ -23,6 +23,10 @@ use crate::spec::RnnSpec;
 use crate::tensor::{standard, Forward, Input, Output, Prepared};
 use crate::weights::Weights;
 
+/// Time steps of an input that the step kernels are timed on when the tuner chooses between
+/// them.
+const TUNE_STEPS: usize = 16;
+
 /// Settings of one GPU forward ([`GpuModel::forward_with`]).
 ///
 /// ```
@@ -320,6 +324,11 @@ impl GpuModel {
             e.batch.next_power_of_two(),
             e.steps.next_power_of_two()
         );
+        // Timed on the input's first steps: both kernels' costs grow linearly with the steps,
+        // and the time spent choosing stays bounded.
+        let sample = p.prefix(TUNE_STEPS);
+        let sample_chunks =
+            plan::chunks(spec, &self.limits, Extent::new(sample.steps, sample.batch))?;
         let candidates = [Variant::Stepwise, Variant::Sequence];
         self.ctx
             .tuner()
@@ -330,7 +339,7 @@ impl GpuModel {
                     ..*options
                 };
                 let start = std::time::Instant::now();
-                let (_, stats) = self.run_chunks(p, chunks, &timed)?;
+                let (_, stats) = self.run_chunks(&sample, &sample_chunks, &timed)?;
                 let wall = start.elapsed().as_secs_f64() * 1e3;
                 Ok(stats.device_ms.unwrap_or(wall))
             })

@@ -20,8 +20,10 @@ use crate::gpu::kernels::{Kernel, KernelCache};
 /// shrunk (rows first) below this, which bounds the time spent choosing to a few hundred
 /// milliseconds per class on a software adapter and microseconds on a GPU.
 const MAX_TUNE_FLOPS: usize = 1 << 24;
-/// Timed repetitions per candidate (after one warm-up).
+/// Timed repetitions per candidate and round (after one warm-up), for GEMMs.
 const TUNE_REPS: usize = 3;
+/// Rounds over the candidates; each keeps its fastest round.
+const TUNE_ROUNDS: usize = 2;
 
 /// The shape class of a GEMM: rows, inner dimension and vec4 columns, each rounded up to a
 /// power of two.
@@ -75,8 +77,9 @@ pub struct TuneRecord {
     pub class: String,
     /// The variant chosen.
     pub chosen: &'static str,
-    /// Each candidate and its median time per product in milliseconds (empty when the choice
-    /// came from the cache file).
+    /// Each candidate and its time in milliseconds, the fastest of two alternating rounds
+    /// (per product for GEMMs, per forward for step kernels; empty when the choice came from
+    /// the cache file).
     pub candidates: Vec<(&'static str, f64)>,
     /// Time spent choosing, in milliseconds (pipeline compilation included).
     pub spent_ms: f64,
@@ -154,9 +157,13 @@ impl Tuner {
             return Ok(v);
         }
         let start = Instant::now();
-        let mut timed = Vec::with_capacity(candidates.len());
-        for &v in candidates {
-            timed.push((v, time(v)?));
+        // Alternating rounds, each candidate keeping its fastest: a burst of other work on
+        // the machine slows one round, not one candidate.
+        let mut timed: Vec<(V, f64)> = candidates.iter().map(|&v| (v, f64::INFINITY)).collect();
+        for _ in 0..TUNE_ROUNDS {
+            for (v, best) in timed.iter_mut() {
+                *best = best.min(time(*v)?);
+            }
         }
         let Some(&(best, _)) = timed.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
             return Err(Error::Internal(format!(
