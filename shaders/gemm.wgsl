@@ -146,3 +146,113 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (two) { store(o + 3u * p.out_stride, cb, b3c); }
     }
 }
+
+// Wider still: 4 rows × four vec4 columns (n … n + 3) per invocation, sixteen vec4
+// accumulators. Columns past the end are clamped for loading and skipped when storing.
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn wide4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = 4u * gid.x;
+    let m0 = gid.y * TM;
+    let z = gid.z;
+    if (n >= p.n4 || m0 >= p.m) {
+        return;
+    }
+    let last_col = p.n4 - 1u;
+    let cols = vec4<u32>(n, min(n + 1u, last_col), min(n + 2u, last_col), min(n + 3u, last_col));
+    let last = p.m - 1u;
+    let a0 = p.a_offset + z * p.a_batch;
+    var rows: array<u32, 4>;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        rows[r] = a0 + min(m0 + r, last) * p.a_stride;
+    }
+    var acc: array<vec4<f32>, 16>;
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        let b = bias[z * p.bias_batch + cols[c]];
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            acc[4u * r + c] = b;
+        }
+    }
+    var wi = z * p.w_batch;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let w0 = w[wi + cols.x];
+        let w1 = w[wi + cols.y];
+        let w2 = w[wi + cols.z];
+        let w3 = w[wi + cols.w];
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            let x = a[rows[r] + kk];
+            acc[4u * r] = acc[4u * r] + x * w0;
+            acc[4u * r + 1u] = acc[4u * r + 1u] + x * w1;
+            acc[4u * r + 2u] = acc[4u * r + 2u] + x * w2;
+            acc[4u * r + 3u] = acc[4u * r + 3u] + x * w3;
+        }
+        wi = wi + p.n4;
+    }
+    let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
+    for (var r = 0u; r < 4u; r = r + 1u) {
+        if (m0 + r < p.m) {
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                if (n + c < p.n4) {
+                    store(o + r * p.out_stride, 4u * (n + c), acc[4u * r + c]);
+                }
+            }
+        }
+    }
+}
+
+// Register block of BR rows × BC vec4 columns per invocation (both override constants, up to
+// 8): the general form of `main`, `wide` and `wide4`, for the shapes those do not cover.
+override BR: u32 = 8u;
+override BC: u32 = 4u;
+const MAX_B: u32 = 8u;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn block(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let n = BC * gid.x;
+    let m0 = gid.y * BR;
+    let z = gid.z;
+    if (n >= p.n4 || m0 >= p.m) {
+        return;
+    }
+    let last_col = p.n4 - 1u;
+    let last = p.m - 1u;
+    let a0 = p.a_offset + z * p.a_batch;
+    var rows: array<u32, MAX_B>;
+    for (var r = 0u; r < BR; r = r + 1u) {
+        rows[r] = a0 + min(m0 + r, last) * p.a_stride;
+    }
+    var cols: array<u32, MAX_B>;
+    for (var c = 0u; c < BC; c = c + 1u) {
+        cols[c] = min(n + c, last_col);
+    }
+    var acc: array<vec4<f32>, 64>;
+    for (var c = 0u; c < BC; c = c + 1u) {
+        let b = bias[z * p.bias_batch + cols[c]];
+        for (var r = 0u; r < BR; r = r + 1u) {
+            acc[MAX_B * r + c] = b;
+        }
+    }
+    var wi = z * p.w_batch;
+    var wv: array<vec4<f32>, MAX_B>;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        for (var c = 0u; c < BC; c = c + 1u) {
+            wv[c] = w[wi + cols[c]];
+        }
+        for (var r = 0u; r < BR; r = r + 1u) {
+            let x = a[rows[r] + kk];
+            for (var c = 0u; c < BC; c = c + 1u) {
+                acc[MAX_B * r + c] = acc[MAX_B * r + c] + x * wv[c];
+            }
+        }
+        wi = wi + p.n4;
+    }
+    let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
+    for (var r = 0u; r < BR; r = r + 1u) {
+        if (m0 + r < p.m) {
+            for (var c = 0u; c < BC; c = c + 1u) {
+                if (n + c < p.n4) {
+                    store(o + r * p.out_stride, 4u * (n + c), acc[MAX_B * r + c]);
+                }
+            }
+        }
+    }
+}

@@ -62,7 +62,7 @@ impl GemmParams {
         [
             div_ceil(columns, WG_X as usize),
             div_ceil(
-                div_ceil(self.m as usize, ROWS_PER_INVOCATION),
+                div_ceil(self.m as usize, variant.rows_per_invocation()),
                 WG_Y as usize,
             ),
             z,
@@ -84,11 +84,20 @@ pub enum GemmVariant {
     /// 4 rows × two vec4 columns per invocation (`wide`): each `a` load feeds twice the
     /// multiply-adds.
     Wide,
+    /// 4 rows × four vec4 columns per invocation (`wide4`).
+    Wide4,
+    /// 8 rows × two vec4 columns per invocation (`block` with BR = 8, BC = 2).
+    Tall2,
 }
 
 impl GemmVariant {
     /// Every kernel (every variant but [`GemmVariant::Auto`]).
-    pub const ALL: [GemmVariant; 2] = [GemmVariant::Rows4, GemmVariant::Wide];
+    pub const ALL: [GemmVariant; 4] = [
+        GemmVariant::Rows4,
+        GemmVariant::Wide,
+        GemmVariant::Wide4,
+        GemmVariant::Tall2,
+    ];
 
     /// Lowercase name.
     pub fn name(self) -> &'static str {
@@ -96,6 +105,8 @@ impl GemmVariant {
             GemmVariant::Auto => "auto",
             GemmVariant::Rows4 => "rows4",
             GemmVariant::Wide => "wide",
+            GemmVariant::Wide4 => "wide4",
+            GemmVariant::Tall2 => "tall2",
         }
     }
 
@@ -104,6 +115,16 @@ impl GemmVariant {
             // `Auto` reaches a kernel only where nothing chose for it: the first kernel.
             GemmVariant::Auto | GemmVariant::Rows4 => "main",
             GemmVariant::Wide => "wide",
+            GemmVariant::Wide4 => "wide4",
+            GemmVariant::Tall2 => "block",
+        }
+    }
+
+    /// Rows one invocation computes.
+    pub(crate) fn rows_per_invocation(self) -> usize {
+        match self {
+            GemmVariant::Tall2 => 8,
+            _ => ROWS_PER_INVOCATION,
         }
     }
 
@@ -112,15 +133,22 @@ impl GemmVariant {
         match self {
             GemmVariant::Auto | GemmVariant::Rows4 => 1,
             GemmVariant::Wide => 2,
+            GemmVariant::Wide4 => 4,
+            GemmVariant::Tall2 => 2,
         }
     }
 }
 
 pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
+    let mut constants = vec![("WG_X", WG_X), ("WG_Y", WG_Y)];
+    if variant.entry() == "block" {
+        constants.push(("BR", variant.rows_per_invocation() as u32));
+        constants.push(("BC", variant.columns_per_invocation() as u32));
+    }
     Specialization {
         family: Family::Gemm,
         entry: variant.entry(),
-        constants: vec![("WG_X", WG_X), ("WG_Y", WG_Y)],
+        constants,
     }
 }
 
