@@ -76,14 +76,19 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
     w: &[f32],
 ) -> [[f32; NC]; MR] {
     let k = a[0].len();
+    // Every row cut to `k` and the tile to `k` rows up front, so that the loop below has no
+    // bounds checks.
     let a: [&[f32]; MR] = a.map(|row| &row[..k]);
+    let w = &w[..k * NC];
     let mut acc = [[0.0f32; NC]; MR];
-    for (kk, wk) in w.chunks_exact(NC).take(k).enumerate() {
-        let wk: &[f32; NC] = wk.try_into().expect("chunks_exact gives NC floats");
+    for kk in 0..k {
+        let wk: &[f32; NC] = w[kk * NC..][..NC].try_into().expect("NC floats");
+        // The tile's row loaded once for all `MR` rows.
+        let wk: [f32; NC] = *wk;
+        let x: [f32; MR] = std::array::from_fn(|r| a[r][kk]);
         for r in 0..MR {
-            let x = a[r][kk];
             for c in 0..NC {
-                acc[r][c] = madd::<FMA>(x, wk[c], acc[r][c]);
+                acc[r][c] = madd::<FMA>(x[r], wk[c], acc[r][c]);
             }
         }
     }

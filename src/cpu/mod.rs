@@ -14,12 +14,14 @@
 //! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
 
 mod cells;
+mod epilogue;
 mod fast;
 mod kernel;
 mod math;
 mod pack;
 mod pool;
 mod reference;
+mod team;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
