@@ -15,6 +15,7 @@
 //! count. Nothing is allocated inside the step loop.
 
 use std::borrow::Cow;
+use std::sync::Mutex;
 
 use ndarray::Array3;
 
@@ -38,6 +39,10 @@ pub(crate) struct FastModel {
     /// Every layer and direction, `layer · D + direction`.
     pub(super) dirs: Vec<PackedDirection>,
     pub(super) isa: Isa,
+    /// The input projections' buffer of the last forward, reused by the next one (it is the
+    /// largest buffer of a forward; allocating it afresh costs a page fault per 4 KiB). A
+    /// forward that finds it taken by a concurrent one allocates its own.
+    gx_cache: Mutex<Vec<f32>>,
 }
 
 impl FastModel {
@@ -51,6 +56,7 @@ impl FastModel {
             dirs: pack(weights, lanes),
             isa,
             spec,
+            gx_cache: Mutex::default(),
         }
     }
 
@@ -103,7 +109,13 @@ impl FastModel {
         } else {
             Vec::new()
         };
-        let mut gx = vec![0.0f32; dirs * rows * self.tiling.tiles * self.tiling.width];
+        // Every element of `gx` is written by the input projection before it is read.
+        let mut gx = self
+            .gx_cache
+            .try_lock()
+            .map(|mut cached| std::mem::take(&mut *cached))
+            .unwrap_or_default();
+        gx.resize(dirs * rows * self.tiling.tiles * self.tiling.width, 0.0);
         let mut hs = vec![0.0f32; ld * 2 * b * h_out];
         let mut cs = vec![
             0.0f32;
@@ -163,6 +175,11 @@ impl FastModel {
         });
         let c_n = (spec.cell == Cell::Lstm)
             .then(|| Array3::from_shape_vec((ld, b, h), cs).expect("sized above"));
+        if let Ok(mut cached) = self.gx_cache.try_lock() {
+            if cached.capacity() < gx.capacity() {
+                *cached = gx;
+            }
+        }
         Ok(p.finish(y, h_n, c_n))
     }
 }

@@ -97,7 +97,9 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
 
 /// For each row `r` in `rows`: the product of row `a(r)` (`K` floats) with the tile `w`
 /// (`[K][NC]`), handed to `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights
-/// are loaded once for `MR` rows), the remainder one by one; the sums are the same either way.
+/// are loaded once for `MR` rows); a last block of 2 to `MR − 1` rows is padded to `MR` with
+/// copies of its last row (whose results are dropped), a single row goes alone. The sums are
+/// the same either way.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     rows: Range<usize>,
@@ -106,18 +108,20 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     mut epilogue: impl FnMut(usize, &[f32; NC]),
 ) {
     let mut r = rows.start;
-    while r + MR <= rows.end {
-        let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a(r + i)), w);
-        for (i, row) in acc.into_iter().enumerate() {
-            // A copy per row: taking the address of the whole accumulator array would keep
-            // it in memory inside the kernel's loop.
-            epilogue(r + i, &row);
-        }
-        r += MR;
-    }
     while r < rows.end {
-        let [acc] = dot::<FMA, 1, NC>([a(r)], w);
-        epilogue(r, &acc);
-        r += 1;
+        let n = (rows.end - r).min(MR);
+        if n == 1 {
+            let [acc] = dot::<FMA, 1, NC>([a(r)], w);
+            epilogue(r, &acc);
+        } else {
+            let last = rows.end - 1;
+            let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a((r + i).min(last))), w);
+            for (i, row) in acc.into_iter().take(n).enumerate() {
+                // A copy per row: taking the address of the whole accumulator array would keep
+                // it in memory inside the kernel's loop.
+                epilogue(r + i, &row);
+            }
+        }
+        r += n;
     }
 }

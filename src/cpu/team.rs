@@ -131,8 +131,10 @@ impl Ctx<'_> {
         let (tiles, dirs) = (m.tiling.tiles, m.spec.num_directions());
         let rows = self.steps * self.batch;
         let gx_width = tiles * NC;
-        for start in (0..rows).step_by(ROW_BLOCK) {
-            let block = start..(start + ROW_BLOCK).min(rows);
+        // A multiple of `MR`, so that only the last block can be short.
+        let row_block = (ROW_BLOCK / MR).max(1) * MR;
+        for start in (0..rows).step_by(row_block) {
+            let block = start..(start + row_block).min(rows);
             for item in items.clone() {
                 let (d, tile) = (item / tiles, item % tiles);
                 let pd = &m.dirs[layer * dirs + d];
