@@ -28,6 +28,13 @@ use crate::spec::{Cell, RnnSpec};
 use crate::tensor::{Input, Output, Prepared};
 use crate::weights::Weights;
 
+/// Batches from this size on run the input projection inside each step's product, as one
+/// running sum with the recurrent part: the weights' rows are loaded once for `MR` batch rows,
+/// and no `T·B·G·H` buffer of projections is written and read back. Smaller batches project
+/// every step up front, `MR` time steps at a time, so that a step streams only `W_hh`; so does
+/// the GRU.
+const FUSE_MIN_BATCH: usize = 4;
+
 /// A model packed for the fast engine.
 #[derive(Debug)]
 pub(crate) struct FastModel {
@@ -115,7 +122,14 @@ impl FastModel {
             .try_lock()
             .map(|mut cached| std::mem::take(&mut *cached))
             .unwrap_or_default();
-        gx.resize(dirs * rows * self.tiling.tiles * self.tiling.width, 0.0);
+        // The GRU's n gate needs its input and recurrent parts apart (`r ⊙ (W_hn h + b_hn)`).
+        let fused = b >= FUSE_MIN_BATCH && spec.cell != Cell::Gru;
+        let gx_len = if fused {
+            0
+        } else {
+            dirs * rows * self.tiling.tiles * self.tiling.width
+        };
+        gx.resize(gx_len, 0.0);
         let mut hs = vec![0.0f32; ld * 2 * b * h_out];
         let mut cs = vec![
             0.0f32;
@@ -155,6 +169,7 @@ impl FastModel {
             m_buf: Shared::new(&mut m_buf),
             barrier: &barrier,
             threads,
+            fused,
         };
         match pool {
             Some(pool) if threads > 1 => {

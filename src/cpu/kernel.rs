@@ -68,10 +68,11 @@ pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `acc[r][c] = Σ_k a[r][k] · w[k·NC + c]` for `MR` rows of length `K` and one tile `w`
+/// `acc[r][c] += Σ_k a[r][k] · w[k·NC + c]` for `MR` rows of length `K` and one tile `w`
 /// (`[K][NC]`), `k` ascending.
 #[inline(always)]
 fn dot<const FMA: bool, const MR: usize, const NC: usize>(
+    mut acc: [[f32; NC]; MR],
     a: [&[f32]; MR],
     w: &[f32],
 ) -> [[f32; NC]; MR] {
@@ -80,7 +81,6 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
     // bounds checks.
     let a: [&[f32]; MR] = a.map(|row| &row[..k]);
     let w = &w[..k * NC];
-    let mut acc = [[0.0f32; NC]; MR];
     for kk in 0..k {
         let wk: &[f32; NC] = w[kk * NC..][..NC].try_into().expect("NC floats");
         // The tile's row loaded once for all `MR` rows.
@@ -95,27 +95,38 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
     acc
 }
 
-/// For each row `r` in `rows`: the product of row `a(r)` (`K` floats) with the tile `w`
-/// (`[K][NC]`), handed to `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights
-/// are loaded once for `MR` rows); a last block of 2 to `MR − 1` rows is padded to `MR` with
-/// copies of its last row (whose results are dropped), a single row goes alone. The sums are
-/// the same either way.
+/// The products of `MR` rows made of two segments (`a[r] = [a₀, a₁]`) with a tile made of two
+/// parts `w = [w₀, w₁]`: one running sum over `a₀·w₀`, then on over `a₁·w₁`.
+#[inline(always)]
+fn dot2<const FMA: bool, const MR: usize, const NC: usize>(
+    a: [[&[f32]; 2]; MR],
+    w: [&[f32]; 2],
+) -> [[f32; NC]; MR] {
+    let acc = dot::<FMA, MR, NC>([[0.0; NC]; MR], a.map(|s| s[0]), w[0]);
+    dot::<FMA, MR, NC>(acc, a.map(|s| s[1]), w[1])
+}
+
+/// For each row `r` in `rows`: the product of row `a(r)` (`K` floats, in two segments, either
+/// possibly empty) with the tile `w` (`[K][NC]`, in the two matching parts), handed to
+/// `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights are loaded once for `MR`
+/// rows); a last block of 2 to `MR − 1` rows is padded to `MR` with copies of its last row
+/// (whose results are dropped), a single row goes alone. The sums are the same either way.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     rows: Range<usize>,
-    a: impl Fn(usize) -> &'a [f32],
-    w: &[f32],
+    a: impl Fn(usize) -> [&'a [f32]; 2],
+    w: [&[f32]; 2],
     mut epilogue: impl FnMut(usize, &[f32; NC]),
 ) {
     let mut r = rows.start;
     while r < rows.end {
         let n = (rows.end - r).min(MR);
         if n == 1 {
-            let [acc] = dot::<FMA, 1, NC>([a(r)], w);
+            let [acc] = dot2::<FMA, 1, NC>([a(r)], w);
             epilogue(r, &acc);
         } else {
             let last = rows.end - 1;
-            let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a((r + i).min(last))), w);
+            let acc = dot2::<FMA, MR, NC>(std::array::from_fn(|i| a((r + i).min(last))), w);
             for (i, row) in acc.into_iter().take(n).enumerate() {
                 // A copy per row: taking the address of the whole accumulator array would keep
                 // it in memory inside the kernel's loop.

@@ -32,6 +32,9 @@ pub(super) struct Ctx<'a> {
     pub(super) m_buf: Shared<'a>,
     pub(super) barrier: &'a SpinBarrier,
     pub(super) threads: usize,
+    /// The input projection runs inside each step's product (no `gx`) rather than for every
+    /// step up front.
+    pub(super) fused: bool,
 }
 
 impl Ctx<'_> {
@@ -106,10 +109,12 @@ impl Ctx<'_> {
                 // barrier) and this layer writes only `y[layer % 2]`.
                 unsafe { y.slice(0, self.steps * self.batch * dirs * spec.hidden_out()) }
             };
-            self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
-            self.barrier.wait();
+            if !self.fused {
+                self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
+                self.barrier.wait();
+            }
             for s in 0..self.steps {
-                self.step::<FMA, L, NC, MR>(layer, s, mine.clone());
+                self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
                 self.barrier.wait();
                 if spec.proj_size > 0 {
                     self.projection::<FMA, L, PR>(layer, s, mine_proj.clone());
@@ -145,8 +150,8 @@ impl Ctx<'_> {
                 product::<FMA, MR, NC>(
                     block.clone(),
                     #[inline(always)]
-                    |r| &x[r * k..][..k],
-                    w,
+                    |r| [&[], &x[r * k..][..k]],
+                    [&[], w],
                     #[inline(always)]
                     |r, acc| {
                         // SAFETY: this tile's columns of `gx` for direction `d` are written by
@@ -161,12 +166,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Step `s` for the tiles `items`: `H_{t−1}·W_hhᵀ`, then the cell update in the epilogue.
+    /// Step `s` for the tiles `items`: `H_{t−1}·W_hhᵀ` (`X_t·W_ihᵀ + H_{t−1}·W_hhᵀ`, one
+    /// running sum, when the input projection is fused), then the cell update in the epilogue.
+    /// `x` is the layer's input.
     #[inline(always)]
     fn step<const FMA: bool, const L: usize, const NC: usize, const MR: usize>(
         &self,
         layer: usize,
         s: usize,
+        x: &[f32],
         items: std::ops::Range<usize>,
     ) {
         let m = self.m;
@@ -179,6 +187,7 @@ impl Ctx<'_> {
         let cur = s % 2;
         let y = &self.y[layer % 2];
         let projected = spec.proj_size > 0;
+        let fused = self.fused;
         for item in items {
             let (d, tile) = (item / tiles, item % tiles);
             let idx = layer * dirs + d;
@@ -189,11 +198,31 @@ impl Ctx<'_> {
             // SAFETY: slot `cur` of the hidden state is only read during a step.
             let h_prev = unsafe { self.h.slice((idx * 2 + cur) * b * h_out, b * h_out) };
             let next = (idx * 2 + 1 - cur) * b * h_out;
+            let k = pd.input;
+            let w_x: &[f32] = if fused {
+                &pd.w_ih[tile * k * NC..][..k * NC]
+            } else {
+                &[]
+            };
+            let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
             product::<FMA, MR, NC>(
                 0..b,
                 #[inline(always)]
-                |r| &h_prev[r * h_out..][..h_out],
-                w,
+                |r| {
+                    let h_r = &h_prev[r * h_out..][..h_out];
+                    if !fused {
+                        return [&[], h_r];
+                    }
+                    // A finished sequence's row is computed on any input, and dropped.
+                    let len = self.lengths[r];
+                    let t = match (s < len, d) {
+                        (false, _) => 0,
+                        (true, 1) => len - 1 - s,
+                        (true, _) => s,
+                    };
+                    [&x[(t * b + r) * k..][..k], h_r]
+                },
+                [w_x, w],
                 #[inline(always)]
                 |r, acc| {
                     let len = self.lengths[r];
@@ -211,13 +240,17 @@ impl Ctx<'_> {
                     }
                     let t = if d == 1 { len - 1 - s } else { s };
                     let row = t * b + r;
-                    // SAFETY: `gx` was completed before the steps and is only read now.
-                    let gx: &[f32; NC] = unsafe {
-                        self.gx
-                            .slice(d * rows * gx_width + row * gx_width + tile * NC, NC)
-                    }
-                    .try_into()
-                    .expect("NC");
+                    let gx: &[f32; NC] = if fused {
+                        bias
+                    } else {
+                        // SAFETY: `gx` was completed before the steps and is only read now.
+                        unsafe {
+                            self.gx
+                                .slice(d * rows * gx_width + row * gx_width + tile * NC, NC)
+                        }
+                        .try_into()
+                        .expect("NC")
+                    };
                     let mut out = [0.0f32; 32];
                     match spec.cell {
                         Cell::Lstm => {
@@ -288,9 +321,11 @@ impl Ctx<'_> {
             let next = (idx * 2 + 1 - cur) * b * p;
             let run = |f: &mut dyn FnMut(usize, &[f32])| {
                 if L == 16 {
-                    product::<FMA, PR, 32>(0..b, |r| &m_d[r * h..][..h], w, |r, acc| f(r, acc));
+                    let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
+                    product::<FMA, PR, 32>(0..b, a, [&[], w], |r, acc| f(r, acc));
                 } else {
-                    product::<FMA, PR, 16>(0..b, |r| &m_d[r * h..][..h], w, |r, acc| f(r, acc));
+                    let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
+                    product::<FMA, PR, 16>(0..b, a, [&[], w], |r, acc| f(r, acc));
                 }
             };
             run(&mut |r, acc| {
