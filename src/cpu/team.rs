@@ -258,14 +258,14 @@ impl Ctx<'_> {
                             // written by this thread only.
                             let c = unsafe { self.c.slice_mut((idx * b + r) * h + u0, nu) };
                             let ph = &pd.peephole[tile * 3 * L..][..3 * L];
-                            lstm_epilogue::<L, NC>(acc, gx, ph, c, &mut out);
+                            lstm_epilogue::<FMA, L, NC>(acc, gx, ph, c, &mut out);
                         }
                         Cell::Gru => {
                             let b_hn = &pd.b_hn[tile * L..][..L];
-                            gru_epilogue::<L, NC>(acc, gx, b_hn, keep(), &mut out);
+                            gru_epilogue::<FMA, L, NC>(acc, gx, b_hn, keep(), &mut out);
                         }
-                        Cell::RnnTanh => rnn_epilogue(acc, gx, false, &mut out),
-                        Cell::RnnRelu => rnn_epilogue(acc, gx, true, &mut out),
+                        Cell::RnnTanh => rnn_epilogue::<FMA, NC>(acc, gx, false, &mut out),
+                        Cell::RnnRelu => rnn_epilogue::<FMA, NC>(acc, gx, true, &mut out),
                     }
                     let out = &out[..nu];
                     if projected {
