@@ -35,6 +35,14 @@ use crate::weights::Weights;
 /// the GRU.
 const FUSE_MIN_BATCH: usize = 4;
 
+/// Multiply-adds per thread of a time step below which a team whose threads had to yield at
+/// [`SOLO_AFTER_YIELDS`] barriers (a busy machine: they did not all run at once) hands the rest
+/// of the forward to one thread.
+pub(crate) const SHORT_STEP_WORK: usize = 200_000;
+
+/// Yields at the barriers after which a team with short steps goes solo.
+const SOLO_AFTER_YIELDS: usize = 2;
+
 /// A model packed for the fast engine.
 #[derive(Debug)]
 pub(crate) struct FastModel {
@@ -87,13 +95,13 @@ impl FastModel {
     }
 
     /// The forward on `threads` threads of `pool` (on the calling thread when `pool` is `None`
-    /// or `threads` is 1).
+    /// or `threads` is 1), and whether its team went solo (see [`SpinBarrier::solo`]).
     pub(crate) fn forward(
         &self,
         input: &Input<'_>,
         pool: Option<&rayon::ThreadPool>,
         threads: usize,
-    ) -> Result<Output> {
+    ) -> Result<(Output, bool)> {
         let spec = &self.spec;
         let p = Prepared::new(spec, input)?;
         let (t, b) = (p.steps, p.batch);
@@ -155,7 +163,10 @@ impl FastModel {
         }
 
         let threads = threads.clamp(1, self.step_items());
-        let barrier = SpinBarrier::new(threads);
+        // Short steps are lost entirely when a partner thread waits for a time slice: after a
+        // few such waits thread 0 finishes the forward alone.
+        let short = self.step_work(b) < SHORT_STEP_WORK * threads;
+        let barrier = SpinBarrier::new(threads, if short { SOLO_AFTER_YIELDS } else { usize::MAX });
         let cx = Ctx {
             m: self,
             steps: t,
@@ -195,6 +206,6 @@ impl FastModel {
                 *cached = gx;
             }
         }
-        Ok(p.finish(y, h_n, c_n))
+        Ok((p.finish(y, h_n, c_n), barrier.solo()))
     }
 }

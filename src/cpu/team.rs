@@ -7,6 +7,7 @@ use super::fast::FastModel;
 use super::kernel::{product, Isa};
 use super::pool::{share, PoisonOnPanic, Shared, SpinBarrier};
 use crate::spec::Cell;
+use std::ops::Range;
 
 /// Rows of the input projection computed against one tile before moving to the next tile
 /// (so that these rows of `X` stay in cache while the tiles stream past).
@@ -98,8 +99,21 @@ impl Ctx<'_> {
     ) {
         let spec = &self.m.spec;
         let dirs = spec.num_directions();
-        let mine = share(dirs * self.m.tiling.tiles, self.threads, id);
-        let mine_proj = share(dirs * self.m.proj_tiling.tiles, self.threads, id);
+        let mut mine = share(dirs * self.m.tiling.tiles, self.threads, id);
+        let mut mine_proj = share(dirs * self.m.proj_tiling.tiles, self.threads, id);
+        // Waits at the barrier; false when the team went solo and this thread is not the one
+        // that takes over every item.
+        let sync = |mine: &mut Range<usize>, mine_proj: &mut Range<usize>| {
+            self.barrier.wait();
+            if self.barrier.solo() {
+                if id != 0 {
+                    return false;
+                }
+                *mine = 0..dirs * self.m.tiling.tiles;
+                *mine_proj = 0..dirs * self.m.proj_tiling.tiles;
+            }
+            true
+        };
         for layer in 0..spec.num_layers {
             let x = if layer == 0 {
                 self.x0
@@ -111,14 +125,20 @@ impl Ctx<'_> {
             };
             if !self.fused {
                 self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
-                self.barrier.wait();
+                if !sync(&mut mine, &mut mine_proj) {
+                    return;
+                }
             }
             for s in 0..self.steps {
                 self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
-                self.barrier.wait();
+                if !sync(&mut mine, &mut mine_proj) {
+                    return;
+                }
                 if spec.proj_size > 0 {
                     self.projection::<FMA, L, PR>(layer, s, mine_proj.clone());
-                    self.barrier.wait();
+                    if !sync(&mut mine, &mut mine_proj) {
+                        return;
+                    }
                 }
             }
         }
