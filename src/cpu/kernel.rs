@@ -3,10 +3,11 @@
 //!
 //! It is written once, in plain Rust over fixed-size arrays that the compiler turns into
 //! vector registers, and compiled several times: with AVX-512, or AVX2 and FMA, enabled
-//! (chosen at run time from what the processor has) and portably. Every output element is one running sum over `k` in
-//! ascending order, whatever the row block, tile or thread that computes it, so results do
-//! not depend on the number of threads (they do depend on the instruction set: FMA rounds
-//! once per step, the portable build twice).
+//! (chosen at run time from what the processor has) and portably. Every output element is one
+//! running sum over `k` in ascending order (two, over the halves of `k`, for a product of a
+//! single row), whatever the row block, tile or thread that computes it, so results do not
+//! depend on the number of threads (they do depend on the instruction set: FMA rounds once per
+//! step, the portable build twice).
 
 use std::ops::Range;
 
@@ -106,11 +107,47 @@ fn dot2<const FMA: bool, const MR: usize, const NC: usize>(
     dot::<FMA, MR, NC>(acc, a.map(|s| s[1]), w[1])
 }
 
+/// `init + Σ_k a[k] · w[k·NC + c]` for one row, as two running sums over the two halves of
+/// `k` in one loop, added at the end: twice the independent chains and two streams of the
+/// tile for a product that waits on the cache rather than on the multiply-adds.
+#[inline(always)]
+fn dot_halves<const FMA: bool, const NC: usize>(
+    a: &[f32],
+    w: &[f32],
+    init: [f32; NC],
+) -> [f32; NC] {
+    let k = a.len();
+    let half = k / 2;
+    let (a0, a1) = (&a[..half], &a[half..k]);
+    let (w0, w1) = (&w[..half * NC], &w[half * NC..k * NC]);
+    let mut s0 = init;
+    let mut s1 = [0.0f32; NC];
+    for kk in 0..half {
+        let x0 = a0[kk];
+        let x1 = a1[kk];
+        let v0: [f32; NC] = w0[kk * NC..][..NC].try_into().expect("NC floats");
+        let v1: [f32; NC] = w1[kk * NC..][..NC].try_into().expect("NC floats");
+        for c in 0..NC {
+            s0[c] = madd::<FMA>(x0, v0[c], s0[c]);
+            s1[c] = madd::<FMA>(x1, v1[c], s1[c]);
+        }
+    }
+    if k % 2 == 1 {
+        let v: [f32; NC] = w1[half * NC..][..NC].try_into().expect("NC floats");
+        for c in 0..NC {
+            s1[c] = madd::<FMA>(a1[half], v[c], s1[c]);
+        }
+    }
+    std::array::from_fn(|c| s0[c] + s1[c])
+}
+
 /// For each row `r` in `rows`: the product of row `a(r)` (`K` floats, in two segments, either
 /// possibly empty) with the tile `w` (`[K][NC]`, in the two matching parts), handed to
 /// `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights are loaded once for `MR`
 /// rows); a last block of 2 to `MR − 1` rows is padded to `MR` with copies of its last row
-/// (whose results are dropped), a single row goes alone. The sums are the same either way.
+/// (whose results are dropped), a single row goes alone; the sums are the same either way. A
+/// product of one row in all (batch 1) sums the two halves of its second segment apart
+/// ([`dot_halves`]): other bits than at a larger batch, the same at any thread count.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     rows: Range<usize>,
@@ -121,7 +158,12 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     let mut r = rows.start;
     while r < rows.end {
         let n = (rows.end - r).min(MR);
-        if n == 1 {
+        if rows.len() == 1 {
+            let [a0, a1] = a(r);
+            let acc =
+                dot_halves::<FMA, NC>(a1, w[1], dot::<FMA, 1, NC>([[0.0; NC]], [a0], w[0])[0]);
+            epilogue(r, &acc);
+        } else if n == 1 {
             let [acc] = dot2::<FMA, 1, NC>([a(r)], w);
             epilogue(r, &acc);
         } else {
