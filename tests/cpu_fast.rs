@@ -151,7 +151,8 @@ fn fast_engine_matches_the_reference_on_random_configurations() {
 
 /// Every cell with every option at the sizes that stress the tiling: hidden 1, 3, 17, 129
 /// (tiles of 8 and 16 units with a partial last tile), batch 1, 3, 33 (row blocks of 2, 3 and
-/// 6 with remainders).
+/// 6 with remainders; an LSTM projects its input up front at batch 1 and 3, inside each step
+/// at 33).
 #[test]
 fn fast_engine_matches_the_reference_at_awkward_sizes() {
     let sd = seed("fast_engine_matches_the_reference_at_awkward_sizes", 1102);

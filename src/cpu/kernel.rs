@@ -3,10 +3,11 @@
 //!
 //! It is written once, in plain Rust over fixed-size arrays that the compiler turns into
 //! vector registers, and compiled several times: with AVX-512, or AVX2 and FMA, enabled
-//! (chosen at run time from what the processor has) and portably. Every output element is one running sum over `k` in
-//! ascending order, whatever the row block, tile or thread that computes it, so results do
-//! not depend on the number of threads (they do depend on the instruction set: FMA rounds
-//! once per step, the portable build twice).
+//! (chosen at run time from what the processor has) and portably. Every output element is one
+//! running sum over `k` in ascending order (two, over the halves of `k`, for a product of a
+//! single row), whatever the row block, tile or thread that computes it, so results do not
+//! depend on the number of threads (they do depend on the instruction set: FMA rounds once per
+//! step, the portable build twice).
 
 use std::ops::Range;
 
@@ -68,51 +69,112 @@ pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `acc[r][c] = Σ_k a[r][k] · w[k·NC + c]` for `MR` rows of length `K` and one tile `w`
+/// `acc[r][c] += Σ_k a[r][k] · w[k·NC + c]` for `MR` rows of length `K` and one tile `w`
 /// (`[K][NC]`), `k` ascending.
 #[inline(always)]
 fn dot<const FMA: bool, const MR: usize, const NC: usize>(
+    mut acc: [[f32; NC]; MR],
     a: [&[f32]; MR],
     w: &[f32],
 ) -> [[f32; NC]; MR] {
     let k = a[0].len();
+    // Every row cut to `k` and the tile to `k` rows up front, so that the loop below has no
+    // bounds checks.
     let a: [&[f32]; MR] = a.map(|row| &row[..k]);
-    let mut acc = [[0.0f32; NC]; MR];
-    for (kk, wk) in w.chunks_exact(NC).take(k).enumerate() {
-        let wk: &[f32; NC] = wk.try_into().expect("chunks_exact gives NC floats");
+    let w = &w[..k * NC];
+    for kk in 0..k {
+        let wk: &[f32; NC] = w[kk * NC..][..NC].try_into().expect("NC floats");
+        // The tile's row loaded once for all `MR` rows.
+        let wk: [f32; NC] = *wk;
+        let x: [f32; MR] = std::array::from_fn(|r| a[r][kk]);
         for r in 0..MR {
-            let x = a[r][kk];
             for c in 0..NC {
-                acc[r][c] = madd::<FMA>(x, wk[c], acc[r][c]);
+                acc[r][c] = madd::<FMA>(x[r], wk[c], acc[r][c]);
             }
         }
     }
     acc
 }
 
-/// For each row `r` in `rows`: the product of row `a(r)` (`K` floats) with the tile `w`
-/// (`[K][NC]`), handed to `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights
-/// are loaded once for `MR` rows), the remainder one by one; the sums are the same either way.
+/// The products of `MR` rows made of two segments (`a[r] = [a₀, a₁]`) with a tile made of two
+/// parts `w = [w₀, w₁]`: one running sum over `a₀·w₀`, then on over `a₁·w₁`.
+#[inline(always)]
+fn dot2<const FMA: bool, const MR: usize, const NC: usize>(
+    a: [[&[f32]; 2]; MR],
+    w: [&[f32]; 2],
+) -> [[f32; NC]; MR] {
+    let acc = dot::<FMA, MR, NC>([[0.0; NC]; MR], a.map(|s| s[0]), w[0]);
+    dot::<FMA, MR, NC>(acc, a.map(|s| s[1]), w[1])
+}
+
+/// `init + Σ_k a[k] · w[k·NC + c]` for one row, as two running sums over the two halves of
+/// `k` in one loop, added at the end: twice the independent chains and two streams of the
+/// tile for a product that waits on the cache rather than on the multiply-adds.
+#[inline(always)]
+fn dot_halves<const FMA: bool, const NC: usize>(
+    a: &[f32],
+    w: &[f32],
+    init: [f32; NC],
+) -> [f32; NC] {
+    let k = a.len();
+    let half = k / 2;
+    let (a0, a1) = (&a[..half], &a[half..k]);
+    let (w0, w1) = (&w[..half * NC], &w[half * NC..k * NC]);
+    let mut s0 = init;
+    let mut s1 = [0.0f32; NC];
+    for kk in 0..half {
+        let x0 = a0[kk];
+        let x1 = a1[kk];
+        let v0: [f32; NC] = w0[kk * NC..][..NC].try_into().expect("NC floats");
+        let v1: [f32; NC] = w1[kk * NC..][..NC].try_into().expect("NC floats");
+        for c in 0..NC {
+            s0[c] = madd::<FMA>(x0, v0[c], s0[c]);
+            s1[c] = madd::<FMA>(x1, v1[c], s1[c]);
+        }
+    }
+    if k % 2 == 1 {
+        let v: [f32; NC] = w1[half * NC..][..NC].try_into().expect("NC floats");
+        for c in 0..NC {
+            s1[c] = madd::<FMA>(a1[half], v[c], s1[c]);
+        }
+    }
+    std::array::from_fn(|c| s0[c] + s1[c])
+}
+
+/// For each row `r` in `rows`: the product of row `a(r)` (`K` floats, in two segments, either
+/// possibly empty) with the tile `w` (`[K][NC]`, in the two matching parts), handed to
+/// `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights are loaded once for `MR`
+/// rows); a last block of 2 to `MR − 1` rows is padded to `MR` with copies of its last row
+/// (whose results are dropped), a single row goes alone; the sums are the same either way. A
+/// product of one row in all (batch 1) sums the two halves of its second segment apart
+/// ([`dot_halves`]): other bits than at a larger batch, the same at any thread count.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
     rows: Range<usize>,
-    a: impl Fn(usize) -> &'a [f32],
-    w: &[f32],
+    a: impl Fn(usize) -> [&'a [f32]; 2],
+    w: [&[f32]; 2],
     mut epilogue: impl FnMut(usize, &[f32; NC]),
 ) {
     let mut r = rows.start;
-    while r + MR <= rows.end {
-        let acc = dot::<FMA, MR, NC>(std::array::from_fn(|i| a(r + i)), w);
-        for (i, row) in acc.into_iter().enumerate() {
-            // A copy per row: taking the address of the whole accumulator array would keep
-            // it in memory inside the kernel's loop.
-            epilogue(r + i, &row);
-        }
-        r += MR;
-    }
     while r < rows.end {
-        let [acc] = dot::<FMA, 1, NC>([a(r)], w);
-        epilogue(r, &acc);
-        r += 1;
+        let n = (rows.end - r).min(MR);
+        if rows.len() == 1 {
+            let [a0, a1] = a(r);
+            let acc =
+                dot_halves::<FMA, NC>(a1, w[1], dot::<FMA, 1, NC>([[0.0; NC]], [a0], w[0])[0]);
+            epilogue(r, &acc);
+        } else if n == 1 {
+            let [acc] = dot2::<FMA, 1, NC>([a(r)], w);
+            epilogue(r, &acc);
+        } else {
+            let last = rows.end - 1;
+            let acc = dot2::<FMA, MR, NC>(std::array::from_fn(|i| a((r + i).min(last))), w);
+            for (i, row) in acc.into_iter().take(n).enumerate() {
+                // A copy per row: taking the address of the whole accumulator array would keep
+                // it in memory inside the kernel's loop.
+                epilogue(r + i, &row);
+            }
+        }
+        r += n;
     }
 }

@@ -14,13 +14,16 @@
 //! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
 
 mod cells;
+mod epilogue;
 mod fast;
 mod kernel;
 mod math;
 mod pack;
 mod pool;
 mod reference;
+mod team;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
@@ -64,9 +67,13 @@ pub struct CpuModel {
 }
 
 /// Multiply-adds of one time step below which a second thread does not pay: the threads meet
-/// at a barrier after every step, which costs about a microsecond, and a step this small takes
-/// a few microseconds on one core.
-pub const MIN_WORK_PER_THREAD: usize = 200_000;
+/// at a barrier after every step, which costs a fraction of a microsecond when both run, and a
+/// step this small takes about a microsecond on one core.
+pub const MIN_WORK_PER_THREAD: usize = 32_768;
+
+/// Forwards with short steps (see `fast::SHORT_STEP_WORK`) that run on one thread after one
+/// whose team went solo, before the model tries its threads again.
+const SOLO_FORWARDS: usize = 16;
 
 /// The model's worker threads, started at the first forward that uses more than one thread.
 /// One forward uses them at a time (its threads wait for each other at barriers, so two
@@ -76,6 +83,8 @@ pub const MIN_WORK_PER_THREAD: usize = 200_000;
 struct Pool {
     threads: OnceLock<Option<rayon::ThreadPool>>,
     busy: Mutex<()>,
+    /// Forwards with short steps left to run on one thread (see [`SOLO_FORWARDS`]).
+    solo: AtomicUsize,
 }
 
 impl CpuModel {
@@ -165,12 +174,23 @@ impl Forward for CpuModel {
         let Some(fast) = &self.fast else {
             return reference::forward(&self.weights, input);
         };
-        let threads = self.threads_for(fast, input.steps_and_batch().1);
+        let batch = input.steps_and_batch().1;
+        let threads = self.threads_for(fast, batch);
+        let one = |input| fast.forward(input, None, 1).map(|(out, _)| out);
         if threads <= 1 {
-            return fast.forward(input, None, 1);
+            return one(input);
+        }
+        let short = fast.step_work(batch) < fast::SHORT_STEP_WORK * threads;
+        if short {
+            let solo = &self.pool.solo;
+            let left = solo.load(Ordering::Relaxed);
+            if left > 0 {
+                solo.store(left - 1, Ordering::Relaxed);
+                return one(input);
+            }
         }
         let Ok(_busy) = self.pool.busy.try_lock() else {
-            return fast.forward(input, None, 1);
+            return one(input);
         };
         let pool = self.pool.threads.get_or_init(|| {
             rayon::ThreadPoolBuilder::new()
@@ -179,9 +199,13 @@ impl Forward for CpuModel {
                 .build()
                 .ok()
         });
-        match pool {
-            Some(pool) => fast.forward(input, Some(pool), threads),
-            None => fast.forward(input, None, 1),
+        let Some(pool) = pool else {
+            return one(input);
+        };
+        let (out, went_solo) = fast.forward(input, Some(pool), threads)?;
+        if went_solo {
+            self.pool.solo.store(SOLO_FORWARDS, Ordering::Relaxed);
         }
+        Ok(out)
     }
 }

@@ -8,10 +8,17 @@
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-/// Spins (a few microseconds) before yielding the core while waiting at the barrier: on a busy
-/// machine a waiting thread must not keep the core its partner needs to arrive.
-const SPINS_BEFORE_YIELD: u32 = 100;
+/// How long a thread spins at the barrier before it yields the core. Long enough for a partner
+/// that is running to arrive (a step of a small model lasts a few microseconds): yielding on a
+/// busy machine hands the core to another process for a whole time slice. Short enough that a
+/// partner that is not running (descheduled, or waiting for this very core) is not kept
+/// waiting long.
+const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(20);
+
+/// Spins between two looks at the clock.
+const SPINS_PER_CLOCK: u32 = 64;
 
 /// A reusable barrier for a fixed number of threads, spinning rather than sleeping (a step of
 /// a small model lasts a few microseconds; waking a sleeping thread costs tens).
@@ -21,16 +28,35 @@ pub(crate) struct SpinBarrier {
     arrived: AtomicUsize,
     generation: AtomicUsize,
     poisoned: AtomicBool,
+    /// Waits that spun out their time and yielded.
+    yields: AtomicUsize,
+    /// Yields after which the team hands every remaining phase to its first thread.
+    solo_after: usize,
+    /// Set (by the last thread to arrive at a barrier, before it releases the others) once
+    /// `solo_after` waits have yielded: from then on thread 0 runs alone and `wait` returns at
+    /// once.
+    solo: AtomicBool,
 }
 
 impl SpinBarrier {
-    pub(crate) fn new(threads: usize) -> Self {
+    /// A barrier for `threads` threads that goes solo after `solo_after` yields (`usize::MAX`:
+    /// never).
+    pub(crate) fn new(threads: usize, solo_after: usize) -> Self {
         SpinBarrier {
             threads,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
             poisoned: AtomicBool::new(false),
+            yields: AtomicUsize::new(0),
+            solo_after,
+            solo: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the team went solo: its threads did not all run at once (a busy machine).
+    /// Every thread sees the same answer after the same `wait`.
+    pub(crate) fn solo(&self) -> bool {
+        self.solo.load(Ordering::Acquire)
     }
 
     /// Waits until every thread of the team has arrived. Everything a thread wrote before it
@@ -40,7 +66,7 @@ impl SpinBarrier {
     /// If another thread of the team panicked (its [`PoisonOnPanic`] guard marks the barrier),
     /// instead of waiting for it forever.
     pub(crate) fn wait(&self) {
-        if self.threads == 1 {
+        if self.threads == 1 || self.solo.load(Ordering::Acquire) {
             return;
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -48,17 +74,28 @@ impl SpinBarrier {
             // The last to arrive resets the count before releasing the others, so that none
             // of them can arrive at the next wait before the reset.
             self.arrived.store(0, Ordering::Relaxed);
+            if self.yields.load(Ordering::Relaxed) >= self.solo_after {
+                self.solo.store(true, Ordering::Relaxed);
+            }
             self.generation.fetch_add(1, Ordering::Release);
             return;
         }
         let mut spins = 0u32;
+        let mut since: Option<Instant> = None;
+        let mut spinning = true;
         while self.generation.load(Ordering::Acquire) == generation {
             if self.poisoned.load(Ordering::Relaxed) {
                 panic!("another thread of the CPU forward panicked");
             }
-            if spins < SPINS_BEFORE_YIELD {
+            if spinning {
                 spins += 1;
                 std::hint::spin_loop();
+                if spins.is_multiple_of(SPINS_PER_CLOCK)
+                    && since.get_or_insert_with(Instant::now).elapsed() >= SPIN_BEFORE_YIELD
+                {
+                    spinning = false;
+                    self.yields.fetch_add(1, Ordering::Relaxed);
+                }
             } else {
                 std::thread::yield_now();
             }
@@ -134,4 +171,33 @@ impl<'a> Shared<'a> {
 /// at most one.
 pub(crate) fn share(items: usize, threads: usize, id: usize) -> std::ops::Range<usize> {
     (id * items / threads)..((id + 1) * items / threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_sees_the_team_go_solo_after_the_same_wait() {
+        // `solo_after` 0: the first round goes solo; `usize::MAX`: never.
+        for (solo_after, expect) in [(0, true), (usize::MAX, false)] {
+            let barrier = SpinBarrier::new(3, solo_after);
+            let seen: Vec<bool> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..3)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            barrier.solo()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert_eq!(seen, vec![expect; 3]);
+            // Once solo, a wait returns at once, even for one thread alone.
+            if expect {
+                barrier.wait();
+            }
+        }
+    }
 }
