@@ -57,6 +57,8 @@ mod pb {
 }
 mod ops;
 mod rnn;
+#[cfg(test)]
+mod tests;
 mod value;
 
 use std::collections::{BTreeMap, HashMap};
