@@ -171,7 +171,7 @@ fn garbage_and_empty_files_are_errors() {
 
 #[test]
 fn every_truncation_is_an_error_or_a_model() {
-    let bytes = lstm_model(|n, d, v| f32_tensor(n, d, v)).encode_to_vec();
+    let bytes = lstm_model(f32_tensor).encode_to_vec();
     for len in 0..bytes.len() {
         let r = std::panic::catch_unwind(|| from_bytes(&bytes[..len]).is_ok());
         assert!(r.is_ok(), "prefix of {len} bytes panics");
@@ -230,7 +230,7 @@ fn shapes_claiming_huge_sizes_are_errors_without_allocating() {
     });
     assert!(err_of(&m.encode_to_vec()).contains("raw_data"));
     // ConstantOfShape folded at load time into 2^40 elements.
-    let mut m = lstm_model(|n, d, v| f32_tensor(n, d, v));
+    let mut m = lstm_model(f32_tensor);
     let g = m.graph.as_mut().unwrap();
     g.initializer.push(pb::TensorProto {
         name: Some("big".into()),
@@ -249,20 +249,20 @@ fn shapes_claiming_huge_sizes_are_errors_without_allocating() {
 
 #[test]
 fn cycles_and_undefined_inputs_are_errors() {
-    let mut m = lstm_model(|n, d, v| f32_tensor(n, d, v));
+    let mut m = lstm_model(f32_tensor);
     let g = m.graph.as_mut().unwrap();
     g.node[0].input[0] = "X2".into();
     g.node.push(node("Identity", "loop", &["Y"], &["X3"]));
     g.node.push(node("Squeeze", "sq", &["X3"], &["X2"]));
     assert!(err_of(&m.encode_to_vec()).contains("cycle"));
-    let mut m = lstm_model(|n, d, v| f32_tensor(n, d, v));
+    let mut m = lstm_model(f32_tensor);
     m.graph.as_mut().unwrap().node[0].input[0] = "nowhere".into();
     assert!(err_of(&m.encode_to_vec()).contains("`nowhere`"));
 }
 
 #[test]
 fn weights_read_alike_from_every_encoding() {
-    let reference = run(&lstm_model(|n, d, v| f32_tensor(n, d, v)));
+    let reference = run(&lstm_model(f32_tensor));
     assert_eq!(reference["Y"].shape(), &[3, 1, 2, 3]);
     let raw_f32 = lstm_model(|n, d, v| pb::TensorProto {
         name: Some(n.into()),
@@ -338,7 +338,7 @@ fn external(
 
 #[test]
 fn external_data_is_read_from_the_model_directory_only() {
-    let reference = run(&lstm_model(|n, d, v| f32_tensor(n, d, v)));
+    let reference = run(&lstm_model(f32_tensor));
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("model");
     std::fs::create_dir(&sub).unwrap();
@@ -405,7 +405,7 @@ fn external_data_is_read_from_the_model_directory_only() {
 
 #[test]
 fn run_checks_inputs() {
-    let m = from_bytes(&lstm_model(|n, d, v| f32_tensor(n, d, v)).encode_to_vec()).unwrap();
+    let m = from_bytes(&lstm_model(f32_tensor).encode_to_vec()).unwrap();
     assert_eq!(m.roles().input.as_deref(), Some("X"));
     assert_eq!(m.roles().output.as_deref(), Some("Y"));
     assert_eq!(m.roles().hn.as_deref(), Some("Y_h"));
