@@ -21,8 +21,13 @@ use super::pb;
 use super::rnn::{self, Refusal, RnnNode, RnnOp, Slots};
 use super::value::{decode, DataDir, Kind, Value};
 
-/// Elements a constant folded at load time may have (ConstantOfShape, Expand).
-pub(crate) const LOAD_CAP: usize = 1 << 24;
+/// Elements the tensors a graph computes may hold together: all constants folded at load
+/// time; at run time this plus [`RUN_FACTOR`] × the elements of the inputs and of the
+/// recurrent outputs.
+pub(crate) const BUDGET: usize = 1 << 25;
+
+/// See [`BUDGET`].
+pub(crate) const RUN_FACTOR: usize = 32;
 
 /// A dimension of a graph input or output as the graph declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +354,7 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
         kinds[p.id] = Some(if p.float { Kind::Float } else { Kind::Int });
         deps[p.id].insert(Source::Input(k));
     }
+    let mut budget = BUDGET;
     for &ni in &order {
         let label = nodes[ni].label();
         if let Some(&(op, proto)) = rnn_ops.get(&ni) {
@@ -465,7 +471,7 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
                 .map(|v| v.and_then(|v| konst[v].as_ref()))
                 .collect();
             Some(
-                op.eval(&vals, n.outputs.len(), LOAD_CAP)
+                op.eval_within(&vals, n.outputs.len(), &mut budget)
                     .map_err(|e| LoadError::Invalid(format!("{label}: {e}")))?,
             )
         } else {

@@ -45,9 +45,9 @@
 //!
 //! Limits: the file is at most 2 GiB (protobuf's own limit; larger weights go in external data
 //! files, which must lie inside the model's directory). Decoding allocates at most in
-//! proportion to the file; tensors the graph creates from shapes (ConstantOfShape, Expand) are
-//! limited to 2²⁴ elements at load time and to the larger of that and the largest tensor so
-//! far at run time.
+//! proportion to the file. The tensors the glue computes share one budget: 2²⁵ elements for
+//! everything folded at load time, and at run time 2²⁵ plus 32 times the elements of the
+//! inputs and of the recurrent outputs — no chain of nodes can grow memory beyond that.
 
 mod graph;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -261,7 +261,11 @@ impl OnnxModel {
         }
         let g = &self.graph;
         let mut env: Vec<Option<Value>> = vec![None; g.names.len()];
-        let mut largest = 0usize;
+        // Tensors computed by the glue: see graph::BUDGET.
+        let mut budget = graph::BUDGET;
+        let grant = |budget: &mut usize, n: usize| {
+            *budget = budget.saturating_add(n.saturating_mul(graph::RUN_FACTOR));
+        };
         let mut symbols: HashMap<&str, usize> = HashMap::new();
         for name in inputs.keys() {
             if !g.inputs.iter().any(|p| &p.name == name) {
@@ -293,7 +297,7 @@ impl OnnxModel {
                 }
             };
             check_dims("graph input", p, v.shape(), &mut symbols)?;
-            largest = largest.max(v.len());
+            grant(&mut budget, v.len());
             env[p.id] = Some(v);
         }
         for unit in &g.schedule {
@@ -309,11 +313,10 @@ impl OnnxModel {
                         .map(|v| v.and_then(|v| get(g, &env, v)))
                         .collect();
                     let outs = op
-                        .eval(&vals, node.outputs.len(), largest.max(graph::LOAD_CAP))
+                        .eval_within(&vals, node.outputs.len(), &mut budget)
                         .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
                     for (o, v) in node.outputs.iter().zip(outs) {
                         if let Some(o) = o {
-                            largest = largest.max(v.len());
                             env[*o] = Some(v);
                         }
                     }
@@ -321,7 +324,7 @@ impl OnnxModel {
                 Unit::Group(gi) => {
                     let outs = self.run_group(gi, engines[gi], &env)?;
                     for (o, v) in outs {
-                        largest = largest.max(v.len());
+                        grant(&mut budget, v.len());
                         env[o] = Some(v);
                     }
                 }
@@ -569,6 +572,7 @@ fn check_boundary(
             .map(|i| ((i >> shift) & mask) as f32)
             .collect();
         let probe = ArrayD::from_shape_vec(IxDyn(&y_shape), data).expect("count");
+        let mut budget = graph::BUDGET.saturating_add(n.saturating_mul(graph::RUN_FACTOR));
         let mut local: HashMap<usize, Value> = HashMap::new();
         local.insert(bd.y, Value::F32(probe.clone()));
         for &ni in &bd.nodes {
@@ -582,7 +586,7 @@ fn check_boundary(
                 .map(|v| v.and_then(|v| local.get(&v).or_else(|| get(g, env, v))))
                 .collect();
             let outs = op
-                .eval(&vals, node.outputs.len(), n.max(graph::LOAD_CAP))
+                .eval_within(&vals, node.outputs.len(), &mut budget)
                 .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
             for (o, v) in node.outputs.iter().zip(outs) {
                 if let Some(o) = o {

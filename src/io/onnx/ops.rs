@@ -225,9 +225,44 @@ impl Op {
         }
     }
 
+    /// An upper bound of the elements the outputs hold, for operators that never output more
+    /// than their inputs hold (`None` for those that can: their `eval` checks its `cap`).
+    fn output_bound(&self, inputs: &[Option<&Value>]) -> Option<usize> {
+        match self {
+            Op::Shape { .. } => Some(64),
+            Op::Constant(v) => Some(v.len()),
+            Op::ConstantOfShape(_) | Op::Expand | Op::Arith(_) | Op::Gather { .. } => None,
+            _ => Some(inputs.iter().flatten().map(|v| v.len()).sum()),
+        }
+    }
+
+    /// Evaluates the operator within `budget` elements for all its outputs together, and
+    /// takes what the outputs hold from it: every tensor a graph computes comes out of one
+    /// budget, so no chain of nodes (copies, concatenations, broadcasts) can grow memory
+    /// beyond it.
+    pub fn eval_within(
+        &self,
+        inputs: &[Option<&Value>],
+        n_outputs: usize,
+        budget: &mut usize,
+    ) -> Result<Vec<Value>, String> {
+        let over = |n: usize, left: usize| {
+            format!("its outputs would hold {n} elements; the graph's tensors may hold {left} more")
+        };
+        if let Some(n) = self.output_bound(inputs) {
+            if n > *budget {
+                return Err(over(n, *budget));
+            }
+        }
+        let outs = self.eval(inputs, n_outputs, *budget)?;
+        let n: usize = outs.iter().map(Value::len).sum();
+        *budget = budget.checked_sub(n).ok_or_else(|| over(n, *budget))?;
+        Ok(outs)
+    }
+
     /// Evaluates the operator. `cap` bounds the elements of tensors that grow beyond their
-    /// inputs (ConstantOfShape, Expand).
-    pub fn eval(
+    /// inputs (ConstantOfShape, Expand, broadcasting arithmetic, Gather).
+    fn eval(
         &self,
         inputs: &[Option<&Value>],
         n_outputs: usize,
@@ -390,6 +425,12 @@ impl Op {
                 {
                     return Err("starts, ends, axes and steps differ in length".into());
                 }
+                let mut seen = vec![false; rank];
+                for &a in &axes {
+                    if std::mem::replace(&mut seen[axis(a, rank)?], true) {
+                        return Err(format!("axes {axes:?} repeat an axis"));
+                    }
+                }
                 let mut v = x.clone();
                 for i in 0..starts.len() {
                     let a = axis(axes[i], rank)?;
@@ -456,6 +497,14 @@ impl Op {
                         }
                     })
                     .collect::<Result<_, _>>()?;
+                let rest = x.len().checked_div(x.shape()[a]).unwrap_or(0);
+                let n = flat.len().checked_mul(rest).ok_or("too many elements")?;
+                if n > cap {
+                    return Err(format!(
+                        "gathering {} indices gives {n} elements, more than the limit of {cap}",
+                        flat.len()
+                    ));
+                }
                 let picked = select(x, a, &flat);
                 let mut shape: Vec<usize> = x.shape()[..a].to_vec();
                 shape.extend_from_slice(idx.shape());

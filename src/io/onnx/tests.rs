@@ -424,3 +424,37 @@ fn run_checks_inputs() {
     let e = m.run(&[], &x_input()).unwrap_err().to_string();
     assert!(e.contains("1 recurrent stack"), "{e}");
 }
+
+#[test]
+fn chains_of_copies_stay_within_the_budget() {
+    // 2^20 zeros, then doubled by Concat(x, x) 30 times, or copied by 100 Identity nodes:
+    // each is an error once the graph's tensors would pass the budget, never 2^50 elements.
+    for doubling in [true, false] {
+        let mut m = lstm_model(f32_tensor);
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(pb::TensorProto {
+            name: Some("n".into()),
+            dims: vec![1],
+            data_type: Some(DataType::Int64 as i32),
+            int64_data: vec![1 << 20],
+            ..Default::default()
+        });
+        g.node
+            .push(node("ConstantOfShape", "zeros", &["n"], &["v0"]));
+        let steps = if doubling { 30 } else { 100 };
+        for k in 0..steps {
+            let (a, b) = (format!("v{k}"), format!("v{}", k + 1));
+            let mut n = if doubling {
+                node("Concat", &format!("c{k}"), &[&a, &a], &[&b])
+            } else {
+                node("Identity", &format!("c{k}"), &[&a], &[&b])
+            };
+            n.attribute.push(attr_i("axis", 0));
+            g.node.push(n);
+        }
+        g.output
+            .push(value_info(&format!("v{steps}"), DataType::Float, &[]));
+        let e = err_of(&m.encode_to_vec());
+        assert!(e.contains("may hold"), "{e}");
+    }
+}
