@@ -597,10 +597,7 @@ pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, String> {
 }
 
 fn check_cap(shape: &[usize], cap: usize) -> Result<(), String> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
+    let n = count(shape)?;
     if n > cap {
         return Err(format!(
             "shape {shape:?} has {n} elements, more than the limit of {cap}"
@@ -616,14 +613,18 @@ fn dims_of(v: &[i64], cap: usize) -> Result<Vec<usize>, String> {
     Ok(shape)
 }
 
+/// `element_count` of a shape of `usize` dims.
+fn count(shape: &[usize]) -> Result<usize, String> {
+    let dims: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+        .collect();
+    element_count(&dims)
+}
+
 fn reshape(x: &Value, shape: &[usize]) -> Result<Value, String> {
-    let n: usize = shape.iter().product();
-    if n != x.len()
-        || shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .is_none()
-    {
+    let n = count(shape).map_err(|e| format!("cannot reshape: {e}"))?;
+    if n != x.len() {
         return Err(format!("cannot reshape {:?} to {shape:?}", x.shape()));
     }
     Ok(map!(x, |a| a

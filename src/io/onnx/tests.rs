@@ -458,3 +458,16 @@ fn chains_of_copies_stay_within_the_budget() {
         assert!(e.contains("may hold"), "{e}");
     }
 }
+
+#[test]
+fn files_beyond_the_size_limit_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.onnx");
+    // Sparse: no disk space is used, and the loader must not read it.
+    std::fs::File::create(&p)
+        .unwrap()
+        .set_len(MAX_FILE_BYTES + 1)
+        .unwrap();
+    let e = load(&p).unwrap_err().to_string();
+    assert!(e.contains("more than the"), "{e}");
+}

@@ -111,14 +111,18 @@ pub(crate) fn type_name(code: i32) -> String {
     }
 }
 
-/// Element count of `dims`, refusing negative dims and overflowing products.
+/// Element count of `dims`, refusing negative dims and shapes an array cannot have (the
+/// product of the non-zero dims must fit in `isize`, even when another dim is 0).
 pub(crate) fn element_count(dims: &[i64]) -> Result<usize, String> {
     let mut n: usize = 1;
+    let mut nonzero: usize = 1;
     for &d in dims {
         let d = usize::try_from(d).map_err(|_| format!("negative dimension {d}"))?;
-        n = n
-            .checked_mul(d)
+        nonzero = nonzero
+            .checked_mul(d.max(1))
+            .filter(|&p| p <= isize::MAX as usize)
             .ok_or_else(|| format!("shape {dims:?} has too many elements"))?;
+        n *= d;
     }
     Ok(n)
 }
@@ -245,9 +249,10 @@ pub(crate) fn decode(t: &TensorProto, dir: DataDir<'_>, what: &str) -> Result<Va
         ));
     }
     let _ = kind;
+    let shaped = |e: ndarray::ShapeError| format!("{what}: shape {:?}: {e}", t.dims);
     Ok(match flat_value {
-        Value::F32(a) => Value::F32(a.into_shape_with_order(IxDyn(&shape)).expect("count")),
-        Value::I64(a) => Value::I64(a.into_shape_with_order(IxDyn(&shape)).expect("count")),
+        Value::F32(a) => Value::F32(a.into_shape_with_order(IxDyn(&shape)).map_err(shaped)?),
+        Value::I64(a) => Value::I64(a.into_shape_with_order(IxDyn(&shape)).map_err(shaped)?),
     })
 }
 
