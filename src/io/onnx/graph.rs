@@ -29,6 +29,15 @@ pub(crate) const BUDGET: usize = 1 << 25;
 /// See [`BUDGET`].
 pub(crate) const RUN_FACTOR: usize = 32;
 
+/// Most nodes, named values, run-time graph inputs and recurrent nodes a graph may have:
+/// far beyond what exporters write for recurrent models (a 3-layer dynamo export has about
+/// 100 nodes), and low enough that the analysis (which tracks, per value, the inputs and
+/// recurrent outputs it depends on) stays small on hostile files.
+const MAX_NODES: usize = 1 << 14;
+const MAX_VALUES: usize = 1 << 16;
+const MAX_INPUTS: usize = 64;
+const MAX_RNN_NODES: usize = 64;
+
 /// A dimension of a graph input or output as the graph declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dim {
@@ -241,6 +250,12 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
     let Some(g) = model.graph.as_ref() else {
         return invalid("the model has no graph");
     };
+    if g.node.len() > MAX_NODES {
+        return invalid(format!(
+            "the graph has {} nodes; at most {MAX_NODES} are supported",
+            g.node.len()
+        ));
+    }
     let mut names = Names {
         ids: HashMap::new(),
         names: Vec::new(),
@@ -270,6 +285,11 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
             return invalid(format!("graph input `{name}` is unnamed or given twice"));
         }
         inputs.push(port_of(v, "graph input", id)?);
+        if inputs.len() > MAX_INPUTS {
+            return invalid(format!(
+                "the graph has more than {MAX_INPUTS} run-time inputs"
+            ));
+        }
     }
 
     // Nodes.
@@ -290,6 +310,11 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
             ));
         } else if let Some(op) = RnnOp::from_op_type(&op_type) {
             pending_rnn.push((nodes.len(), op, n));
+            if pending_rnn.len() > MAX_RNN_NODES {
+                return invalid(format!(
+                    "{label}: the graph has more than {MAX_RNN_NODES} LSTM/GRU/RNN nodes"
+                ));
+            }
             None
         } else {
             match Op::parse(n, dir) {
@@ -305,6 +330,11 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
         };
         let ins = ids(&n.input, &mut names);
         let outs = ids(&n.output, &mut names);
+        if names.names.len() > MAX_VALUES {
+            return invalid(format!(
+                "{label}: the graph names more than {MAX_VALUES} values"
+            ));
+        }
         for &o in outs.iter().flatten() {
             if !defined.insert(o) {
                 return invalid(format!(

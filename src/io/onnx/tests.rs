@@ -471,3 +471,22 @@ fn files_beyond_the_size_limit_are_refused_before_reading() {
     let e = load(&p).unwrap_err().to_string();
     assert!(e.contains("more than the"), "{e}");
 }
+
+#[test]
+fn graphs_beyond_the_size_limits_are_refused() {
+    let mut m = lstm_model(f32_tensor);
+    let g = m.graph.as_mut().unwrap();
+    for k in 0..20_000 {
+        g.node
+            .push(node("Identity", "i", &["Y"], &[&format!("copy{k}")]));
+    }
+    assert!(err_of(&m.encode_to_vec()).contains("nodes"));
+    let mut m = lstm_model(f32_tensor);
+    let g = m.graph.as_mut().unwrap();
+    for k in 0..70 {
+        let mut n = g.node[0].clone();
+        n.output = vec![format!("Y{k}")];
+        g.node.push(n);
+    }
+    assert!(err_of(&m.encode_to_vec()).contains("LSTM/GRU/RNN nodes"));
+}
