@@ -434,8 +434,9 @@ impl Op {
                 let mut v = x.clone();
                 for i in 0..starts.len() {
                     let a = axis(axes[i], rank)?;
-                    let idx = slice_indices(v.shape()[a], starts[i], ends[i], steps[i])?;
-                    v = select(&v, a, &idx);
+                    let (first, count, step) =
+                        slice_range(v.shape()[a], starts[i], ends[i], steps[i])?;
+                    v = select_range(&v, a, first, count, step);
                 }
                 one(v)
             }
@@ -473,8 +474,7 @@ impl Op {
                 let mut start = 0;
                 let mut out = Vec::new();
                 for s in sizes {
-                    let idx: Vec<usize> = (start..start + s).collect();
-                    out.push(select(x, a, &idx));
+                    out.push(select_range(x, a, start as i64, s, 1));
                     start += s;
                 }
                 Ok(out)
@@ -668,31 +668,57 @@ fn reshape_target(from: &[usize], spec: &[i64], allowzero: bool) -> Result<Vec<u
     Ok(out)
 }
 
-/// Indices selected by an ONNX slice of one axis.
-fn slice_indices(dim: usize, start: i64, end: i64, step: i64) -> Result<Vec<usize>, String> {
+/// The elements an ONNX slice of one axis selects: `count` indices from `first` by `step`.
+fn slice_range(dim: usize, start: i64, end: i64, step: i64) -> Result<(i64, usize, i64), String> {
     if step == 0 {
         return Err("slice step 0".into());
     }
     let d = dim as i64;
     let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
     let (s, e) = (fix(start), fix(end));
-    let mut out = Vec::new();
-    if step > 0 {
-        let (s, e) = (s.clamp(0, d), e.clamp(0, d));
-        let mut i = s;
-        while i < e {
-            out.push(i as usize);
-            i = i.saturating_add(step);
-        }
+    // i128: no overflow for any i64 start, end and step.
+    let (s, e, st) = if step > 0 {
+        (
+            i128::from(s.clamp(0, d)),
+            i128::from(e.clamp(0, d)),
+            i128::from(step),
+        )
     } else {
-        let (s, e) = (s.clamp(-1, d - 1), e.clamp(-1, d - 1));
-        let mut i = s;
-        while i > e {
-            out.push(i as usize);
-            i = i.saturating_add(step);
-        }
+        (
+            i128::from(s.clamp(-1, d - 1)),
+            i128::from(e.clamp(-1, d - 1)),
+            i128::from(step),
+        )
+    };
+    let span = if step > 0 { e - s } else { s - e };
+    let count = if span <= 0 {
+        0
+    } else {
+        (span + st.abs() - 1) / st.abs()
+    };
+    Ok((s as i64, count as usize, step))
+}
+
+/// `count` elements along axis `a` from `first` by `step`. The indices are only listed for
+/// a tensor that holds elements (so `count` ≤ its size); an empty tensor, whose dims may be
+/// anything, gives an empty result of the new shape without listing them.
+fn select_range(x: &Value, a: usize, first: i64, count: usize, step: i64) -> Value {
+    if x.is_empty() {
+        let mut shape = x.shape().to_vec();
+        shape[a] = count;
+        return match x {
+            Value::F32(_) => {
+                Value::F32(ArrayD::from_shape_vec(IxDyn(&shape), vec![]).expect("empty"))
+            }
+            Value::I64(_) => {
+                Value::I64(ArrayD::from_shape_vec(IxDyn(&shape), vec![]).expect("empty"))
+            }
+        };
     }
-    Ok(out)
+    let idx: Vec<usize> = (0..count as i64)
+        .map(|k| (first + k * step) as usize)
+        .collect();
+    select(x, a, &idx)
 }
 
 fn select(x: &Value, a: usize, idx: &[usize]) -> Value {

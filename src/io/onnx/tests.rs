@@ -490,3 +490,28 @@ fn graphs_beyond_the_size_limits_are_refused() {
     }
     assert!(err_of(&m.encode_to_vec()).contains("LSTM/GRU/RNN nodes"));
 }
+
+#[test]
+fn slices_of_empty_tensors_with_huge_dims_allocate_nothing() {
+    // Expand to [2^40, 0] (no elements), then Slice and Split its 2^40-long axis.
+    let mut m = lstm_model(f32_tensor);
+    let g = m.graph.as_mut().unwrap();
+    let ints = |name: &str, v: Vec<i64>| pb::TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(DataType::Int64 as i32),
+        int64_data: v,
+        ..Default::default()
+    };
+    g.initializer.push(ints("shape", vec![1 << 40, 0]));
+    g.initializer.push(ints("one", vec![1]));
+    g.initializer.push(ints("starts", vec![0]));
+    g.initializer.push(ints("ends", vec![i64::MAX]));
+    g.node.push(node("Expand", "e", &["one", "shape"], &["E"]));
+    g.node.push(node("Slice", "s", &["E", "starts", "ends"], &["S"]));
+    g.node.push(node("Split", "p", &["S"], &["P0", "P1"]));
+    g.output.push(value_info("P1", DataType::Int64, &[1 << 39, 0]));
+    let m = from_bytes(&m.encode_to_vec()).unwrap();
+    let out = m.run_cpu(&x_input()).unwrap();
+    assert_eq!(out["P1"].shape(), &[1 << 39, 0]);
+}
