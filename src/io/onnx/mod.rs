@@ -375,6 +375,17 @@ impl OnnxModel {
         } else {
             (x.shape()[0], x.shape()[1])
         };
+        if t == 0 || b == 0 {
+            return Err(err(format!(
+                "input X has shape {:?}: no {}",
+                x.shape(),
+                if t == 0 {
+                    "time steps"
+                } else {
+                    "batch elements"
+                }
+            )));
+        }
         let (d, h, layers) = (first.directions, first.hidden, group.members.len());
 
         // The glue between layers must hand Y on as the engine does.

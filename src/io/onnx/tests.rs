@@ -508,9 +508,11 @@ fn slices_of_empty_tensors_with_huge_dims_allocate_nothing() {
     g.initializer.push(ints("starts", vec![0]));
     g.initializer.push(ints("ends", vec![i64::MAX]));
     g.node.push(node("Expand", "e", &["one", "shape"], &["E"]));
-    g.node.push(node("Slice", "s", &["E", "starts", "ends"], &["S"]));
+    g.node
+        .push(node("Slice", "s", &["E", "starts", "ends"], &["S"]));
     g.node.push(node("Split", "p", &["S"], &["P0", "P1"]));
-    g.output.push(value_info("P1", DataType::Int64, &[1 << 39, 0]));
+    g.output
+        .push(value_info("P1", DataType::Int64, &[1 << 39, 0]));
     let m = from_bytes(&m.encode_to_vec()).unwrap();
     let out = m.run_cpu(&x_input()).unwrap();
     assert_eq!(out["P1"].shape(), &[1 << 39, 0]);
