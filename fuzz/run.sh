@@ -23,7 +23,7 @@ run_one() {
   local extra=()
   [ "$t" = onnx ] && extra=(-detect_leaks=0)
   cargo fuzz run -O "$t" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=4096 \
-    -max_len=65536 -print_final_stats=1 "${extra[@]}" >"$t.log" 2>&1
+    -max_len=65536 -print_final_stats=1 ${extra[@]+"${extra[@]}"} >"$t.log" 2>&1
   echo "$t: $(grep -E '^stat::number_of_executed_units' "$t.log" | awk '{print $2}') runs, corpus $(ls "corpus/$t" | wc -l) inputs"
 }
 pids=()
