@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the .npy reader, the safetensors loader and the `run` argument handling with
+# Fuzzes the .npy reader, the safetensors loader, the ONNX loader and the `run` argument handling with
 # libFuzzer (cargo fuzz), each for SECONDS (default 600), two targets at a time.
 #   fuzz/run.sh [SECONDS] [TARGET...]
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1
@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npy safetensors run_args)
+[ ${#targets[@]} -gt 0 ] || targets=(npy safetensors onnx run_args)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
 run_one() {
@@ -18,8 +18,12 @@ run_one() {
   local corpus="$PWD/corpus/$t" # absolute: the run_args target changes its directory
   mkdir -p "$corpus"
   cp -n seeds/"$t"/* "$corpus/" 2>/dev/null || true
+  # The onnx target runs models on the CPU engine's threads: LeakSanitizer reports glibc's
+  # per-thread destructor record (32 bytes) as a leak there, so leaks are not checked for it.
+  local extra=()
+  [ "$t" = onnx ] && extra=(-detect_leaks=0)
   cargo fuzz run -O "$t" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=4096 \
-    -max_len=65536 -print_final_stats=1 >"$t.log" 2>&1
+    -max_len=65536 -print_final_stats=1 ${extra[@]+"${extra[@]}"} >"$t.log" 2>&1
   echo "$t: $(grep -E '^stat::number_of_executed_units' "$t.log" | awk '{print $2}') runs, corpus $(ls "corpus/$t" | wc -l) inputs"
 }
 pids=()

@@ -1,7 +1,8 @@
-//! Files: model weights in safetensors, tensors in `.npy`, and atomic writes.
+//! Files: model weights in safetensors, ONNX models, tensors in `.npy`, and atomic writes.
 
 pub mod model_file;
 pub mod npy;
+pub mod onnx;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

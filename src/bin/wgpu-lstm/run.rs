@@ -1,4 +1,5 @@
-//! `wgpu-lstm run`: a model from a safetensors file on `.npy` inputs, outputs as `.npy`.
+//! `wgpu-lstm run`: a model from a safetensors or ONNX file on `.npy` inputs, outputs as
+//! `.npy`.
 //!
 //! Every input is read and checked before anything runs; outputs go to temporary files that
 //! are renamed into place only once all of them are written, so a failure never leaves an
@@ -16,8 +17,18 @@ use wgpu_lstm::{CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Model weights: safetensors with PyTorch state_dict names.
-    #[arg(long, value_name = "M.safetensors")]
-    weights: PathBuf,
+    #[arg(
+        long,
+        value_name = "M.safetensors",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    weights: Option<PathBuf>,
+    /// An ONNX model instead (its graph inputs and outputs in their own shapes: --input,
+    /// --h0, --c0, --lengths and --output, --hn, --cn name the files of the graph inputs and
+    /// outputs that carry the sequence, the states and the lengths).
+    #[arg(long, value_name = "M.onnx", conflicts_with = "batch_first")]
+    model: Option<PathBuf>,
     /// Input sequence: float32/float64 .npy, [T, B, I] ([B, T, I] batch-first) or [T, I].
     #[arg(long, value_name = "X.npy")]
     input: PathBuf,
@@ -138,16 +149,138 @@ fn check_distinct_outputs(args: &RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--model M.onnx`: files mapped to the graph inputs and outputs by their roles.
+fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
+    use std::collections::BTreeMap;
+    use wgpu_lstm::io::onnx::{self, Value};
+    let model = onnx::load(path)?;
+    let roles = model.roles();
+    let role = |flag: &str, name: &Option<String>, what: &str| {
+        name.clone().ok_or_else(|| {
+            Error::InvalidInput(format!("{flag}: `{}` has no graph {what}", path.display()))
+        })
+    };
+    let mut inputs = BTreeMap::new();
+    inputs.insert(
+        role("--input", &roles.input, "input carrying the sequence")?,
+        Value::F32(read_float(&args.input)?),
+    );
+    for (flag, file, name, what) in [
+        (
+            "--h0",
+            &args.h0,
+            &roles.h0,
+            "input carrying the initial hidden state",
+        ),
+        (
+            "--c0",
+            &args.c0,
+            &roles.c0,
+            "input carrying the initial cell state",
+        ),
+    ] {
+        if let Some(file) = file {
+            inputs.insert(role(flag, name, what)?, Value::F32(read_float(file)?));
+        }
+    }
+    if let Some(file) = &args.lengths {
+        let name = role(
+            "--lengths",
+            &roles.lengths,
+            "input carrying sequence lengths",
+        )?;
+        let v = match npy::read(file)? {
+            NpyArray::I32(a) => Value::from(a),
+            NpyArray::I64(a) => Value::I64(a),
+            other => {
+                return Err(invalid(
+                    file,
+                    format!("expected int32 or int64, got {}", other.dtype()),
+                ))
+            }
+        };
+        inputs.insert(name, v);
+    }
+    if let Some(p) = model
+        .inputs()
+        .iter()
+        .find(|p| !inputs.contains_key(&p.name))
+    {
+        return Err(Error::InvalidInput(format!(
+            "graph input `{}` of `{}` is not given (--input, --h0, --c0 and --lengths give the sequence, the states and the lengths)",
+            p.name,
+            path.display()
+        )));
+    }
+    let mut wanted = vec![(
+        role("--output", &roles.output, "output carrying the sequence")?,
+        &args.output,
+    )];
+    for (flag, file, name, what) in [
+        (
+            "--hn",
+            &args.hn,
+            &roles.hn,
+            "output carrying the final hidden state",
+        ),
+        (
+            "--cn",
+            &args.cn,
+            &roles.cn,
+            "output carrying the final cell state",
+        ),
+    ] {
+        if let Some(file) = file {
+            wanted.push((role(flag, name, what)?, file));
+        }
+    }
+    let outputs = match args.device {
+        Device::Cpu => model.run_cpu(&inputs)?,
+        Device::Gpu => {
+            let ctx = GpuContext::new(&args.gpu.options()).map_err(|e| match e {
+                Error::NoAdapter { .. } => {
+                    Error::InvalidInput(format!("{e}; or run with --device cpu"))
+                }
+                e => e,
+            })?;
+            let gpu: Vec<GpuModel> = model
+                .stacks()
+                .iter()
+                .map(|s| GpuModel::upload(&ctx, &s.weights))
+                .collect::<Result<_, _>>()?;
+            let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
+            model.run(&engines, &inputs)?
+        }
+    };
+    let mut pending = Vec::new();
+    for (name, file) in wanted {
+        pending.push(PendingFile::write(file, &npy::to_bytes(&outputs[&name]))?);
+    }
+    for p in pending {
+        p.commit()?;
+    }
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     check_distinct_outputs(args)?;
-    let model = model_file::load(&args.weights)?;
+    let weights_path = match (&args.weights, &args.model) {
+        (_, Some(m)) => return run_onnx(args, m),
+        (Some(w), None) => w,
+        (None, None) => {
+            return Err(Error::InvalidInput(
+                "give the model with --weights M.safetensors or --model M.onnx".into(),
+            ))
+        }
+    };
+    let model = model_file::load(weights_path)?;
     let spec = model.weights.spec().clone();
     if !spec.cell.has_cell_state() {
         for (flag, given) in [("--c0", args.c0.is_some()), ("--cn", args.cn.is_some())] {
             if given {
                 return Err(Error::InvalidInput(format!(
                     "{flag}: `{}` is a {} model, which has no cell state",
-                    args.weights.display(),
+                    weights_path.display(),
                     spec.cell.name()
                 )));
             }
