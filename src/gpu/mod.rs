@@ -4,9 +4,11 @@
 //! |---|---|
 //! | `context` | adapter, device, queue and the pipeline cache ([`GpuContext`]) |
 //! | `model` | [`GpuModel`]: upload once; forward = plan → workspace → execute → output |
+//! | `options` | [`ForwardOptions`] and [`ForwardStats`]: per-call settings and figures |
 //! | `stream`, `split` | [`GpuStream`] and [`forward_split`], built on the model |
 //! | `execute` | one forward on a workspace: record, submit once, read back once |
 //! | `workspace` | buffers and bind groups for a capacity, and the pool that lends them |
+//! | `tune` | kernel variants chosen by measurement, per device and shape class |
 //! | `weights` | the model's weights on the device |
 //! | `plan` | pure arithmetic: buffer sizes, dispatches and chunks for an input and the limits |
 //! | `pack` | weights repacked on the host into the kernels' layout |
@@ -24,6 +26,7 @@ mod device;
 mod execute;
 pub(crate) mod kernels;
 mod model;
+mod options;
 mod pack;
 mod plan;
 pub mod split;
@@ -37,7 +40,8 @@ pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::gemm::GemmVariant;
 pub use kernels::step::Variant;
 pub use kernels::{catalog as kernel_catalog, KernelSource};
-pub use model::{ForwardOptions, ForwardStats, GpuModel};
+pub use model::GpuModel;
+pub use options::{ForwardOptions, ForwardStats};
 pub use split::forward_split;
 pub use stream::GpuStream;
 pub use tune::TuneRecord;

@@ -15,6 +15,7 @@ use crate::gpu::execute::{self, Init, Job, Kernels};
 use crate::gpu::kernels::gemm::{self, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
 use crate::gpu::kernels::{Family, Kernel};
+use crate::gpu::options::{ForwardOptions, ForwardStats};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
 use crate::gpu::tune::GemmClass;
 use crate::gpu::weights::DeviceWeights;
@@ -26,71 +27,6 @@ use crate::weights::Weights;
 /// Time steps of an input that the step kernels are timed on when the tuner chooses between
 /// them.
 const TUNE_STEPS: usize = 16;
-
-/// Settings of one GPU forward ([`GpuModel::forward_with`]).
-///
-/// ```
-/// use wgpu_lstm::{ForwardOptions, Variant};
-/// let options = ForwardOptions::default().variant(Variant::Stepwise).timing(true);
-/// # let _ = options;
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ForwardOptions {
-    /// How the time steps are dispatched (default [`Variant::Auto`]); every variant gives the
-    /// same results within float32 rounding.
-    pub variant: Variant,
-    /// Time the forward's compute passes with timestamp queries, where the device supports
-    /// them ([`GpuContext::supports_timestamps`]); the time comes back in
-    /// [`ForwardStats::device_ms`].
-    pub timing: bool,
-    /// The GEMM kernel of the input and output projections (default [`GemmVariant::Auto`]:
-    /// chosen by measurement on the device, for the shape class of the first layer's input
-    /// projection); every variant gives bit-identical results.
-    pub gemm: GemmVariant,
-}
-
-impl ForwardOptions {
-    /// Sets [`ForwardOptions::variant`].
-    pub fn variant(mut self, variant: Variant) -> Self {
-        self.variant = variant;
-        self
-    }
-
-    /// Sets [`ForwardOptions::gemm`].
-    pub fn gemm(mut self, gemm: GemmVariant) -> Self {
-        self.gemm = gemm;
-        self
-    }
-
-    /// Sets [`ForwardOptions::timing`].
-    pub fn timing(mut self, timing: bool) -> Self {
-        self.timing = timing;
-        self
-    }
-}
-
-/// What one GPU forward did, returned with its result.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct ForwardStats {
-    /// Compute dispatches recorded: per layer one input projection and one fused step per
-    /// time step (stepwise) or one per layer (sequence), plus two projection GEMMs for an LSTM
-    /// with `proj_size`; summed over chunks.
-    pub dispatches: usize,
-    /// Command submissions (one per chunk).
-    pub submits: usize,
-    /// Chunks the input ran in (1 unless it exceeded the device's limits).
-    pub chunks: usize,
-    /// The step kernel that ran ([`Variant::Stepwise`] or [`Variant::Sequence`]; of the first
-    /// chunk where the input ran chunked).
-    pub variant: Variant,
-    /// The GEMM kernel that ran (never [`GemmVariant::Auto`]).
-    pub gemm: GemmVariant,
-    /// Device time of the compute passes in milliseconds, summed over chunks, when timing was
-    /// asked for and the device supports it.
-    pub device_ms: Option<f64>,
-}
 
 /// A model uploaded to a GPU. Create it once with [`GpuModel::upload`] and call
 /// [`Forward::forward`] (or [`GpuModel::forward_with`]) as often as needed. It can be shared
