@@ -1,0 +1,416 @@
+//! Running an analysed model: inputs checked against the graph, the glue evaluated, each
+//! stack run on its engine, the stack boundaries checked, the outputs collected.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ndarray::{s, Array3, ArrayD, Axis, Ix3, IxDyn};
+
+use super::graph::{self, Graph, NodeKind, Unit};
+use super::rnn;
+use super::{Dim, OnnxModel, Port, Value};
+use crate::error::{Error, Result};
+use crate::tensor::{Forward, Input};
+
+impl OnnxModel {
+    /// [`OnnxModel::run`] on the CPU.
+    pub fn run_cpu(
+        &self,
+        inputs: &BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let models = self.cpu_models();
+        let engines: Vec<&dyn Forward> = models.iter().map(|m| m as &dyn Forward).collect();
+        self.run(&engines, inputs)
+    }
+
+    /// Runs the graph: `engines[i]` is a model built from `stacks()[i].weights`; `inputs`
+    /// holds every graph input by name (floats as [`Value::F32`], `sequence_lens` as
+    /// [`Value::I64`]) in the shape the graph declares. Returns every graph output by name.
+    pub fn run(
+        &self,
+        engines: &[&dyn Forward],
+        inputs: &BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        if engines.len() != self.stacks.len() {
+            return Err(Error::InvalidInput(format!(
+                "`{}` has {} recurrent stack(s), {} model(s) were given",
+                self.path,
+                self.stacks.len(),
+                engines.len()
+            )));
+        }
+        let g = &self.graph;
+        let mut env: Vec<Option<Value>> = vec![None; g.names.len()];
+        // Tensors computed by the glue: see graph::BUDGET.
+        let mut budget = graph::BUDGET;
+        let grant = |budget: &mut usize, n: usize| {
+            *budget = budget.saturating_add(n.saturating_mul(graph::RUN_FACTOR));
+        };
+        let mut symbols: HashMap<&str, usize> = HashMap::new();
+        for name in inputs.keys() {
+            if !g.inputs.iter().any(|p| &p.name == name) {
+                let known: Vec<&str> = g.inputs.iter().map(|p| p.name.as_str()).collect();
+                return Err(Error::InvalidInput(format!(
+                    "`{}` has no run-time input `{name}` (inputs: {})",
+                    self.path,
+                    known.join(", ")
+                )));
+            }
+        }
+        for p in &g.inputs {
+            let v = inputs.get(&p.name).ok_or_else(|| {
+                Error::InvalidInput(format!("graph input `{}` is missing", p.name))
+            })?;
+            let v = match (p.float, v) {
+                (true, Value::F32(_)) | (false, Value::I64(_)) => v.clone(),
+                (false, Value::F32(_)) => {
+                    return Err(Error::InvalidInput(format!(
+                        "graph input `{}` is an integer tensor, float data was given",
+                        p.name
+                    )))
+                }
+                (true, Value::I64(_)) => {
+                    return Err(Error::InvalidInput(format!(
+                        "graph input `{}` is a float tensor, integer data was given",
+                        p.name
+                    )))
+                }
+            };
+            check_dims("graph input", p, v.shape(), &mut symbols)?;
+            grant(&mut budget, v.len());
+            env[p.id] = Some(v);
+        }
+        for unit in &g.schedule {
+            match *unit {
+                Unit::Glue(n) => {
+                    let node = &g.nodes[n];
+                    let NodeKind::Glue(op) = &node.kind else {
+                        unreachable!("glue units are glue nodes")
+                    };
+                    let vals: Vec<Option<&Value>> = node
+                        .inputs
+                        .iter()
+                        .map(|v| v.and_then(|v| get(g, &env, v)))
+                        .collect();
+                    let outs = op
+                        .eval_within(&vals, node.outputs.len(), &mut budget)
+                        .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
+                    for (o, v) in node.outputs.iter().zip(outs) {
+                        if let Some(o) = o {
+                            env[*o] = Some(v);
+                        }
+                    }
+                }
+                Unit::Group(gi) => {
+                    let outs = self.run_group(gi, engines[gi], &env)?;
+                    for (o, v) in outs {
+                        grant(&mut budget, v.len());
+                        env[o] = Some(v);
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for p in &g.outputs {
+            let v = get(g, &env, p.id).ok_or_else(|| {
+                Error::Internal(format!("graph output `{}` was not computed", p.name))
+            })?;
+            check_dims("graph output", p, v.shape(), &mut symbols)?;
+            out.insert(p.name.clone(), v.to_f32());
+        }
+        Ok(out)
+    }
+
+    /// Runs group `gi` on `engine`; returns the values of its members' outputs.
+    fn run_group(
+        &self,
+        gi: usize,
+        engine: &dyn Forward,
+        env: &[Option<Value>],
+    ) -> Result<Vec<(usize, Value)>> {
+        let g = &self.graph;
+        let group = &g.groups[gi];
+        let first = g.rnn(group.members[0]);
+        let label = g.nodes[group.members[0]].label();
+        let err = |m: String| Error::InvalidInput(format!("{label}: {m}"));
+        let float = |v: usize, what: &str| -> Result<ArrayD<f32>> {
+            match get(g, env, v) {
+                Some(Value::F32(a)) => Ok(a.clone()),
+                _ => Err(err(format!(
+                    "input {what} (`{}`) is not a float tensor",
+                    g.names[v]
+                ))),
+            }
+        };
+        let x = float(first.slots.x.expect("checked"), "X")?;
+        if x.ndim() != 3 {
+            return Err(err(format!(
+                "input X has shape {:?}; expected 3 dimensions",
+                x.shape()
+            )));
+        }
+        let bf = first.layout == 1;
+        let (t, b) = if bf {
+            (x.shape()[1], x.shape()[0])
+        } else {
+            (x.shape()[0], x.shape()[1])
+        };
+        if t == 0 || b == 0 {
+            return Err(err(format!(
+                "input X has shape {:?}: no {}",
+                x.shape(),
+                if t == 0 {
+                    "time steps"
+                } else {
+                    "batch elements"
+                }
+            )));
+        }
+        let (d, h, layers) = (first.directions, first.hidden, group.members.len());
+
+        // The glue between layers must hand Y on as the engine does.
+        for bd in &group.boundaries {
+            check_boundary(g, env, bd, bf, [t, d, b, h])?;
+        }
+
+        let lengths: Option<Vec<usize>> = match first.slots.seq_lens {
+            None => None,
+            Some(v) => {
+                let Some(Value::I64(l)) = get(g, env, v) else {
+                    return Err(err("sequence_lens is not an integer tensor".into()));
+                };
+                if l.shape() != [b] {
+                    return Err(err(format!(
+                        "sequence_lens has shape {:?}; expected [{b}] (the batch)",
+                        l.shape()
+                    )));
+                }
+                let mut out = Vec::with_capacity(b);
+                for (i, &n) in l.iter().enumerate() {
+                    if n == 0 {
+                        return Err(err(format!(
+                            "sequence_lens[{i}] = 0 is not supported yet (a sequence of length 0; lengths must be in 1..={t})"
+                        )));
+                    }
+                    if n < 0 || n as u64 > t as u64 {
+                        return Err(err(format!(
+                            "sequence_lens[{i}] = {n} is outside 1..={t} (the input's time steps)"
+                        )));
+                    }
+                    out.push(n as usize);
+                }
+                Some(out)
+            }
+        };
+        let states = |which: &dyn Fn(&rnn::RnnNode) -> Option<usize>,
+                      what: &str|
+         -> Result<Option<Array3<f32>>> {
+            if !group.members.iter().any(|&m| which(g.rnn(m)).is_some()) {
+                return Ok(None);
+            }
+            let mut all = Array3::<f32>::zeros((layers * d, b, h));
+            for (k, &m) in group.members.iter().enumerate() {
+                let Some(v) = which(g.rnn(m)) else { continue };
+                let s = float(v, what)?;
+                let want = if bf { [b, d, h] } else { [d, b, h] };
+                if s.shape() != want {
+                    return Err(Error::InvalidInput(format!(
+                        "{}: input {what} (`{}`) has shape {:?}; expected {want:?}",
+                        g.nodes[m].label(),
+                        g.names[v],
+                        s.shape()
+                    )));
+                }
+                let mut s = s.into_dimensionality::<Ix3>().expect("rank checked");
+                if bf {
+                    s = s.permuted_axes([1, 0, 2]);
+                }
+                all.slice_mut(s![k * d..(k + 1) * d, .., ..]).assign(&s);
+            }
+            Ok(Some(all))
+        };
+        let h0 = states(&|r| r.slots.init_h, "initial_h")?;
+        let c0 = states(&|r| r.slots.init_c, "initial_c")?;
+        let mut input = Input::new(x.view()).batch_first(bf);
+        if let Some(h0) = &h0 {
+            input = input.h0(h0.view());
+        }
+        if let Some(c0) = &c0 {
+            input = input.c0(c0.view());
+        }
+        if let Some(l) = &lengths {
+            input = input.lengths(l);
+        }
+        let out = engine
+            .forward(&input)
+            .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
+
+        let mut values = Vec::new();
+        let last = g.rnn(*group.members.last().expect("a member"));
+        if let Some(y) = last.slots.y {
+            let y4 = out
+                .y
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(if bf {
+                    IxDyn(&[b, t, d, h])
+                } else {
+                    IxDyn(&[t, b, d, h])
+                })
+                .map_err(|e| Error::Internal(format!("engine output y: {e}")))?;
+            let y4 = if bf {
+                y4
+            } else {
+                y4.permuted_axes(IxDyn(&[0, 2, 1, 3]))
+                    .as_standard_layout()
+                    .into_owned()
+            };
+            values.push((y, Value::F32(y4)));
+        }
+        let state_out = |all: &ArrayD<f32>, k: usize| -> Value {
+            let s = all
+                .slice_axis(Axis(0), (k * d..(k + 1) * d).into())
+                .to_owned();
+            Value::F32(if bf {
+                s.permuted_axes(IxDyn(&[1, 0, 2]))
+                    .as_standard_layout()
+                    .into_owned()
+            } else {
+                s
+            })
+        };
+        for (k, &m) in group.members.iter().enumerate() {
+            let r = g.rnn(m);
+            if let Some(v) = r.slots.y_h {
+                values.push((v, state_out(&out.h_n, k)));
+            }
+            if let (Some(v), Some(c)) = (r.slots.y_c, &out.c_n) {
+                values.push((v, state_out(c, k)));
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// The value of `v`: computed or constant.
+fn get<'a>(g: &'a Graph, env: &'a [Option<Value>], v: usize) -> Option<&'a Value> {
+    env[v].as_ref().or(g.consts[v].as_ref())
+}
+
+/// Checks a shape against a declared one; named dims must agree across the graph's inputs
+/// and outputs.
+fn check_dims<'a>(
+    what: &str,
+    p: &'a Port,
+    shape: &[usize],
+    symbols: &mut HashMap<&'a str, usize>,
+) -> Result<()> {
+    let Some(dims) = &p.dims else { return Ok(()) };
+    let declared = || {
+        dims.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mismatch = || {
+        Error::InvalidInput(format!(
+            "{what} `{}` has shape {:?}; the graph declares [{}]",
+            p.name,
+            shape,
+            declared()
+        ))
+    };
+    if dims.len() != shape.len() {
+        return Err(mismatch());
+    }
+    for (d, &n) in dims.iter().zip(shape) {
+        match d {
+            Dim::Fixed(f) if *f != n => return Err(mismatch()),
+            Dim::Symbol(s) if *symbols.entry(s.as_str()).or_insert(n) != n => {
+                return Err(mismatch())
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Evaluates the glue of a stack boundary on a probe `Y` whose every element is distinct and
+/// checks it yields the `X` the engine computes itself (`[T, B, D·H]`, or `[B, T, D·H]` with
+/// layout 1, directions concatenated forward first).
+fn check_boundary(
+    g: &Graph,
+    env: &[Option<Value>],
+    bd: &graph::Boundary,
+    batch_first: bool,
+    [t, d, b, h]: [usize; 4],
+) -> Result<()> {
+    let y_shape = if batch_first {
+        vec![b, t, d, h]
+    } else {
+        vec![t, d, b, h]
+    };
+    let n: usize = y_shape.iter().product();
+    // Distinct values exact in f32: one probe below 2^24 elements, else two (high and low bits).
+    let parts: &[(u32, u64)] = if n < 1 << 24 {
+        &[(0, u64::MAX)]
+    } else {
+        &[(20, u64::MAX), (0, (1 << 20) - 1)]
+    };
+    for &(shift, mask) in parts {
+        // Row-major: element idx holds (idx >> shift) & mask.
+        let data: Vec<f32> = (0..n as u64)
+            .map(|i| ((i >> shift) & mask) as f32)
+            .collect();
+        let probe = ArrayD::from_shape_vec(IxDyn(&y_shape), data).expect("count");
+        let mut budget = graph::BUDGET.saturating_add(n.saturating_mul(graph::RUN_FACTOR));
+        let mut local: HashMap<usize, Value> = HashMap::new();
+        local.insert(bd.y, Value::F32(probe.clone()));
+        for &ni in &bd.nodes {
+            let node = &g.nodes[ni];
+            let NodeKind::Glue(op) = &node.kind else {
+                unreachable!("boundary nodes are glue")
+            };
+            let vals: Vec<Option<&Value>> = node
+                .inputs
+                .iter()
+                .map(|v| v.and_then(|v| local.get(&v).or_else(|| get(g, env, v))))
+                .collect();
+            let outs = op
+                .eval_within(&vals, node.outputs.len(), &mut budget)
+                .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
+            for (o, v) in node.outputs.iter().zip(outs) {
+                if let Some(o) = o {
+                    local.insert(*o, v);
+                }
+            }
+        }
+        let expected = if batch_first {
+            probe
+        } else {
+            probe
+                .permuted_axes(IxDyn(&[0, 2, 1, 3]))
+                .as_standard_layout()
+                .into_owned()
+        };
+        let expected = expected
+            .into_shape_with_order(if batch_first {
+                IxDyn(&[b, t, d * h])
+            } else {
+                IxDyn(&[t, b, d * h])
+            })
+            .expect("same count");
+        let ok = matches!(local.get(&bd.x), Some(Value::F32(a)) if *a == expected);
+        if !ok {
+            let upper = g
+                .nodes
+                .iter()
+                .find(|n| matches!(&n.kind, NodeKind::Rnn(r) if r.slots.x == Some(bd.x)))
+                .map_or_else(String::new, |n| n.label());
+            return Err(Error::InvalidInput(format!(
+                "{upper}: the glue from `{}` to its input `{}` does not pass the layer below's output on unchanged (directions concatenated), which stacked layers need",
+                g.names[bd.y], g.names[bd.x]
+            )));
+        }
+    }
+    Ok(())
+}
