@@ -261,10 +261,8 @@ impl GpuModel {
             e.steps.next_power_of_two()
         );
         // Timed on the input's first steps: both kernels' costs grow linearly with the steps,
-        // and the time spent choosing stays bounded.
-        let sample = p.prefix(TUNE_STEPS);
-        let sample_chunks =
-            plan::chunks(spec, &self.limits, Extent::new(sample.steps, sample.batch))?;
+        // and the time spent choosing stays bounded. Built only when the tuner measures.
+        let mut sample: Option<(Prepared<'_>, Vec<Chunk>)> = None;
         let candidates = [Variant::Stepwise, Variant::Sequence];
         self.ctx
             .tuner()
@@ -274,8 +272,17 @@ impl GpuModel {
                     timing: true,
                     ..*options
                 };
+                let (input, input_chunks) = match &sample {
+                    Some(s) => s,
+                    None => {
+                        let prefix = p.prefix(TUNE_STEPS);
+                        let e = Extent::new(prefix.steps, prefix.batch);
+                        let c = plan::chunks(spec, &self.limits, e)?;
+                        sample.insert((prefix, c))
+                    }
+                };
                 let start = std::time::Instant::now();
-                let (_, stats) = self.run_chunks(&sample, &sample_chunks, &timed)?;
+                let (_, stats) = self.run_chunks(input, input_chunks, &timed)?;
                 let wall = start.elapsed().as_secs_f64() * 1e3;
                 Ok(stats.device_ms.unwrap_or(wall))
             })

@@ -150,6 +150,14 @@ fn check_distinct_outputs(args: &RunArgs) -> Result<(), Error> {
 }
 
 /// `--model M.onnx`: files mapped to the graph inputs and outputs by their roles.
+/// The context `--backend`/`--adapter` choose; without an adapter, the error suggests the CPU.
+fn gpu_context(args: &RunArgs) -> Result<GpuContext, Error> {
+    GpuContext::new(&args.gpu.options()).map_err(|e| match e {
+        Error::NoAdapter { .. } => Error::InvalidInput(format!("{e}; or run with --device cpu")),
+        e => e,
+    })
+}
+
 fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
     use std::collections::BTreeMap;
     use wgpu_lstm::io::onnx::{self, Value};
@@ -237,12 +245,7 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
     let outputs = match args.device {
         Device::Cpu => model.run_cpu(&inputs)?,
         Device::Gpu => {
-            let ctx = GpuContext::new(&args.gpu.options()).map_err(|e| match e {
-                Error::NoAdapter { .. } => {
-                    Error::InvalidInput(format!("{e}; or run with --device cpu"))
-                }
-                e => e,
-            })?;
+            let ctx = gpu_context(args)?;
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
@@ -318,12 +321,7 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
             CpuModel::with_threads(model.weights, threads)?.forward(&input)?
         }
         Device::Gpu => {
-            let ctx = GpuContext::new(&args.gpu.options()).map_err(|e| match e {
-                Error::NoAdapter { .. } => {
-                    Error::InvalidInput(format!("{e}; or run with --device cpu"))
-                }
-                e => e,
-            })?;
+            let ctx = gpu_context(args)?;
             GpuModel::upload(&ctx, &model.weights)?.forward(&input)?
         }
     };

@@ -1,11 +1,9 @@
 //! The buffers of a workspace that serves every input up to a capacity.
 
-use super::schedule::{blocks_per_layer, Schedule};
+use super::schedule::{blocks_per_layer, check_dispatches};
 use super::sizes::{Extent, Limits, Sizes};
 use crate::error::Result;
 use crate::gpu::device::TIMESTAMP_BYTES;
-use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::step::Variant;
 use crate::spec::RnnSpec;
 
 /// The buffers of a workspace that serves every input up to `capacity`.
@@ -42,13 +40,9 @@ impl Layout {
         ] {
             limits.check_buffer(&format!("{what} for {shape}"), bytes)?;
         }
-        // The largest schedule within the capacity must fit the dispatch limits too, with
-        // every kernel variant.
-        for variant in [Variant::Stepwise, Variant::Sequence] {
-            for gemm in GemmVariant::ALL {
-                Schedule::new(spec, limits, capacity, variant, gemm)?;
-            }
-        }
+        // The largest forward within the capacity must fit the dispatch limits too, with every
+        // kernel variant.
+        check_dispatches(spec, limits, capacity)?;
         Ok(Layout {
             capacity,
             sizes,

@@ -189,6 +189,35 @@ impl Schedule {
     }
 }
 
+/// Checks, without building a schedule, that every dispatch of a forward over `extent` fits
+/// the workgroup-count limit with every kernel variant, and that its parameters fit `u32`.
+pub(super) fn check_dispatches(spec: &RnnSpec, limits: &Limits, extent: Extent) -> Result<()> {
+    let Extent { steps, batch } = extent;
+    let shape = format!("{steps} steps × batch {batch}");
+    for variant in [Variant::Stepwise, Variant::Sequence] {
+        limits.check_workgroups(
+            &format!("the step kernel for {shape}"),
+            step::workgroups(spec, batch, variant),
+        )?;
+    }
+    let d = spec.num_directions();
+    let n4 = step::columns(spec.cell, spec.hidden_size);
+    for layer in 0..spec.num_layers {
+        let input = GemmParams::dense(steps * batch, spec.layer_input_size(layer), n4)?;
+        let proj = projection_params(spec, layer, extent)?;
+        let products = std::iter::once(&input).chain(proj.iter().flat_map(|p| p.both()));
+        for p in products {
+            for gemm in GemmVariant::ALL {
+                limits.check_workgroups(
+                    &format!("a matrix product for {shape}"),
+                    p.workgroups(d, gemm),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The GEMMs that project a layer's step outputs and final states (LSTM with `proj_size`).
 fn projection_params(
     spec: &RnnSpec,
