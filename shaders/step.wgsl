@@ -1,7 +1,9 @@
 // One fused recurrent time step, for every direction of a layer and every cell: LSTM (with
 // optional peepholes; with a projection the step produces m_t = o ⊙ tanh(c_t)), GRU, and
-// vanilla RNN with tanh or relu. The cell is the `CELL` override, so each pipeline holds only
-// its own cell's code.
+// vanilla RNN. The cell and ONNX's options of its gates (activation functions per direction,
+// clip, input_forget, where a GRU applies its reset gate, which directions run backwards) are
+// `override` constants, so each pipeline holds only its own model's code; their defaults are
+// PyTorch's equations.
 //
 // Invocation (column j4, batch tile, direction d) owns one vec4 column of the packed weights
 // for BT batch rows: for LSTM and GRU that column holds the gates of hidden unit j4 (i, f, g, o
@@ -11,16 +13,22 @@
 // which the next step reads back as h_{t−1}.
 //
 //   acc = Σ_k h_{t−1}[b][k] · w[d][k][j4]          (step 0: h0 with the step-0 weights)
-//   LSTM  a = gx + acc; i = σ(a.x + p_i c), f = σ(a.y + p_f c), g = tanh(a.z),
-//         c' = f c + i g, o = σ(a.w + p_o c'), m = o tanh(c')
-//   GRU   r = σ(gx.x + acc.x), z = σ(gx.y + acc.y), n = tanh(gx.z + r (acc.z + gx.w)),
+//   LSTM  a = gx + acc; i = f(a.x + p_i c), f = f(a.y + p_f c) (1 − i with INPUT_FORGET),
+//         g = g(a.z), c' = f c + i g, o = f(a.w + p_o c'), m = o h(c')
+//   GRU   r = f(gx.x + acc.x), z = f(gx.y + acc.y), n = g(gx.z + r (acc.z + gx.w)),
 //         h' = (1 − z) n + z h                     (gx.w carries b_hn)
-//   RNN   h' = tanh(gx + acc) or relu(gx + acc), four units per invocation
+//   RNN   h' = f(gx + acc), four units per invocation
 //
-// Sequence b is lens[b] steps long: at step s < lens[b] the forward direction processes
-// t = s and the reverse t = lens[b] − 1 − s; at s ≥ lens[b] both write zeros at t = s and
-// keep their state. Both the cell state `c` and the final-state buffer `mn` are updated in
-// place by the one invocation that owns each element.
+// (PyTorch: f = σ, g = h = tanh; RNN f = tanh or relu.) Every argument of f and g is clamped
+// to [−CLIP, CLIP] when CLIP > 0. A GRU whose reset gate applies before its linear part
+// (RESET_AFTER = false: n = g(gx.z + W_n (r ⊙ h) + gx.w)) runs each step in two passes: `reset`
+// (stepwise) or the first half of `sequence` writes r ⊙ h_{t−1} into `c` (unused by a GRU
+// otherwise) and z into `mn`, then the step's product runs over r ⊙ h_{t−1}.
+//
+// Sequence b is lens[b] steps long: at step s < lens[b] a forward direction processes t = s
+// and a reverse one t = lens[b] − 1 − s; at s ≥ lens[b] both write zeros at t = s and keep
+// their state. Both the cell state `c` and the final-state buffer `mn` are updated in place by
+// the one invocation that owns each element.
 
 struct StepParams {
     batch: u32,
@@ -42,6 +50,32 @@ override BT: u32 = 4u;           // batch rows per invocation, 1..=MAX_BT
 override CELL: u32 = 0u;         // 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu
 override PEEPHOLE: bool = false; // LSTM peepholes
 const MAX_BT: u32 = 4u;
+
+// ONNX's options; the defaults are PyTorch's equations.
+override REVERSED: u32 = 2u;        // bit d set: direction d walks from each sequence's end
+override CLIP: f32 = 0.0;           // > 0: bound of every gate pre-activation
+override INPUT_FORGET: bool = false; // LSTM f = 1 − i
+override RESET_AFTER: bool = true;  // GRU: r ⊙ (W_n h + b_n) (PyTorch) or W_n (r ⊙ h) + b_n
+// Activation functions f, g, h of directions 0 and 1 (codes as `act` below) and their
+// parameters alpha (A_*) and beta (B_*).
+override ACT_F0: u32 = 0u;
+override ACT_G0: u32 = 1u;
+override ACT_H0: u32 = 1u;
+override ACT_F1: u32 = 0u;
+override ACT_G1: u32 = 1u;
+override ACT_H1: u32 = 1u;
+override A_F0: f32 = 0.0;
+override B_F0: f32 = 0.0;
+override A_G0: f32 = 0.0;
+override B_G0: f32 = 0.0;
+override A_H0: f32 = 0.0;
+override B_H0: f32 = 0.0;
+override A_F1: f32 = 0.0;
+override B_F1: f32 = 0.0;
+override A_G1: f32 = 0.0;
+override B_G1: f32 = 0.0;
+override A_H1: f32 = 0.0;
+override B_H1: f32 = 0.0;
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;   // [D, T, B, n4]
@@ -67,11 +101,57 @@ fn tanh_safe(x: f32) -> f32 {
     return select(-t, t, x >= 0.0);
 }
 
-fn rnn_act(x: vec4<f32>) -> vec4<f32> {
-    if (CELL == 3u) {
-        return max(x, vec4<f32>(0.0));
+// ONNX's activation functions, finite for every finite x (codes: `Activation::code`).
+fn act(code: u32, alpha: f32, beta: f32, x: f32) -> f32 {
+    switch code {
+        case 0u: { return sigmoid(x); }
+        case 1u: { return tanh_safe(x); }
+        case 2u: { return max(x, 0.0); }
+        case 3u: { return clamp(alpha * x + beta, 0.0, 1.0); }
+        case 4u: { return select(alpha * x, x, x >= 0.0); }
+        case 5u: { return select(0.0, x, x > alpha); }
+        case 6u: { return alpha * tanh_safe(beta * x); }
+        case 7u: { return alpha * x + beta; }
+        case 8u: { return select(alpha * (exp(min(x, 0.0)) - 1.0), x, x >= 0.0); }
+        case 9u: { return x / (1.0 + abs(x)); }
+        default: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
     }
-    return vec4<f32>(tanh_safe(x.x), tanh_safe(x.y), tanh_safe(x.z), tanh_safe(x.w));
+}
+
+// A gate pre-activation, clipped.
+fn pre(x: f32) -> f32 {
+    if (CLIP > 0.0) {
+        return clamp(x, -CLIP, CLIP);
+    }
+    return x;
+}
+
+// The gates' function f, the candidate's g (both on clipped arguments) and the output's h, of
+// direction d.
+fn act_f(d: u32, x: f32) -> f32 {
+    if (d == 0u) {
+        return act(ACT_F0, A_F0, B_F0, pre(x));
+    }
+    return act(ACT_F1, A_F1, B_F1, pre(x));
+}
+
+fn act_g(d: u32, x: f32) -> f32 {
+    if (d == 0u) {
+        return act(ACT_G0, A_G0, B_G0, pre(x));
+    }
+    return act(ACT_G1, A_G1, B_G1, pre(x));
+}
+
+fn act_h(d: u32, x: f32) -> f32 {
+    if (d == 0u) {
+        return act(ACT_H0, A_H0, B_H0, x);
+    }
+    return act(ACT_H1, A_H1, B_H1, x);
+}
+
+// Whether the GRU's steps run in two passes (reset gate before the linear part).
+fn two_pass() -> bool {
+    return CELL == 1u && !RESET_AFTER;
 }
 
 // Stepwise variant: one dispatch per time step, one invocation per (column, batch tile,
@@ -83,6 +163,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
+// The first pass of a two-pass GRU step (stepwise), dispatched before `main` for each step.
+@compute @workgroup_size(WG, 1, 1)
+fn reset(@builtin(global_invocation_id) gid: vec3<u32>) {
+    if (gid.x < p.n4 && gid.y * BT < p.batch) {
+        reset_gate(gid.x, gid.y * BT, gid.z, p.step);
+    }
+}
+
 // Whole-sequence variant: one dispatch per layer. Workgroup (batch tile, direction) walks
 // every time step; its invocations share the columns, and a storage barrier between steps
 // makes each step's h_t visible to the whole workgroup before the next step reads it. This
@@ -91,6 +179,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let b0 = wid.y * BT;
     for (var s = 0u; s < p.steps; s = s + 1u) {
+        if (two_pass()) {
+            for (var j4 = lid.x; j4 < p.n4; j4 = j4 + WG) {
+                reset_gate(j4, b0, wid.z, s);
+            }
+            storageBarrier();
+        }
         for (var j4 = lid.x; j4 < p.n4; j4 = j4 + WG) {
             step(j4, b0, wid.z, s);
         }
@@ -98,55 +192,124 @@ fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     }
 }
 
-// Step s of column j4, batch rows b0 … b0 + BT − 1 (those < batch), direction d.
-fn step(j4: u32, b0: u32, d: u32, s: u32) {
-    let hid = p.hidden;
+// Per row r of the tile at b0: the time step it processes at step s (`t_of`) and where its
+// h_{t−1} starts (`prev`: in h0 at step 0, else in m).
+fn locate(b0: u32, d: u32, s: u32, t_of: ptr<function, array<u32, MAX_BT>>,
+          prev: ptr<function, array<u32, MAX_BT>>) {
     let nb = p.batch;
-    let reverse = d == 1u;
-    let dh = p.dirs * hid;
-    let last_b = nb - 1u;
-
-    // Per row: is it active at this step, which t it processes, where its h_{t−1} starts.
-    var t_of: array<u32, MAX_BT>;
-    var prev: array<u32, MAX_BT>;
+    let reverse = ((REVERSED >> d) & 1u) == 1u;
+    let dh = p.dirs * p.hidden;
     for (var r = 0u; r < BT; r = r + 1u) {
-        let b = min(b0 + r, last_b);
+        let b = min(b0 + r, nb - 1u);
         let len = lens[b];
         let live = s < len;
         let t = select(s, len - 1u - s, reverse && live);
-        t_of[r] = t;
+        (*t_of)[r] = t;
         if (s == 0u) {
-            prev[r] = p.h0_offset + (d * nb + b) * p.k0;
+            (*prev)[r] = p.h0_offset + (d * nb + b) * p.k0;
         } else if (live) {
             let tp = select(t - 1u, t + 1u, reverse);
-            prev[r] = (tp * nb + b) * dh + d * hid;
+            (*prev)[r] = (tp * nb + b) * dh + d * p.hidden;
         } else {
-            prev[r] = 0u;
+            (*prev)[r] = 0u;
         }
     }
+}
 
-    var acc: array<vec4<f32>, MAX_BT>;
+// acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] with the step-0 weights at s = 0 and the recurrent
+// ones after, where v is h0 (src 0), m (src 1) or c (src 2, a two-pass GRU's r ⊙ h).
+fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX_BT>>,
+           acc: ptr<function, array<vec4<f32>, MAX_BT>>) {
     for (var r = 0u; r < BT; r = r + 1u) {
-        acc[r] = vec4<f32>(0.0);
+        (*acc)[r] = vec4<f32>(0.0);
     }
+    var wi: u32;
+    var kn: u32;
     if (s == 0u) {
-        var wi = p.w0_offset + d * p.k0 * p.n4 + j4;
-        for (var k = 0u; k < p.k0; k = k + 1u) {
+        wi = p.w0_offset + d * p.k0 * p.n4 + j4;
+        kn = p.k0;
+    } else {
+        wi = p.wrec_offset + d * p.hidden * p.n4 + j4;
+        kn = p.hidden;
+    }
+    if (src == 0u) {
+        for (var k = 0u; k < kn; k = k + 1u) {
             let wv = w[wi];
             for (var r = 0u; r < BT; r = r + 1u) {
-                acc[r] = acc[r] + h0[prev[r] + k] * wv;
+                (*acc)[r] = (*acc)[r] + h0[(*base)[r] + k] * wv;
+            }
+            wi = wi + p.n4;
+        }
+    } else if (src == 1u) {
+        for (var k = 0u; k < kn; k = k + 1u) {
+            let wv = w[wi];
+            for (var r = 0u; r < BT; r = r + 1u) {
+                (*acc)[r] = (*acc)[r] + m[(*base)[r] + k] * wv;
             }
             wi = wi + p.n4;
         }
     } else {
-        var wi = p.wrec_offset + d * hid * p.n4 + j4;
-        for (var k = 0u; k < hid; k = k + 1u) {
+        for (var k = 0u; k < kn; k = k + 1u) {
             let wv = w[wi];
             for (var r = 0u; r < BT; r = r + 1u) {
-                acc[r] = acc[r] + m[prev[r] + k] * wv;
+                (*acc)[r] = (*acc)[r] + c[(*base)[r] + k] * wv;
             }
             wi = wi + p.n4;
         }
+    }
+}
+
+// h_{t−1} of hidden unit u for the row whose h_{t−1} starts at `prev`.
+fn h_prev_of(s: u32, prev: u32, u: u32) -> f32 {
+    if (s == 0u) {
+        return h0[prev + u];
+    }
+    return m[prev + u];
+}
+
+// First pass of a two-pass GRU step: r ⊙ h_{t−1} into c and z into mn, for unit j4.
+fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
+    let nb = p.batch;
+    var t_of: array<u32, MAX_BT>;
+    var prev: array<u32, MAX_BT>;
+    locate(b0, d, s, &t_of, &prev);
+    var acc: array<vec4<f32>, MAX_BT>;
+    product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
+    for (var r = 0u; r < BT; r = r + 1u) {
+        let b = b0 + r;
+        if (b >= nb) {
+            break;
+        }
+        if (s >= lens[b]) {
+            continue;
+        }
+        let g = gx[((d * p.steps + t_of[r]) * nb + b) * p.n4 + j4];
+        let a = acc[r];
+        let st = p.state_offset + (d * nb + b) * p.hidden;
+        c[st + j4] = act_f(d, g.x + a.x) * h_prev_of(s, prev[r], j4);
+        mn[st + j4] = act_f(d, g.y + a.y);
+    }
+}
+
+// Step s of column j4, batch rows b0 … b0 + BT − 1 (those < batch), direction d.
+fn step(j4: u32, b0: u32, d: u32, s: u32) {
+    let hid = p.hidden;
+    let nb = p.batch;
+    let dh = p.dirs * hid;
+
+    var t_of: array<u32, MAX_BT>;
+    var prev: array<u32, MAX_BT>;
+    locate(b0, d, s, &t_of, &prev);
+    var acc: array<vec4<f32>, MAX_BT>;
+    if (two_pass()) {
+        // The product with r ⊙ h_{t−1}, which the first pass left in c.
+        var rh: array<u32, MAX_BT>;
+        for (var r = 0u; r < BT; r = r + 1u) {
+            rh[r] = p.state_offset + (d * nb + min(b0 + r, nb - 1u)) * hid;
+        }
+        product(j4, d, 1u, 2u, &rh, &acc);
+    } else {
+        product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
     }
 
     for (var r = 0u; r < BT; r = r + 1u) {
@@ -179,29 +342,37 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
             }
             let z = g + a;
             let c_prev = c[st + j4];
-            let i_g = sigmoid(z.x + ph.x * c_prev);
-            let f_g = sigmoid(z.y + ph.y * c_prev);
-            let c_new = f_g * c_prev + i_g * tanh_safe(z.z);
-            let o_g = sigmoid(z.w + ph.z * c_new);
-            let h_new = o_g * tanh_safe(c_new);
+            let i_g = act_f(d, z.x + ph.x * c_prev);
+            var f_g: f32;
+            if (INPUT_FORGET) {
+                f_g = 1.0 - i_g;
+            } else {
+                f_g = act_f(d, z.y + ph.y * c_prev);
+            }
+            let c_new = f_g * c_prev + i_g * act_g(d, z.z);
+            let o_g = act_f(d, z.w + ph.z * c_new);
+            let h_new = o_g * act_h(d, c_new);
             c[st + j4] = c_new;
             mn[st + j4] = h_new;
             m[out + j4] = h_new;
         } else if (CELL == 1u) {
-            var h_prev: f32;
-            if (s == 0u) {
-                h_prev = h0[prev[r] + j4];
+            let h_prev = h_prev_of(s, prev[r], j4);
+            var z_g: f32;
+            var n_g: f32;
+            if (two_pass()) {
+                z_g = mn[st + j4];
+                n_g = act_g(d, g.z + a.z + g.w);
             } else {
-                h_prev = m[prev[r] + j4];
+                let r_g = act_f(d, g.x + a.x);
+                z_g = act_f(d, g.y + a.y);
+                n_g = act_g(d, g.z + r_g * (a.z + g.w));
             }
-            let r_g = sigmoid(g.x + a.x);
-            let z_g = sigmoid(g.y + a.y);
-            let n_g = tanh_safe(g.z + r_g * (a.z + g.w));
             let h_new = (1.0 - z_g) * n_g + z_g * h_prev;
             mn[st + j4] = h_new;
             m[out + j4] = h_new;
         } else {
-            let h_new = rnn_act(g + a);
+            let v = g + a;
+            let h_new = vec4<f32>(act_f(d, v.x), act_f(d, v.y), act_f(d, v.z), act_f(d, v.w));
             for (var lane = 0u; lane < 4u; lane = lane + 1u) {
                 let u = 4u * j4 + lane;
                 if (u < hid) {

@@ -107,6 +107,7 @@
 //! the chart font, the JSON report). A library user leaves it out with
 //! `default-features = false`.
 
+mod activation;
 pub mod bench;
 pub mod compare;
 pub mod cpu;
@@ -118,13 +119,14 @@ pub mod stream;
 mod tensor;
 mod weights;
 
+pub use activation::{Activation, Activations};
 pub use cpu::{CpuModel, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
     GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, Variant,
 };
-pub use spec::{Cell, RnnSpec};
+pub use spec::{Cell, Direction, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};
 pub use tensor::{Forward, Input, Output};
 pub use weights::{param_name, DirectionWeights, Weights};

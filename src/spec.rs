@@ -1,5 +1,6 @@
 //! The model description shared by every path: cell kind, sizes, layers, directions.
 
+use crate::activation::Activations;
 use crate::error::{Error, Result};
 
 /// The recurrent cell of a model.
@@ -59,7 +60,7 @@ impl Cell {
 /// assert_eq!(spec.num_directions(), 2);
 /// assert_eq!(spec.layer_input_size(1), 256);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RnnSpec {
     /// The cell.
     pub cell: Cell,
@@ -77,6 +78,54 @@ pub struct RnnSpec {
     pub proj_size: usize,
     /// LSTM only: peephole connections from the cell state to the gates (Gers / ONNX).
     pub peephole: bool,
+    /// Unidirectional models only: the one direction walks each sequence from its last step
+    /// to its first (ONNX `direction = "reverse"`; see [`RnnSpec::direction`]).
+    pub reverse: bool,
+    /// Per direction (forward, then reverse), the activation functions (ONNX `activations`,
+    /// `activation_alpha`, `activation_beta`); empty for the cell's own, PyTorch's
+    /// ([`Activations::of`]).
+    pub activations: Vec<Activations>,
+    /// Every gate pre-activation is clamped to `[−clip, clip]` before its activation function
+    /// (ONNX `clip`; peepholes and biases included); `None` for no bound.
+    pub clip: Option<f32>,
+    /// LSTM only: the forget gate is coupled to the input gate, `f = 1 − i` (ONNX
+    /// `input_forget = 1`; the forget gate's weights are then unused).
+    pub input_forget: bool,
+    /// GRU only: where the reset gate applies. `true` (PyTorch's `nn.GRU`, ONNX
+    /// `linear_before_reset = 1`, the default here): `n = g(W_in x + b_in + r ⊙ (W_hn h +
+    /// b_hn))`; `false` (ONNX's default): `n = g(W_in x + b_in + W_hn (r ⊙ h) + b_hn)`.
+    pub linear_before_reset: bool,
+}
+
+/// Which way the directions of a model walk the sequence (ONNX `direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// One direction, first step to last.
+    Forward,
+    /// One direction, last step to first (each sequence from its own last step).
+    Reverse,
+    /// Both, outputs concatenated forward then reverse (PyTorch `bidirectional=True`).
+    Bidirectional,
+}
+
+impl Direction {
+    /// The direction of `spec`.
+    pub fn of(spec: &RnnSpec) -> Direction {
+        match (spec.bidirectional, spec.reverse) {
+            (true, _) => Direction::Bidirectional,
+            (false, true) => Direction::Reverse,
+            (false, false) => Direction::Forward,
+        }
+    }
+
+    /// ONNX's name: `forward`, `reverse` or `bidirectional`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+            Direction::Bidirectional => "bidirectional",
+        }
+    }
 }
 
 impl RnnSpec {
@@ -91,6 +140,11 @@ impl RnnSpec {
             bias: true,
             proj_size: 0,
             peephole: false,
+            reverse: false,
+            activations: Vec::new(),
+            clip: None,
+            input_forget: false,
+            linear_before_reset: true,
         }
     }
 
@@ -122,10 +176,93 @@ impl RnnSpec {
         self
     }
 
-    /// Sets bidirectionality.
+    /// Sets bidirectionality (a reverse direction is then the second one).
     pub fn bidirectional(mut self, bidirectional: bool) -> Self {
         self.bidirectional = bidirectional;
+        if bidirectional {
+            self.reverse = false;
+        }
         self
+    }
+
+    /// Sets the direction: forward, reverse (one direction, last step to first) or both.
+    ///
+    /// ```
+    /// use wgpu_lstm::{Direction, RnnSpec};
+    /// let spec = RnnSpec::gru(8, 16).direction(Direction::Reverse);
+    /// assert_eq!(spec.num_directions(), 1);
+    /// assert!(spec.reverses(0));
+    /// assert_eq!(Direction::of(&spec), Direction::Reverse);
+    /// ```
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.bidirectional = direction == Direction::Bidirectional;
+        self.reverse = direction == Direction::Reverse;
+        self
+    }
+
+    /// Sets the activation functions of each direction (one entry per direction; empty for
+    /// the cell's own).
+    ///
+    /// ```
+    /// use wgpu_lstm::{Activation, Activations, Cell, RnnSpec};
+    /// let hard = Activations {
+    ///     f: Activation::HardSigmoid { alpha: 0.2, beta: 0.5 },
+    ///     ..Activations::of(Cell::Lstm)
+    /// };
+    /// let spec = RnnSpec::lstm(8, 16).activations(vec![hard]).clip(Some(5.0));
+    /// spec.validate()?;
+    /// # Ok::<(), wgpu_lstm::Error>(())
+    /// ```
+    pub fn activations(mut self, activations: Vec<Activations>) -> Self {
+        self.activations = activations;
+        self
+    }
+
+    /// Sets the bound on gate pre-activations (`None` for none).
+    pub fn clip(mut self, clip: Option<f32>) -> Self {
+        self.clip = clip;
+        self
+    }
+
+    /// Sets LSTM input-forget coupling (`f = 1 − i`).
+    pub fn input_forget(mut self, input_forget: bool) -> Self {
+        self.input_forget = input_forget;
+        self
+    }
+
+    /// Sets where a GRU applies its reset gate (see [`RnnSpec::linear_before_reset`]).
+    pub fn linear_before_reset(mut self, linear_before_reset: bool) -> Self {
+        self.linear_before_reset = linear_before_reset;
+        self
+    }
+
+    /// Whether direction `d` walks the sequence from its end: the second direction of a
+    /// bidirectional model, or the one direction of a reverse model.
+    pub fn reverses(&self, d: usize) -> bool {
+        d == 1 || self.reverse
+    }
+
+    /// Whether a forward needs the whole sequence at once (a direction walks it backwards),
+    /// so that it cannot be streamed or split over time.
+    pub fn needs_whole_sequence(&self) -> bool {
+        self.bidirectional || self.reverse
+    }
+
+    /// The activation functions of direction `d`.
+    pub fn activations_of(&self, d: usize) -> Activations {
+        self.activations
+            .get(d)
+            .copied()
+            .unwrap_or_else(|| Activations::of(self.cell))
+    }
+
+    /// Whether the cell computes PyTorch's equations: its own activation functions, no
+    /// clip, no input-forget coupling, a GRU's reset gate after its linear part.
+    pub fn plain_gates(&self) -> bool {
+        (0..self.num_directions()).all(|d| self.activations_of(d).is_default(self.cell))
+            && self.clip.is_none()
+            && !self.input_forget
+            && self.linear_before_reset
     }
 
     /// Sets whether the model has biases.
@@ -187,6 +324,42 @@ impl RnnSpec {
         if self.cell != Cell::Lstm && (self.proj_size > 0 || self.peephole) {
             return Err(Error::InvalidSpec(format!(
                 "projection and peepholes need an lstm, not a {}",
+                self.cell.name()
+            )));
+        }
+        if self.reverse && self.bidirectional {
+            return Err(Error::InvalidSpec(
+                "`reverse` is for a unidirectional model; a bidirectional one already has a reverse direction".into(),
+            ));
+        }
+        if !self.activations.is_empty() && self.activations.len() != self.num_directions() {
+            return Err(Error::InvalidSpec(format!(
+                "`activations` has {} entries; the model has {} direction(s) (or give none for the cell's own)",
+                self.activations.len(),
+                self.num_directions()
+            )));
+        }
+        for a in &self.activations {
+            for f in a.list(self.cell) {
+                f.check()?;
+            }
+        }
+        if let Some(clip) = self.clip {
+            if clip.is_nan() || clip <= 0.0 {
+                return Err(Error::InvalidSpec(format!(
+                    "clip = {clip} must be positive"
+                )));
+            }
+        }
+        if self.input_forget && self.cell != Cell::Lstm {
+            return Err(Error::InvalidSpec(format!(
+                "input_forget needs an lstm, not a {}",
+                self.cell.name()
+            )));
+        }
+        if !self.linear_before_reset && self.cell != Cell::Gru {
+            return Err(Error::InvalidSpec(format!(
+                "linear_before_reset = false is a gru option, not one of a {}",
                 self.cell.name()
             )));
         }

@@ -47,11 +47,11 @@ pub trait Stream {
 
 /// Checks that `spec` can stream (one direction) and that `h`/`c` fit it.
 pub(crate) fn check_streamable(spec: &RnnSpec) -> Result<()> {
-    if spec.bidirectional {
-        return Err(Error::InvalidInput(
-            "a bidirectional model cannot stream: its reverse direction needs the whole sequence"
-                .into(),
-        ));
+    if spec.needs_whole_sequence() {
+        return Err(Error::InvalidInput(format!(
+            "a {} model cannot stream: its reverse direction needs the whole sequence",
+            crate::spec::Direction::of(spec).name()
+        )));
     }
     Ok(())
 }

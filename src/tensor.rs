@@ -15,7 +15,7 @@ use crate::spec::RnnSpec;
 /// | `x`    | `[T, B, I]` (`[B, T, I]` with `batch_first`) | `[T, I]`    |
 /// | `h0`   | `[L·D, B, H]` (never batch-first)            | `[L·D, H]`  |
 /// | `c0`   | `[L·D, B, H]` (never batch-first)            | `[L·D, H]`  |
-/// | `lengths` | `[B]`, each in `1..=T`                    | `[1]`       |
+/// | `lengths` | `[B]`, each in `0..=T`                    | `[1]`       |
 ///
 /// `H` is the projection size for `h0` of an LSTM with a projection. Missing initial states
 /// are zeros; without `lengths` every sequence is `T` long.
@@ -49,9 +49,10 @@ impl<'a> Input<'a> {
     }
 
     /// Per-sequence lengths (PyTorch `PackedSequence`, ONNX `sequence_lens`): batch element
-    /// `b` is `lengths[b]` steps long, `1 ≤ lengths[b] ≤ T`. Its outputs at `t ≥ lengths[b]`
-    /// are 0, its `h_n`/`c_n` are the state after its own last step, and the reverse direction
-    /// starts at its step `lengths[b] − 1`.
+    /// `b` is `lengths[b]` steps long, `0 ≤ lengths[b] ≤ T`. Its outputs at `t ≥ lengths[b]`
+    /// are 0, its `h_n`/`c_n` are the state after its own last step (a sequence of length 0
+    /// keeps its initial state), and the reverse direction starts at its step
+    /// `lengths[b] − 1`.
     pub fn lengths(mut self, lengths: &'a [usize]) -> Self {
         self.lengths = Some(lengths);
         self
@@ -211,9 +212,9 @@ impl<'a> Prepared<'a> {
                 )))
             }
             Some(l) => {
-                if let Some((b, &v)) = l.iter().enumerate().find(|(_, &v)| v == 0 || v > steps) {
+                if let Some((b, &v)) = l.iter().enumerate().find(|(_, &v)| v > steps) {
                     return Err(Error::InvalidInput(format!(
-                        "`lengths[{b}]` is {v}; each length must be in 1..={steps} (the input's time steps)"
+                        "`lengths[{b}]` is {v}; each length must be in 0..={steps} (the input's time steps)"
                     )));
                 }
                 Some(l.to_vec())

@@ -61,6 +61,11 @@ pub(crate) struct FastModel {
 }
 
 impl FastModel {
+    /// Whether the fast engine computes `spec`: PyTorch's gate equations, in either direction.
+    pub(crate) fn computes(spec: &RnnSpec) -> bool {
+        spec.plain_gates()
+    }
+
     pub(crate) fn new(weights: &Weights) -> Self {
         let spec = weights.spec().clone();
         let isa = Isa::detect();

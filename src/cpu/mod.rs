@@ -9,7 +9,10 @@
 //!   for the whole forward on the model's own pool. Work is split by hidden units, never
 //!   along a sum, so results are bit-identical whatever the thread count.
 //! - [`Engine::Reference`]: the equations as written, with `ndarray` (`src/cpu/reference.rs`);
-//!   the oracle of the tests.
+//!   the oracle of the tests. It also runs the models whose gates have ONNX's options
+//!   (other activation functions, `clip`, `input_forget`, a GRU's reset before its linear
+//!   part: [`RnnSpec::plain_gates`](crate::RnnSpec::plain_gates) is false), which the fast
+//!   engine's fused epilogues do not compute; [`CpuModel::engine`] tells which one a model runs.
 //!
 //! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
 
@@ -88,7 +91,8 @@ struct Pool {
 }
 
 impl CpuModel {
-    /// The fast engine on [`CpuModel::default_threads`] threads; packs the weights.
+    /// The fast engine on [`CpuModel::default_threads`] threads; packs the weights. (The
+    /// reference engine for a model with ONNX's gate options, see the [module](self) docs.)
     pub fn new(weights: Weights) -> Self {
         Self::build(weights, Engine::Fast, Self::default_threads())
     }
@@ -109,7 +113,8 @@ impl CpuModel {
     }
 
     fn build(weights: Weights, engine: Engine, threads: usize) -> Self {
-        let fast = (engine == Engine::Fast).then(|| Arc::new(FastModel::new(&weights)));
+        let fast = (engine == Engine::Fast && FastModel::computes(weights.spec()))
+            .then(|| Arc::new(FastModel::new(&weights)));
         CpuModel {
             weights,
             fast,

@@ -4,7 +4,9 @@
 //! layer and direction it computes the input projection of all time steps in one matrix
 //! product (`Gx = X·W_ihᵀ + b_ih`), then walks the sequence: per step one matrix product for
 //! the recurrent part (`Gh = H·W_hhᵀ + b_hh`) and the cell equations (`src/cpu/cells.rs`) row
-//! by row. It favours readability over speed.
+//! by row (a GRU whose reset gate applies before its linear part takes a second product per
+//! step, `W_hn (r ⊙ h)`). It favours readability over speed, and computes every option of
+//! [`RnnSpec`].
 
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 
@@ -48,7 +50,8 @@ pub(crate) fn forward(weights: &Weights, input: &Input<'_>) -> Result<Output> {
             };
             let mut y = Array3::<f32>::zeros((t, b, h_out));
             let dir = Direction {
-                reverse: d == 1,
+                reverse: spec.reverses(d),
+                gates: cells::Gates::of(spec, d),
                 threads,
             };
             run_direction(spec, weights.get(layer, d), x2, dir, &p, &mut state, &mut y);
@@ -77,10 +80,12 @@ pub(crate) fn forward(weights: &Weights, input: &Input<'_>) -> Result<Output> {
     Ok(p.finish(layer_in, h_n, c_n))
 }
 
-/// Which way one direction walks the sequence, and how many threads its products may use.
+/// Which way one direction walks the sequence, its gate options, and how many threads its
+/// products may use.
 #[derive(Debug, Clone, Copy)]
 struct Direction {
     reverse: bool,
+    gates: cells::Gates,
     threads: usize,
 }
 
@@ -180,6 +185,25 @@ fn run_direction(
             gx_t.row_mut(b).assign(&gx.row(t * batch + b));
         }
         affine_into(state.h.view(), &w.w_hh, &b_hh, gh.view_mut(), threads);
+        let gates = &dir.gates;
+        if spec.cell == Cell::Gru && !spec.linear_before_reset {
+            // The reset gate applies before the linear part: gh_n = W_hn (r ⊙ h) + b_hn.
+            let hn = spec.hidden_size;
+            let mut reset = Array2::<f32>::zeros((batch, hn));
+            for &(b, _) in &active {
+                cells::gru_reset(
+                    gx_t.row(b),
+                    gh.row(b),
+                    gates,
+                    state.h.row(b),
+                    reset.row_mut(b),
+                );
+            }
+            let w_hn = w.w_hh.slice(s![2 * hn.., ..]);
+            let b_hn = b_hh.slice(s![2 * hn..]);
+            let gh_n = reset.dot(&w_hn.t()) + b_hn;
+            gh.slice_mut(s![.., 2 * hn..]).assign(&gh_n);
+        }
         let mut h_new = state.h.clone();
         for &(b, _) in &active {
             let (gxr, ghr) = (gx_t.row(b), gh.row(b));
@@ -190,11 +214,12 @@ fn run_direction(
                     } else {
                         h_new.row_mut(b)
                     };
-                    cells::lstm(gxr, ghr, peephole, state.c.row_mut(b), out)
+                    cells::lstm(gxr, ghr, peephole, gates, state.c.row_mut(b), out)
                 }
-                Cell::Gru => cells::gru(gxr, ghr, h_new.row_mut(b)),
-                Cell::RnnTanh => cells::rnn(gxr, ghr, false, h_new.row_mut(b)),
-                Cell::RnnRelu => cells::rnn(gxr, ghr, true, h_new.row_mut(b)),
+                Cell::Gru => {
+                    cells::gru(gxr, ghr, gates, spec.linear_before_reset, h_new.row_mut(b))
+                }
+                Cell::RnnTanh | Cell::RnnRelu => cells::rnn(gxr, ghr, gates, h_new.row_mut(b)),
             }
         }
         if let Some(w_hr) = &w.w_hr {

@@ -235,10 +235,10 @@ impl Ctx<'_> {
                     }
                     // A finished sequence's row is computed on any input, and dropped.
                     let len = self.lengths[r];
-                    let t = match (s < len, d) {
+                    let t = match (s < len, spec.reverses(d)) {
                         (false, _) => 0,
-                        (true, 1) => len - 1 - s,
-                        (true, _) => s,
+                        (true, true) => len - 1 - s,
+                        (true, false) => s,
                     };
                     [&x[(t * b + r) * k..][..k], h_r]
                 },
@@ -258,7 +258,7 @@ impl Ctx<'_> {
                         }
                         return;
                     }
-                    let t = if d == 1 { len - 1 - s } else { s };
+                    let t = if spec.reverses(d) { len - 1 - s } else { s };
                     let row = t * b + r;
                     let gx: &[f32; NC] = if fused {
                         bias
@@ -358,7 +358,7 @@ impl Ctx<'_> {
                     return;
                 }
                 dst.copy_from_slice(&acc[..nu]);
-                let t = if d == 1 { len - 1 - s } else { s };
+                let t = if spec.reverses(d) { len - 1 - s } else { s };
                 // SAFETY: as above; `y` of this layer is read only by the next layer.
                 unsafe { y.slice_mut((t * b + r) * y_width + d * p + u0, nu) }
                     .copy_from_slice(&acc[..nu]);

@@ -24,6 +24,8 @@ pub(crate) enum Init<'a> {
 pub(crate) struct Kernels<'a> {
     pub gemm: &'a Kernel,
     pub step: &'a Kernel,
+    /// The first pass of a two-pass step, run before each stepwise step.
+    pub reset: Option<&'a Kernel>,
 }
 
 /// The host side of one forward.
@@ -134,6 +136,11 @@ fn encode(
         for step in &layer.steps {
             let [x, y, z] = step.groups;
             pass.set_bind_group(0, &groups.step, &[step.offset]);
+            if let Some(reset) = kernels.reset {
+                pass.set_pipeline(&reset.pipeline);
+                pass.dispatch_workgroups(x, y, z);
+                pass.set_pipeline(&kernels.step.pipeline);
+            }
             pass.dispatch_workgroups(x, y, z);
         }
         if let (Some(bind), Some(dispatches)) = (&groups.proj, &layer.proj) {

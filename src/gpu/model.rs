@@ -378,9 +378,15 @@ impl GpuModel {
 
     /// The pipelines a schedule runs, compiled once per context.
     pub(crate) fn pipelines(&self, schedule: &Schedule) -> Result<Pipelines> {
+        let (batch, variant) = (schedule.extent.batch, schedule.variant);
+        let reset = match step::reset_specialization(&self.spec, batch, variant) {
+            Some(spec) => Some(self.ctx.kernel(&spec)?),
+            None => None,
+        };
         Ok(Pipelines {
             gemm: self.ctx.kernel(&gemm::specialization(schedule.gemm))?,
             step: self.step_kernel(schedule)?,
+            reset,
         })
     }
 }
@@ -389,6 +395,7 @@ impl GpuModel {
 pub(crate) struct Pipelines {
     gemm: Arc<Kernel>,
     step: Arc<Kernel>,
+    reset: Option<Arc<Kernel>>,
 }
 
 impl Pipelines {
@@ -396,6 +403,7 @@ impl Pipelines {
         Kernels {
             gemm: &self.gemm,
             step: &self.step,
+            reset: self.reset.as_deref(),
         }
     }
 }

@@ -212,6 +212,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<ModelFile> {
         bias: tensors.contains_key("bias_ih_l0"),
         proj_size,
         peephole: tensors.contains_key("weight_ph_l0"),
+        ..RnnSpec::new(cell, w_ih[1], hidden)
     };
     spec.validate().map_err(|e| bad(e.to_string()))?;
     let weights = Weights::from_tensors(&spec, tensors).map_err(|e| with_prefix(e, &prefix))?;
@@ -269,7 +270,17 @@ impl safetensors::View for F32View {
 
 /// The bytes of a safetensors file holding `weights` under PyTorch names, with the metadata
 /// `cell` and, when `batch_first`, `batch_first` = `true`.
+///
+/// The format holds PyTorch's models: a model with ONNX-only options (a reverse-only
+/// direction, other activation functions, `clip`, `input_forget`, a GRU's
+/// `linear_before_reset = false`) is refused rather than saved without them.
 pub fn to_bytes(weights: &Weights, batch_first: bool) -> Result<Vec<u8>> {
+    let spec = weights.spec();
+    if spec.reverse || !spec.plain_gates() {
+        return Err(Error::InvalidInput(
+            "this model has ONNX options that a PyTorch safetensors file cannot hold (reverse direction, activations, clip, input_forget or linear_before_reset = false)".into(),
+        ));
+    }
     let tensors = weights.tensors().into_iter().map(|(name, t)| {
         let bytes = t.iter().flat_map(|v| v.to_le_bytes()).collect();
         (

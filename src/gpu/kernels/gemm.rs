@@ -140,10 +140,10 @@ impl GemmVariant {
 }
 
 pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
-    let mut constants = vec![("WG_X", WG_X), ("WG_Y", WG_Y)];
+    let mut constants = vec![("WG_X", WG_X.into()), ("WG_Y", WG_Y.into())];
     if variant.entry() == "block" {
-        constants.push(("BR", variant.rows_per_invocation() as u32));
-        constants.push(("BC", variant.columns_per_invocation() as u32));
+        constants.push(("BR", (variant.rows_per_invocation() as u32).into()));
+        constants.push(("BC", (variant.columns_per_invocation() as u32).into()));
     }
     Specialization {
         family: Family::Gemm,

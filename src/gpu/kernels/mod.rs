@@ -46,20 +46,49 @@ impl Family {
     }
 }
 
+/// The value of one `override` constant: an integer, a boolean (0 or 1) or a float, held as
+/// its `f64` bits so that specialisations can be compared and hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Constant(u64);
+
+impl Constant {
+    pub fn value(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+impl From<u32> for Constant {
+    fn from(v: u32) -> Self {
+        Constant(f64::from(v).to_bits())
+    }
+}
+
+impl From<f32> for Constant {
+    fn from(v: f32) -> Self {
+        Constant(f64::from(v).to_bits())
+    }
+}
+
+impl From<bool> for Constant {
+    fn from(v: bool) -> Self {
+        Constant::from(u32::from(v))
+    }
+}
+
 /// A kernel family with the values of its `override` constants: the pipeline-cache key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Specialization {
     pub family: Family,
     /// The WGSL entry point.
     pub entry: &'static str,
-    pub constants: Vec<(&'static str, u32)>,
+    pub constants: Vec<(&'static str, Constant)>,
 }
 
 impl std::fmt::Display for Specialization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}::{}", self.family.name(), self.entry)?;
         for (k, v) in &self.constants {
-            write!(f, " {k}={v}")?;
+            write!(f, " {k}={}", v.value())?;
         }
         Ok(())
     }
@@ -112,17 +141,62 @@ pub fn catalog() -> Vec<KernelSource> {
             }
         }
     }
+    // ONNX's gate options: every activation function in each role and direction, clip,
+    // input_forget, a reverse-only direction, the two-pass GRU.
+    use crate::activation::{Activation, Activations};
+    let every = [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        Activation::LeakyRelu { alpha: 0.01 },
+        Activation::ThresholdedRelu { alpha: 1.0 },
+        Activation::ScaledTanh {
+            alpha: 1.5,
+            beta: 0.5,
+        },
+        Activation::Affine {
+            alpha: 1.0,
+            beta: 0.5,
+        },
+        Activation::Elu { alpha: 1.0 },
+        Activation::Softsign,
+        Activation::Softplus,
+    ];
+    for (k, &a) in every.iter().enumerate() {
+        let b = every[(k + 3) % every.len()];
+        let acts = vec![
+            Activations { f: a, g: b, h: a },
+            Activations { f: b, g: a, h: b },
+        ];
+        let spec = RnnSpec::lstm(1, 100)
+            .bidirectional(true)
+            .activations(acts)
+            .clip(Some(3.0))
+            .input_forget(k % 2 == 0);
+        for v in [step::Variant::Stepwise, step::Variant::Sequence] {
+            specs.push(step::specialization(&spec, 2, v));
+        }
+    }
+    for cell in Cell::ALL {
+        let spec = RnnSpec::new(cell, 1, 100).direction(crate::spec::Direction::Reverse);
+        specs.push(step::specialization(&spec, 1, step::Variant::Stepwise));
+    }
+    let gru = RnnSpec::gru(1, 100).linear_before_reset(false);
+    for v in [step::Variant::Stepwise, step::Variant::Sequence] {
+        specs.push(step::specialization(&gru, 3, v));
+        specs.extend(step::reset_specialization(&gru, 3, v));
+    }
     let mut out: Vec<KernelSource> = Vec::new();
     for s in specs {
         let k = KernelSource {
             family: s.family.name(),
             source: s.family.source(),
             entry: s.entry,
-            constants: s
-                .constants
-                .iter()
-                .map(|&(k, v)| (k, f64::from(v)))
-                .collect(),
+            constants: s.constants.iter().map(|&(k, v)| (k, v.value())).collect(),
         };
         if !out.contains(&k) {
             out.push(k);
@@ -192,7 +266,7 @@ impl KernelCache {
         let constants: Vec<(&str, f64)> = spec
             .constants
             .iter()
-            .map(|&(k, v)| (k, f64::from(v)))
+            .map(|&(k, v)| (k, v.value()))
             .collect();
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(&label),

@@ -3,7 +3,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{div_ceil, dynamic_uniform, storage, Family, Specialization};
+use super::{div_ceil, dynamic_uniform, storage, Constant, Family, Specialization};
+use crate::activation::Activations;
 use crate::spec::{Cell, RnnSpec};
 
 /// Invocations per workgroup along weight columns (`WG` in the shader).
@@ -105,8 +106,68 @@ pub(crate) fn sequence_workgroup(spec: &RnnSpec) -> u32 {
 /// recurrent product dominates: H per column per step, plus the per-row loops).
 pub(crate) fn sequence_loop_iterations(spec: &RnnSpec, batch: usize, steps: usize) -> u64 {
     let cols = columns(spec.cell, spec.hidden_size).div_ceil(sequence_workgroup(spec) as usize);
+    let passes = if two_pass(spec) { 2 } else { 1 };
     let per_column = spec.hidden_size.max(spec.hidden_out()) + 4 * batch_tile(batch) + 8;
-    (steps * (cols * per_column + 1)) as u64
+    (steps * passes * (cols * per_column + 1)) as u64
+}
+
+/// Whether a step of `spec` runs in two passes: a GRU whose reset gate applies before its
+/// linear part needs `r ⊙ h_{t−1}` of every unit before the product that uses it.
+pub(crate) fn two_pass(spec: &RnnSpec) -> bool {
+    spec.cell == Cell::Gru && !spec.linear_before_reset
+}
+
+/// The `override` values of ONNX's gate options in `spec` that differ from the shader's
+/// defaults (PyTorch's equations), so that a plain model's pipelines stay the same.
+fn gate_constants(spec: &RnnSpec) -> Vec<(&'static str, Constant)> {
+    let mut out: Vec<(&'static str, Constant)> = Vec::new();
+    let reversed = if spec.reverse { 1 } else { 2 };
+    if reversed != 2 {
+        out.push(("REVERSED", reversed.into()));
+    }
+    if let Some(clip) = spec.clip.filter(|c| c.is_finite()) {
+        out.push(("CLIP", clip.into()));
+    }
+    if spec.input_forget {
+        out.push(("INPUT_FORGET", true.into()));
+    }
+    if !spec.linear_before_reset {
+        out.push(("RESET_AFTER", false.into()));
+    }
+    // The shader's defaults: f = σ, g = h = tanh, no parameters.
+    let shader = Activations::of(Cell::Lstm);
+    const NAMES: [[(&str, &str, &str); 3]; 2] = [
+        [
+            ("ACT_F0", "A_F0", "B_F0"),
+            ("ACT_G0", "A_G0", "B_G0"),
+            ("ACT_H0", "A_H0", "B_H0"),
+        ],
+        [
+            ("ACT_F1", "A_F1", "B_F1"),
+            ("ACT_G1", "A_G1", "B_G1"),
+            ("ACT_H1", "A_H1", "B_H1"),
+        ],
+    ];
+    for (d, names) in NAMES.iter().enumerate().take(spec.num_directions()) {
+        let acts = spec.activations_of(d);
+        for ((code, alpha, beta), (a, default)) in
+            names
+                .iter()
+                .zip([(acts.f, shader.f), (acts.g, shader.g), (acts.h, shader.h)])
+        {
+            if a.code() != default.code() {
+                out.push((code, a.code().into()));
+            }
+            let (av, bv) = a.params();
+            if av != 0.0 {
+                out.push((alpha, av.into()));
+            }
+            if bv != 0.0 {
+                out.push((beta, bv.into()));
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> Specialization {
@@ -114,16 +175,32 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> 
         Variant::Sequence => ("sequence", sequence_workgroup(spec)),
         _ => ("main", WG),
     };
+    let mut constants = vec![
+        ("WG", wg.into()),
+        ("BT", (batch_tile(batch) as u32).into()),
+        ("CELL", cell_id(spec.cell).into()),
+        ("PEEPHOLE", spec.peephole.into()),
+    ];
+    constants.extend(gate_constants(spec));
     Specialization {
         family: Family::Step,
         entry,
-        constants: vec![
-            ("WG", wg),
-            ("BT", batch_tile(batch) as u32),
-            ("CELL", cell_id(spec.cell)),
-            ("PEEPHOLE", u32::from(spec.peephole)),
-        ],
+        constants,
     }
+}
+
+/// The first pass of a two-pass step (see [`two_pass`]), dispatched before each stepwise
+/// step; `None` where steps run in one pass (the whole-sequence kernel runs both passes
+/// itself).
+pub(crate) fn reset_specialization(
+    spec: &RnnSpec,
+    batch: usize,
+    variant: Variant,
+) -> Option<Specialization> {
+    (two_pass(spec) && variant.resolve(batch) == Variant::Stepwise).then(|| Specialization {
+        entry: "reset",
+        ..specialization(spec, batch, variant)
+    })
 }
 
 /// Workgroups of one step (stepwise) or of a whole layer (sequence).

@@ -62,7 +62,7 @@ pub(crate) fn chunks(spec: &RnnSpec, limits: &Limits, extent: Extent) -> Result<
             })
             .collect());
     }
-    if spec.bidirectional {
+    if spec.needs_whole_sequence() {
         return Err(match whole {
             Error::ExceedsLimit {
                 what,
@@ -71,7 +71,8 @@ pub(crate) fn chunks(spec: &RnnSpec, limits: &Limits, extent: Extent) -> Result<
                 allowed,
             } => Error::ExceedsLimit {
                 what: format!(
-                    "{what} (a bidirectional model cannot be split over time: its reverse direction needs the whole sequence)"
+                    "{what} (a {} model cannot be split over time: its reverse direction needs the whole sequence)",
+                    crate::spec::Direction::of(spec).name()
                 ),
                 limit,
                 needed,

@@ -60,6 +60,9 @@ pub(crate) struct Schedule {
     pub gemm: GemmVariant,
     /// Batch rows per invocation of the step kernel.
     pub batch_tile: usize,
+    /// Each stepwise step is preceded by the first pass of a two-pass step (a GRU whose
+    /// reset gate applies before its linear part), with the same parameters.
+    pub reset_pass: bool,
     pub layers: Vec<LayerDispatches>,
     /// The parameter blocks, `Limits::param_stride` bytes apart.
     pub params: Vec<u8>,
@@ -175,6 +178,7 @@ impl Schedule {
             variant,
             gemm,
             batch_tile: step::batch_tile(batch),
+            reset_pass: step::two_pass(spec) && variant == Variant::Stepwise,
             layers,
             params: blocks.bytes,
         })
@@ -184,7 +188,10 @@ impl Schedule {
     pub fn dispatches(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| 1 + l.steps.len() + l.proj.as_ref().map_or(0, |p| p.both().len()))
+            .map(|l| {
+                let steps = l.steps.len() * if self.reset_pass { 2 } else { 1 };
+                1 + steps + l.proj.as_ref().map_or(0, |p| p.both().len())
+            })
             .sum()
     }
 }

@@ -144,11 +144,10 @@ pub(crate) enum Unit {
     Group(usize),
 }
 
-/// A load error: invalid model (file error) or not supported yet (input error).
+/// A load error: the file is not a valid model, or not one this loader reads.
 #[derive(Debug)]
 pub(crate) enum LoadError {
     Invalid(String),
-    NotYet(String),
 }
 
 fn invalid<T>(m: impl Into<String>) -> Result<T, LoadError> {

@@ -36,12 +36,14 @@
 //! # Ok::<(), wgpu_lstm::Error>(())
 //! ```
 //!
-//! What the engines cannot compute yet is refused at load time with
-//! [`Error::InvalidInput`] "… is not supported yet": `direction = reverse`, `activations`
-//! other than the defaults (RNN: Tanh or Relu), `clip`, `input_forget = 1`, GRU
-//! `linear_before_reset = 0`; and at run time a `sequence_lens` entry of 0. A file that is not
-//! a valid model, or holds any other operator or pattern, is an [`Error::InvalidFile`] naming the
-//! node, its operator and what is supported.
+//! Every attribute of ONNX's `LSTM`, `GRU` and `RNN` is computed, on both engines: `direction`
+//! (forward, reverse, bidirectional), `layout`, `sequence_lens` (0 included: zero outputs and
+//! zero final states, as onnxruntime gives), `initial_h`/`initial_c`, peepholes `P`, `clip`,
+//! `input_forget`, `activations` with `activation_alpha`/`activation_beta`, GRU
+//! `linear_before_reset` 0 and 1; they become the options of each stack's
+//! [`RnnSpec`](crate::RnnSpec). A file that is not a valid model, or holds any other operator
+//! or pattern, is an [`Error::InvalidFile`] naming the node, its operator and what is
+//! supported.
 //!
 //! Limits: the file is at most 2 GiB (protobuf's own limit; larger weights go in external data
 //! files, which must lie inside the model's directory). Decoding allocates at most in
@@ -139,10 +141,7 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
             one_line(&e.to_string())
         ))
     })?;
-    let graph = graph::analyse(&model, dir).map_err(|e| match e {
-        LoadError::Invalid(m) => bad(one_line(&m)),
-        LoadError::NotYet(m) => Error::InvalidInput(format!("`{path}`: {}", one_line(&m))),
-    })?;
+    let graph = graph::analyse(&model, dir).map_err(|LoadError::Invalid(m)| bad(one_line(&m)))?;
     let mut stacks = Vec::new();
     for g in &graph.groups {
         let first = graph.rnn(g.members[0]);
@@ -155,6 +154,11 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
             bias: first.has_bias(),
             proj_size: 0,
             peephole: first.has_peephole(),
+            reverse: first.reverse,
+            activations: first.activations.clone(),
+            clip: first.clip,
+            input_forget: first.input_forget,
+            linear_before_reset: first.linear_before_reset,
         };
         let mut tensors = Vec::new();
         for (layer, &m) in g.members.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! ONNX `LSTM`, `GRU` and `RNN` nodes: attributes checked against the operator definitions,
-//! then against what the engines compute today, and weights converted to PyTorch's layout.
+//! ONNX `LSTM`, `GRU` and `RNN` nodes: attributes checked against the operator definitions
+//! and converted to an [`RnnSpec`](crate::RnnSpec)'s options, weights to PyTorch's layout.
 //!
 //! ONNX stores `W` `[D, G·H, I]`, `R` `[D, G·H, H]`, `B` `[D, 2·G·H]` (input biases, then
 //! recurrent biases) and `P` `[D, 3·H]`, with gate blocks LSTM i, o, f, c (PyTorch i, f, g, o),
@@ -13,28 +13,17 @@ use crate::spec::Cell;
 use crate::weights::DirectionWeights;
 
 use super::ops::{attr_float, attr_floats, attr_int, attr_string, attr_strings};
+use crate::activation::{Activation, Activations, ONNX_NAMES};
 
 /// Why a recurrent node was refused.
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// The node is not a valid ONNX node (or its weights are not constants).
     Invalid(String),
-    /// A valid node whose semantics the engines cannot compute yet.
-    NotYet(String),
 }
 
 fn invalid<T>(m: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal::Invalid(m.into()))
-}
-
-fn not_yet<T>(
-    attribute: &str,
-    value: impl std::fmt::Display,
-    supported: &str,
-) -> Result<T, Refusal> {
-    Err(Refusal::NotYet(format!(
-        "ONNX attribute `{attribute}` = {value} is not supported yet ({supported})"
-    )))
 }
 
 /// The ONNX recurrent operators.
@@ -85,21 +74,6 @@ impl RnnOp {
     }
 }
 
-/// ONNX's activation functions (names as the operators spell them).
-const ACTIVATIONS: [&str; 11] = [
-    "Relu",
-    "Tanh",
-    "Sigmoid",
-    "Affine",
-    "LeakyRelu",
-    "ThresholdedRelu",
-    "ScaledTanh",
-    "HardSigmoid",
-    "Elu",
-    "Softsign",
-    "Softplus",
-];
-
 /// The inputs of a recurrent node: value ids in the graph (`None` when absent).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Slots {
@@ -125,6 +99,14 @@ pub(crate) struct RnnNode {
     /// 0: `X` `[T, B, I]`, `Y` `[T, D, B, H]`, states `[D, B, H]`; 1: `[B, T, I]`,
     /// `[B, T, D, H]`, `[B, D, H]`.
     pub layout: usize,
+    /// `direction = "reverse"`.
+    pub reverse: bool,
+    /// Per direction, when not the cell's own.
+    pub activations: Vec<Activations>,
+    pub clip: Option<f32>,
+    pub input_forget: bool,
+    /// GRU `linear_before_reset = 1` (true for the other operators).
+    pub linear_before_reset: bool,
     pub hidden: usize,
     pub input_size: usize,
     pub slots: Slots,
@@ -141,6 +123,46 @@ impl RnnNode {
     pub fn has_peephole(&self) -> bool {
         self.params.iter().any(|p| p.w_ph.is_some())
     }
+
+    /// Whether `other` computes the same cell (so that both can be layers of one stack).
+    pub fn same_semantics(&self, other: &RnnNode) -> bool {
+        self.cell == other.cell
+            && self.directions == other.directions
+            && self.reverse == other.reverse
+            && self.activations == other.activations
+            && self.clip == other.clip
+            && self.input_forget == other.input_forget
+            && self.linear_before_reset == other.linear_before_reset
+            && self.has_bias() == other.has_bias()
+            && self.has_peephole() == other.has_peephole()
+    }
+}
+
+/// The activation functions `names` (every direction's, in order) with their parameters:
+/// `alphas` and `betas` are consumed in order by the functions that take them (as onnxruntime
+/// does); a function left without one takes the default of the ONNX operator of its name.
+fn resolve_activations(
+    names: &[String],
+    alphas: Vec<f32>,
+    betas: Vec<f32>,
+) -> Result<Vec<Activation>, Refusal> {
+    let (mut alphas, mut betas) = (alphas.into_iter(), betas.into_iter());
+    let mut out = Vec::new();
+    for name in names {
+        let Some((takes_alpha, takes_beta)) = Activation::takes(name) else {
+            return invalid(format!(
+                "activation `{name}` in attribute `activations` is not an ONNX activation ({})",
+                ONNX_NAMES.join(", ")
+            ));
+        };
+        let alpha = if takes_alpha { alphas.next() } else { None };
+        let beta = if takes_beta { betas.next() } else { None };
+        out.push(
+            Activation::from_onnx(name, alpha, beta)
+                .map_err(|e| Refusal::Invalid(format!("attribute `activations`: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// Checks and converts `node`. `konst` gives the constant value of a value id (initializers
@@ -250,7 +272,7 @@ pub(crate) fn parse(
         }
     }
     let per_dir = op.activations();
-    let activations = match attr_strings(node, "activations") {
+    let names = match attr_strings(node, "activations") {
         None => None,
         Some(list) => {
             if list.len() != per_dir * directions {
@@ -260,74 +282,64 @@ pub(crate) fn parse(
                     per_dir * directions
                 ));
             }
-            let mut canon = Vec::new();
-            for a in &list {
-                match ACTIVATIONS.iter().find(|k| k.eq_ignore_ascii_case(a)) {
-                    Some(k) => canon.push(*k),
-                    None => {
-                        return invalid(format!(
-                            "activation `{a}` in attribute `activations` is not an ONNX activation ({})",
-                            ACTIVATIONS.join(", ")
-                        ))
-                    }
-                }
-            }
-            Some(canon)
+            Some(list)
         }
     };
     let input_forget = attr_int(node, "input_forget").unwrap_or(0);
-    let lbr = attr_int(node, "linear_before_reset").unwrap_or(0);
-    let clip = attr_float(node, "clip");
-
-    // --- what the engines compute today ---
-    if direction == "reverse" {
-        return not_yet(
-            "direction",
-            "\"reverse\"",
-            "supported: forward, bidirectional",
-        );
+    if !(0..=1).contains(&input_forget) {
+        return invalid(format!(
+            "attribute `input_forget` = {input_forget} must be 0 or 1"
+        ));
     }
-    let defaults: &[&str] = match op {
-        RnnOp::Lstm => &["Sigmoid", "Tanh", "Tanh"],
-        RnnOp::Gru => &["Sigmoid", "Tanh"],
-        RnnOp::Rnn => &["Tanh"],
-    };
-    let cell = match (op, &activations) {
-        (RnnOp::Lstm, _) => Cell::Lstm,
-        (RnnOp::Gru, _) => Cell::Gru,
-        (RnnOp::Rnn, Some(a)) if a.iter().all(|&f| f == "Relu") => Cell::RnnRelu,
-        (RnnOp::Rnn, _) => Cell::RnnTanh,
-    };
-    if let Some(a) = &activations {
-        let ok = match cell {
-            Cell::RnnRelu => true,
-            _ => a.chunks(per_dir).all(|c| c == defaults),
-        };
-        if !ok {
-            let supported = match op {
-                RnnOp::Rnn => "supported: Tanh or Relu, the same in both directions".to_string(),
-                _ => format!("supported: {} in each direction", defaults.join(", ")),
-            };
-            return not_yet("activations", format!("[{}]", a.join(", ")), &supported);
+    let lbr = attr_int(node, "linear_before_reset").unwrap_or(0);
+    if !(0..=1).contains(&lbr) {
+        return invalid(format!(
+            "attribute `linear_before_reset` = {lbr} must be 0 or 1"
+        ));
+    }
+    let clip = attr_float(node, "clip");
+    if let Some(c) = clip {
+        if c.is_nan() || c <= 0.0 {
+            return invalid(format!("attribute `clip` = {c} must be positive"));
         }
     }
-    if let Some(c) = clip {
-        return not_yet("clip", c, "gate pre-activations are not clipped");
-    }
-    if input_forget != 0 {
-        return not_yet(
-            "input_forget",
-            input_forget,
-            "supported: 0, separate input and forget gates",
-        );
-    }
-    if op == RnnOp::Gru && lbr != 1 {
-        return not_yet("linear_before_reset", lbr, "supported: 1, PyTorch's GRU");
-    }
-    let _ = (
-        attr_floats(node, "activation_alpha"),
-        attr_floats(node, "activation_beta"),
-    );
+    // An RNN whose activations are all Relu is PyTorch's relu RNN; any other is the tanh
+    // cell with its activations replaced.
+    let cell = match (op, &names) {
+        (RnnOp::Lstm, _) => Cell::Lstm,
+        (RnnOp::Gru, _) => Cell::Gru,
+        (RnnOp::Rnn, Some(a)) if a.iter().all(|f| f.eq_ignore_ascii_case("Relu")) => Cell::RnnRelu,
+        (RnnOp::Rnn, _) => Cell::RnnTanh,
+    };
+    let activations = match &names {
+        None => Vec::new(),
+        Some(names) => {
+            let list = resolve_activations(
+                names,
+                attr_floats(node, "activation_alpha").unwrap_or_default(),
+                attr_floats(node, "activation_beta").unwrap_or_default(),
+            )?;
+            let acts: Vec<Activations> = list
+                .chunks(per_dir)
+                .map(|c| {
+                    let mut a = Activations::of(cell);
+                    a.f = c[0];
+                    if let Some(&g) = c.get(1) {
+                        a.g = g;
+                    }
+                    if let Some(&h) = c.get(2) {
+                        a.h = h;
+                    }
+                    a
+                })
+                .collect();
+            if acts.iter().all(|a| a.is_default(cell)) {
+                Vec::new()
+            } else {
+                acts
+            }
+        }
+    };
 
     // --- conversion ---
     let w = w.into_dimensionality::<Ix3>().expect("rank checked");
@@ -368,6 +380,11 @@ pub(crate) fn parse(
         op,
         cell,
         directions,
+        reverse: direction == "reverse",
+        activations,
+        clip: clip.filter(|c| c.is_finite()),
+        input_forget: input_forget == 1,
+        linear_before_reset: op != RnnOp::Gru || lbr == 1,
         layout: layout as usize,
         hidden,
         input_size,

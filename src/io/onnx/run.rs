@@ -186,14 +186,9 @@ impl OnnxModel {
                 }
                 let mut out = Vec::with_capacity(b);
                 for (i, &n) in l.iter().enumerate() {
-                    if n == 0 {
-                        return Err(err(format!(
-                            "sequence_lens[{i}] = 0 is not supported yet (a sequence of length 0; lengths must be in 1..={t})"
-                        )));
-                    }
                     if n < 0 || n as u64 > t as u64 {
                         return Err(err(format!(
-                            "sequence_lens[{i}] = {n} is outside 1..={t} (the input's time steps)"
+                            "sequence_lens[{i}] = {n} is outside 0..={t} (the input's time steps)"
                         )));
                     }
                     out.push(n as usize);
@@ -240,9 +235,22 @@ impl OnnxModel {
         if let Some(l) = &lengths {
             input = input.lengths(l);
         }
-        let out = engine
+        let mut out = engine
             .forward(&input)
             .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
+        // A sequence of length 0 ends in zero states (as onnxruntime has it), not in its
+        // initial ones.
+        for (row, _) in lengths
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, &n)| n == 0)
+        {
+            out.h_n.slice_mut(s![.., row, ..]).fill(0.0);
+            if let Some(c) = &mut out.c_n {
+                c.slice_mut(s![.., row, ..]).fill(0.0);
+            }
+        }
 
         let mut values = Vec::new();
         let last = g.rnn(*group.members.last().expect("a member"));

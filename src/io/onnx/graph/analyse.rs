@@ -211,10 +211,7 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
             let parsed = rnn::parse(proto, op, slots.clone(), &|id| konst[id].clone(), &|id| {
                 names.names[id].clone()
             })
-            .map_err(|r| match r {
-                Refusal::Invalid(m) => LoadError::Invalid(format!("{label}: {m}")),
-                Refusal::NotYet(m) => LoadError::NotYet(format!("{label}: {m}")),
-            })?;
+            .map_err(|Refusal::Invalid(m)| LoadError::Invalid(format!("{label}: {m}")))?;
             let mut src: BTreeSet<Source> = BTreeSet::new();
             for v in [slots.x, slots.seq_lens, slots.init_h, slots.init_c]
                 .into_iter()

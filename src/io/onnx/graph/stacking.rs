@@ -51,14 +51,11 @@ impl Ctx<'_> {
                 continue;
             };
             let compatible = a.op == b.op
-                && a.cell == b.cell
-                && a.directions == b.directions
+                && a.same_semantics(b)
                 && a.hidden == b.hidden
                 && a.layout == b.layout
                 && a.slots.seq_lens == b.slots.seq_lens
-                && b.input_size == a.directions * a.hidden
-                && a.has_bias() == b.has_bias()
-                && a.has_peephole() == b.has_peephole();
+                && b.input_size == a.directions * a.hidden;
             if !compatible {
                 continue;
             }
