@@ -341,7 +341,7 @@ mod tests {
         close(Activation::Softsign.apply(-3.0), -0.75);
         close(
             Activation::Elu { alpha: 2.0 }.apply(-1.0),
-            2.0 * (-1f64.exp() - 1.0) / 1.0,
+            2.0 * ((-1f64).exp() - 1.0),
         );
         close(Activation::ThresholdedRelu { alpha: 1.0 }.apply(1.0), 0.0);
         close(Activation::ThresholdedRelu { alpha: 1.0 }.apply(1.5), 1.5);

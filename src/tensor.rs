@@ -256,8 +256,27 @@ impl<'a> Prepared<'a> {
         self.lengths.as_ref().map_or(self.steps, |l| l[b])
     }
 
-    /// Turns time-major results into the caller's layout.
-    pub fn finish(&self, y: Array3<f32>, h_n: Array3<f32>, c_n: Option<Array3<f32>>) -> Output {
+    /// Turns time-major results into the caller's layout. A sequence of length 0 ends in its
+    /// initial state (zeros where none was given), whatever the engine left in its rows.
+    pub fn finish(
+        &self,
+        y: Array3<f32>,
+        mut h_n: Array3<f32>,
+        mut c_n: Option<Array3<f32>>,
+    ) -> Output {
+        for b in (0..self.batch).filter(|&b| self.length(b) == 0) {
+            let initial = |state: &mut Array3<f32>, given: &Option<CowArray<'_, f32, Ix3>>| {
+                let mut row = state.index_axis_mut(Axis(1), b);
+                match given {
+                    Some(s) => row.assign(&s.index_axis(Axis(1), b)),
+                    None => row.fill(0.0),
+                }
+            };
+            initial(&mut h_n, &self.h0);
+            if let Some(c) = &mut c_n {
+                initial(c, &self.c0);
+            }
+        }
         let y = if self.unbatched {
             y.index_axis_move(Axis(1), 0).into_dyn()
         } else if self.batch_first {

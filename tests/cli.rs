@@ -320,7 +320,7 @@ fn bad_inputs_fail_cleanly() {
     )
     .unwrap();
     write_lengths(&case.path("len7.npy"), &[6, 7], false);
-    write_lengths(&case.path("len0.npy"), &[0, 3], true);
+    write_lengths(&case.path("lenneg.npy"), &[-1, 3], true);
     write_lengths(&case.path("xint.npy"), &[1, 2], true);
     std::fs::write(case.path("junk.npy"), b"\x93NUMPY\x01\x00garbage").unwrap();
     // A header that claims 10^12 elements over 8 bytes of data.
@@ -386,12 +386,12 @@ fn bad_inputs_fail_cleanly() {
     call(
         &["--lengths", &case.p("len7.npy")],
         &x,
-        "`lengths[1]` is 7; each length must be in 1..=6",
+        "`lengths[1]` is 7; each length must be in 0..=6",
     );
     call(
-        &["--lengths", &case.p("len0.npy")],
+        &["--lengths", &case.p("lenneg.npy")],
         &x,
-        "lengths[0] is 0; each length must be at least 1",
+        "lengths[0] is -1; a length cannot be negative",
     );
     call(
         &["--lengths", &case.p("lenf.npy")],

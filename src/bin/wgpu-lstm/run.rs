@@ -47,7 +47,7 @@ pub struct RunArgs {
     /// Where to write the final cell state c_n (LSTM).
     #[arg(long, value_name = "CN.npy")]
     cn: Option<PathBuf>,
-    /// Per-sequence lengths: int32/int64 .npy [B], values in 1..=T.
+    /// Per-sequence lengths: int32/int64 .npy [B], values in 0..=T.
     #[arg(long, value_name = "LEN.npy")]
     lengths: Option<PathBuf>,
     /// The input (and output) is [B, T, …] (also set by the model's metadata).
@@ -103,10 +103,10 @@ fn read_lengths(path: &Path) -> Result<Vec<usize>, Error> {
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            usize::try_from(v).ok().filter(|&n| n >= 1).ok_or_else(|| {
+            usize::try_from(v).map_err(|_| {
                 invalid(
                     path,
-                    format!("lengths[{i}] is {v}; each length must be at least 1"),
+                    format!("lengths[{i}] is {v}; a length cannot be negative"),
                 )
             })
         })
