@@ -65,6 +65,31 @@ fn check(case: &str, files: &[(&str, &str)], outputs: &[(&str, &str)]) {
 
 #[test]
 fn onnx_models_run_from_the_command_line() {
+    // ONNX's options: a reverse-only LSTM in layout 1, a GRU with its reset gate before the
+    // linear part.
+    check(
+        "random/lstm_reverse_layout1_full",
+        &[
+            ("--input", "X.npy"),
+            ("--h0", "initial_h.npy"),
+            ("--c0", "initial_c.npy"),
+            ("--lengths", "sequence_lens.npy"),
+        ],
+        &[
+            ("--output", "Y.npy"),
+            ("--hn", "Y_h.npy"),
+            ("--cn", "Y_c.npy"),
+        ],
+    );
+    check(
+        "random/gru_lbr0_explicit_bidirectional",
+        &[
+            ("--input", "X.npy"),
+            ("--h0", "initial_h.npy"),
+            ("--lengths", "sequence_lens.npy"),
+        ],
+        &[("--output", "Y.npy"), ("--hn", "Y_h.npy")],
+    );
     check(
         "torch/lstm_2layer_bidirectional_batch_first_states",
         &[
@@ -100,12 +125,7 @@ fn onnx_refusals_are_one_line_and_write_nothing() {
     let y = tmp.path().join("y.npy").display().to_string();
     for (case, input, extra, expect) in [
         ("refuse/unsupported_op_matmul", "X.npy", None, "MatMul"),
-        (
-            "random/lstm_reverse_layout0_full",
-            "X.npy",
-            None,
-            "not supported yet",
-        ),
+        ("refuse/unknown_activation", "X.npy", None, "Swish"),
         // Graph inputs (lengths, states) with no file for them.
         (
             "random/lstm_forward_layout0_full",

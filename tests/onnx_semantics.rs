@@ -159,19 +159,13 @@ fn hand_computed_reverse_steps_and_a_sequence_of_length_0() {
     let x = arr3(&[[[1.0f32], [1.0], [1.0]], [[-1.0], [-1.0], [-1.0]]]);
     let h0 = arr3(&[[[0.0f32], [0.0], [0.5]]]);
     let lengths = [2, 1, 0];
-    let y = arr3(&[
-        [
-            [0.762_509_808_712_291_6f32],
-            [0.604_367_777_117_163_6],
-            [0.0],
-        ],
-        [[-0.604_367_777_117_163_6], [0.0], [0.0]],
-    ]);
-    let h_n = arr3(&[[
-        [0.762_509_808_712_291_6f32],
-        [0.604_367_777_117_163_6],
-        [0.5],
-    ]]);
+    // The exact values, rounded to float32.
+    let (long, short) = (
+        0.762_509_808_712_291_6f64 as f32,
+        0.604_367_777_117_163_6f64 as f32,
+    );
+    let y = arr3(&[[[long], [short], [0.0]], [[-short], [0.0], [0.0]]]);
+    let h_n = arr3(&[[[long], [short], [0.5]]]);
     for (name, model) in models(&w) {
         let input = Input::new(x.view()).h0(h0.view()).lengths(&lengths);
         let out = model.forward(&input).unwrap();
