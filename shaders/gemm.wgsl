@@ -31,7 +31,7 @@ const TM: u32 = 4u;       // rows per invocation (mirrored by gemm::ROWS_PER_INV
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+// binding 2, `w`, read through `load_w`: see weights_f32.wgsl / weights_f16.wgsl
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -66,7 +66,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc3 = b;
     var wi = z * p.w_batch + n;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let wv = w[wi];
+        let wv = load_w(wi);
         acc0 = acc0 + a[r0 + kk] * wv;
         acc1 = acc1 + a[r1 + kk] * wv;
         acc2 = acc2 + a[r2 + kk] * wv;
@@ -111,8 +111,8 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
     var b3c = bb;
     var wi = z * p.w_batch;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let wa = w[wi + n];
-        let wb = w[wi + n1];
+        let wa = load_w(wi + n);
+        let wb = load_w(wi + n1);
         let x0 = a[r0 + kk];
         let x1 = a[r1 + kk];
         let x2 = a[r2 + kk];
@@ -174,10 +174,10 @@ fn wide4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var wi = z * p.w_batch;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let w0 = w[wi + cols.x];
-        let w1 = w[wi + cols.y];
-        let w2 = w[wi + cols.z];
-        let w3 = w[wi + cols.w];
+        let w0 = load_w(wi + cols.x);
+        let w1 = load_w(wi + cols.y);
+        let w2 = load_w(wi + cols.z);
+        let w3 = load_w(wi + cols.w);
         for (var r = 0u; r < 4u; r = r + 1u) {
             let x = a[rows[r] + kk];
             acc[4u * r] = acc[4u * r] + x * w0;
@@ -235,7 +235,7 @@ fn block(@builtin(global_invocation_id) gid: vec3<u32>) {
     var wv: array<vec4<f32>, MAX_B>;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
         for (var c = 0u; c < BC; c = c + 1u) {
-            wv[c] = w[wi + cols[c]];
+            wv[c] = load_w(wi + cols[c]);
         }
         for (var r = 0u; r < BR; r = r + 1u) {
             let x = a[rows[r] + kk];

@@ -79,7 +79,7 @@ override B_H1: f32 = 0.0;
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;   // [D, T, B, n4]
-@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;    // step-0 | recurrent | peephole
+// binding 2, `w` (step-0 | recurrent | peephole weights): see weights_f32.wgsl / weights_f16.wgsl
 @group(0) @binding(3) var<storage, read> h0: array<f32>;         // [L·D, B, k0]
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;    // [T, B, D·H]
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;    // [L·D, B, H]
@@ -234,7 +234,7 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
     }
     if (src == 0u) {
         for (var k = 0u; k < kn; k = k + 1u) {
-            let wv = w[wi];
+            let wv = load_w(wi);
             for (var r = 0u; r < BT; r = r + 1u) {
                 (*acc)[r] = (*acc)[r] + h0[(*base)[r] + k] * wv;
             }
@@ -242,7 +242,7 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
         }
     } else if (src == 1u) {
         for (var k = 0u; k < kn; k = k + 1u) {
-            let wv = w[wi];
+            let wv = load_w(wi);
             for (var r = 0u; r < BT; r = r + 1u) {
                 (*acc)[r] = (*acc)[r] + m[(*base)[r] + k] * wv;
             }
@@ -250,7 +250,7 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
         }
     } else {
         for (var k = 0u; k < kn; k = k + 1u) {
-            let wv = w[wi];
+            let wv = load_w(wi);
             for (var r = 0u; r < BT; r = r + 1u) {
                 (*acc)[r] = (*acc)[r] + c[(*base)[r] + k] * wv;
             }
@@ -338,7 +338,7 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
         if (CELL == 0u) {
             var ph = vec4<f32>(0.0);
             if (PEEPHOLE) {
-                ph = w[p.ph_offset + d * hid + j4];
+                ph = load_w(p.ph_offset + d * hid + j4);
             }
             let z = g + a;
             let c_prev = c[st + j4];

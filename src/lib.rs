@@ -124,12 +124,12 @@ pub use cpu::{CpuModel, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
-    GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, Variant,
+    GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, UploadOptions, Variant,
 };
 pub use spec::{Cell, Direction, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};
 pub use tensor::{Forward, Input, Output};
-pub use weights::{param_name, DirectionWeights, Weights};
+pub use weights::{param_name, DirectionWeights, Weights, WeightsDtype};
 
 /// The README's Rust examples, compiled as doctests so that they stay correct.
 #[cfg(doctest)]

@@ -191,6 +191,41 @@ impl Weights {
     }
 
     /// Every tensor with its PyTorch name, in `state_dict()` order.
+    /// These weights as `dtype` stores them: every weight matrix and the peepholes rounded to
+    /// the nearest float16 for [`WeightsDtype::F16`], biases kept (the GPU keeps them in
+    /// float32); unchanged for [`WeightsDtype::F32`]. This is what a GPU model uploaded with
+    /// float16 weights computes with — except an LSTM with a projection, whose recurrent
+    /// weights the GPU folds into `W_hh·W_hr` before rounding the product.
+    ///
+    /// ```
+    /// use wgpu_lstm::{RnnSpec, Weights, WeightsDtype};
+    /// let w = Weights::random(&RnnSpec::lstm(3, 4), 0)?;
+    /// let half = w.rounded(WeightsDtype::F16);
+    /// let (a, b) = (&w.tensors()[0].1, &half.tensors()[0].1);
+    /// assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() <= x.abs() / 2048.0));
+    /// # Ok::<(), wgpu_lstm::Error>(())
+    /// ```
+    pub fn rounded(&self, dtype: WeightsDtype) -> Weights {
+        match dtype {
+            WeightsDtype::F32 => self.clone(),
+            WeightsDtype::F16 => {
+                let mut out = self.clone();
+                for d in &mut out.params {
+                    for a in [&mut d.w_ih, &mut d.w_hh]
+                        .into_iter()
+                        .chain(d.w_hr.as_mut())
+                    {
+                        a.mapv_inplace(round_f16);
+                    }
+                    if let Some(p) = d.w_ph.as_mut() {
+                        p.mapv_inplace(round_f16);
+                    }
+                }
+                out
+            }
+        }
+    }
+
     pub fn tensors(&self) -> Vec<(String, ArrayViewD<'_, f32>)> {
         let mut out = Vec::new();
         for layer in 0..self.spec.num_layers {
@@ -227,4 +262,42 @@ fn into2(t: ArrayD<f32>) -> Array2<f32> {
 
 fn into1(t: ArrayD<f32>) -> Array1<f32> {
     t.into_dimensionality::<Ix1>().expect("shape checked")
+}
+
+/// How a GPU model's weights are stored on the device
+/// ([`UploadOptions`](crate::UploadOptions)).
+///
+/// Sums, states and activations are float32 either way; `F16` halves the weights' memory and
+/// the bandwidth of reading them, at the cost of rounding each weight to 11 significant bits
+/// (a relative error of at most 2⁻¹¹ per weight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WeightsDtype {
+    /// float32, exactly as given.
+    #[default]
+    F32,
+    /// float16 (IEEE binary16), unpacked to float32 as the kernels load them.
+    F16,
+}
+
+impl WeightsDtype {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightsDtype::F32 => "f32",
+            WeightsDtype::F16 => "f16",
+        }
+    }
+
+    /// Bytes of one packed vec4 of weights.
+    pub(crate) fn vec4_bytes(self) -> u64 {
+        match self {
+            WeightsDtype::F32 => 16,
+            WeightsDtype::F16 => 8,
+        }
+    }
+}
+
+/// `v` rounded to the nearest float16, back as float32.
+fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }

@@ -14,8 +14,8 @@ use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job, Kernels};
 use crate::gpu::kernels::gemm::{self, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::{Family, Kernel};
-use crate::gpu::options::{ForwardOptions, ForwardStats};
+use crate::gpu::kernels::{Family, Kernel, Specialization, WeightsDtype};
+use crate::gpu::options::{ForwardOptions, ForwardStats, UploadOptions};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
 use crate::gpu::tune::GemmClass;
 use crate::gpu::weights::DeviceWeights;
@@ -56,21 +56,40 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    /// Repacks the weights for the kernels and uploads them; compiles the pipelines on first use
-    /// of the context.
+    /// Repacks the weights for the kernels and uploads them as float32; compiles the pipelines
+    /// on first use of the context.
     pub fn upload(ctx: &GpuContext, weights: &Weights) -> Result<Self> {
+        Self::upload_with(ctx, weights, &UploadOptions::default())
+    }
+
+    /// [`GpuModel::upload`] with settings: float16 weights, for instance.
+    ///
+    /// ```no_run
+    /// use wgpu_lstm::{ContextOptions, GpuContext, GpuModel, RnnSpec, UploadOptions, Weights, WeightsDtype};
+    /// let ctx = GpuContext::new(&ContextOptions::default())?;
+    /// let weights = Weights::random(&RnnSpec::lstm(40, 128), 0)?;
+    /// let half = GpuModel::upload_with(&ctx, &weights, &UploadOptions::default().weights(WeightsDtype::F16))?;
+    /// assert_eq!(half.weights_dtype(), WeightsDtype::F16);
+    /// # Ok::<(), wgpu_lstm::Error>(())
+    /// ```
+    pub fn upload_with(
+        ctx: &GpuContext,
+        weights: &Weights,
+        options: &UploadOptions,
+    ) -> Result<Self> {
         let _device = ctx.exclusive();
         let spec = weights.spec().clone();
         let limits = Limits::new(&ctx.limits(), ctx.loop_budget());
+        let dtype = options.weights;
         // Compiled now, so that a device that cannot build the kernels fails at upload.
-        ctx.kernel(&gemm::specialization(GemmVariant::default()))?;
+        ctx.kernel(&gemm::specialization(GemmVariant::default()).weights(dtype))?;
         let bind = BindLayouts {
             gemm: ctx.bind_group_layout(Family::Gemm),
             step: ctx.bind_group_layout(Family::Step),
         };
         let (device, queue) = (ctx.device(), ctx.queue());
         let weights = device::scoped(device, "weight upload", || {
-            DeviceWeights::upload(device, queue, &limits, weights)
+            DeviceWeights::upload(device, queue, &limits, weights, dtype)
         })?;
         Ok(GpuModel {
             ctx: ctx.clone(),
@@ -90,6 +109,16 @@ impl GpuModel {
     /// The context the model lives on.
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// How the model's weights are stored on the device.
+    pub fn weights_dtype(&self) -> WeightsDtype {
+        self.weights.dtype
+    }
+
+    /// The pipeline of `spec` for this model's weights, compiled once per context.
+    fn kernel(&self, spec: Specialization) -> Result<Arc<Kernel>> {
+        self.ctx.kernel(&spec.weights(self.weights.dtype))
     }
 
     /// Workspaces this model has created so far. Their number is bounded by the forwards
@@ -306,7 +335,7 @@ impl GpuModel {
 
     /// The pipeline of the step kernel a schedule runs (compiled once per context).
     fn step_kernel(&self, schedule: &Schedule) -> Result<Arc<Kernel>> {
-        self.ctx.kernel(&step::specialization(
+        self.kernel(step::specialization(
             &self.spec,
             schedule.extent.batch,
             schedule.variant,
@@ -380,11 +409,11 @@ impl GpuModel {
     pub(crate) fn pipelines(&self, schedule: &Schedule) -> Result<Pipelines> {
         let (batch, variant) = (schedule.extent.batch, schedule.variant);
         let reset = match step::reset_specialization(&self.spec, batch, variant) {
-            Some(spec) => Some(self.ctx.kernel(&spec)?),
+            Some(spec) => Some(self.kernel(spec)?),
             None => None,
         };
         Ok(Pipelines {
-            gemm: self.ctx.kernel(&gemm::specialization(schedule.gemm))?,
+            gemm: self.kernel(gemm::specialization(schedule.gemm))?,
             step: self.step_kernel(schedule)?,
             reset,
         })

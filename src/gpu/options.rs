@@ -3,6 +3,30 @@
 
 use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::kernels::step::Variant;
+use crate::gpu::kernels::WeightsDtype;
+
+/// Settings of an upload ([`GpuModel::upload_with`](crate::GpuModel::upload_with)), fixed for
+/// the model's life.
+///
+/// ```
+/// use wgpu_lstm::{UploadOptions, WeightsDtype};
+/// let options = UploadOptions::default().weights(WeightsDtype::F16);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UploadOptions {
+    /// How the weights are stored on the device (default [`WeightsDtype::F32`]).
+    pub weights: WeightsDtype,
+}
+
+impl UploadOptions {
+    /// Sets [`UploadOptions::weights`].
+    pub fn weights(mut self, weights: WeightsDtype) -> Self {
+        self.weights = weights;
+        self
+    }
+}
 
 /// Settings of one GPU forward ([`GpuModel::forward_with`](crate::GpuModel::forward_with)).
 ///

@@ -147,6 +147,7 @@ pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
     }
     Specialization {
         family: Family::Gemm,
+        weights: Default::default(),
         entry: variant.entry(),
         constants,
     }

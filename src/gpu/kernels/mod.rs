@@ -9,10 +9,11 @@ pub(crate) mod step;
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::gpu::device::one_line;
+pub use crate::weights::WeightsDtype;
 
 /// A kernel family: one WGSL file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,12 +31,31 @@ impl Family {
         }
     }
 
-    /// WGSL source, embedded at build time.
-    pub fn source(self) -> &'static str {
-        match self {
-            Family::Gemm => include_str!("../../../shaders/gemm.wgsl"),
-            Family::Step => include_str!("../../../shaders/step.wgsl"),
-        }
+    /// WGSL source, embedded at build time: the weights' binding for `weights` (a prelude,
+    /// `shaders/weights_{f32,f16}.wgsl`) followed by the family's file.
+    pub fn source(self, weights: WeightsDtype) -> &'static str {
+        static SOURCES: OnceLock<[String; 4]> = OnceLock::new();
+        let sources = SOURCES.get_or_init(|| {
+            let f32 = include_str!("../../../shaders/weights_f32.wgsl");
+            let f16 = include_str!("../../../shaders/weights_f16.wgsl");
+            let gemm = include_str!("../../../shaders/gemm.wgsl");
+            let step = include_str!("../../../shaders/step.wgsl");
+            [
+                format!("{f32}\n{gemm}"),
+                format!("{f16}\n{gemm}"),
+                format!("{f32}\n{step}"),
+                format!("{f16}\n{step}"),
+            ]
+        });
+        let family = match self {
+            Family::Gemm => 0,
+            Family::Step => 2,
+        };
+        let dtype = match weights {
+            WeightsDtype::F32 => 0,
+            WeightsDtype::F16 => 1,
+        };
+        &sources[family + dtype]
     }
 
     fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
@@ -79,14 +99,26 @@ impl From<bool> for Constant {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Specialization {
     pub family: Family,
+    /// How the kernel reads its weights (binding 2).
+    pub weights: WeightsDtype,
     /// The WGSL entry point.
     pub entry: &'static str,
     pub constants: Vec<(&'static str, Constant)>,
 }
 
+impl Specialization {
+    /// This kernel reading its weights as `weights`.
+    pub fn weights(self, weights: WeightsDtype) -> Self {
+        Specialization { weights, ..self }
+    }
+}
+
 impl std::fmt::Display for Specialization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}::{}", self.family.name(), self.entry)?;
+        if self.weights != WeightsDtype::F32 {
+            write!(f, " weights={}", self.weights.name())?;
+        }
         for (k, v) in &self.constants {
             write!(f, " {k}={}", v.value())?;
         }
@@ -99,8 +131,10 @@ impl std::fmt::Display for Specialization {
 pub struct KernelSource {
     /// Kernel family, also the file name in `shaders/` (without `.wgsl`).
     pub family: &'static str,
-    /// The WGSL text.
+    /// The WGSL text (the weights' prelude, then the family's file).
     pub source: &'static str,
+    /// How the kernel reads its weights.
+    pub weights: WeightsDtype,
     /// The entry point.
     pub entry: &'static str,
     /// Values of the `override` constants.
@@ -110,6 +144,9 @@ pub struct KernelSource {
 impl std::fmt::Display for KernelSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}::{}", self.family, self.entry)?;
+        if self.weights != WeightsDtype::F32 {
+            write!(f, " weights={}", self.weights.name())?;
+        }
         for (k, v) in &self.constants {
             write!(f, " {k}={v}")?;
         }
@@ -190,11 +227,18 @@ pub fn catalog() -> Vec<KernelSource> {
         specs.push(step::specialization(&gru, 3, v));
         specs.extend(step::reset_specialization(&gru, 3, v));
     }
+    // Every kernel above once more with float16 weights.
+    let f16: Vec<Specialization> = specs
+        .iter()
+        .map(|s| s.clone().weights(WeightsDtype::F16))
+        .collect();
+    specs.extend(f16);
     let mut out: Vec<KernelSource> = Vec::new();
     for s in specs {
         let k = KernelSource {
             family: s.family.name(),
-            source: s.family.source(),
+            source: s.family.source(s.weights),
+            weights: s.weights,
             entry: s.entry,
             constants: s.constants.iter().map(|&(k, v)| (k, v.value())).collect(),
         };
@@ -217,36 +261,43 @@ pub(crate) struct Kernel {
 #[derive(Debug, Default)]
 pub(crate) struct KernelCache {
     pipelines: Mutex<HashMap<Specialization, Arc<Kernel>>>,
-    families: Mutex<HashMap<Family, (wgpu::ShaderModule, wgpu::BindGroupLayout)>>,
+    layouts: Mutex<HashMap<Family, wgpu::BindGroupLayout>>,
+    modules: Mutex<HashMap<(Family, WeightsDtype), wgpu::ShaderModule>>,
 }
 
 impl KernelCache {
-    /// The shader module and bind-group layout of `family`, created on first request.
-    fn family(
+    /// The shader module of `family` reading weights as `weights`, created on first request.
+    fn module(
         &self,
         device: &wgpu::Device,
         family: Family,
-    ) -> (wgpu::ShaderModule, wgpu::BindGroupLayout) {
-        let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
-        families
-            .entry(family)
+        weights: WeightsDtype,
+    ) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        modules
+            .entry((family, weights))
             .or_insert_with(|| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(family.name()),
-                    source: wgpu::ShaderSource::Wgsl(family.source().into()),
-                });
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(family.name()),
-                    entries: &family.layout_entries(),
-                });
-                (module, layout)
+                    source: wgpu::ShaderSource::Wgsl(family.source(weights).into()),
+                })
             })
             .clone()
     }
 
-    /// The bind-group layout every pipeline of `family` shares.
+    /// The bind-group layout every pipeline of `family` shares (whatever its weights' type:
+    /// the binding is a read-only storage buffer either way), created on first request.
     pub fn layout(&self, device: &wgpu::Device, family: Family) -> wgpu::BindGroupLayout {
-        self.family(device, family).1
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        layouts
+            .entry(family)
+            .or_insert_with(|| {
+                device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(family.name()),
+                    entries: &family.layout_entries(),
+                })
+            })
+            .clone()
     }
 
     /// The pipeline for `spec`, compiled on first request.
@@ -257,7 +308,8 @@ impl KernelCache {
         }
         let label = spec.to_string();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (module, layout) = self.family(device, spec.family);
+        let module = self.module(device, spec.family, spec.weights);
+        let layout = self.layout(device, spec.family);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],

@@ -184,6 +184,7 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> 
     constants.extend(gate_constants(spec));
     Specialization {
         family: Family::Step,
+        weights: Default::default(),
         entry,
         constants,
     }
