@@ -5,7 +5,7 @@
 //! the CPU; measures each adapter's GEMM ceiling in the same run; prints a table, and writes
 //! a JSON report and a chart on request.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use wgpu_lstm::bench::{self, BenchShape};
 
@@ -17,7 +17,7 @@ use wgpu_lstm::{
     GemmVariant, GpuContext, GpuModel, Variant, Weights,
 };
 
-use crate::gpu_args::GpuArgs;
+use crate::gpu_args::{Dtype, GpuArgs};
 use crate::DeviceChoice;
 
 #[derive(clap::Args)]
@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Threads of the CPU engine (default: the cores this process may use).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Comma-separated weight types each GPU shape runs with (f32: as given; f16: rounded to
+    /// float16 on the device, f32 sums and states; its error against f32 is reported).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
+    pub weights_dtype: Vec<Dtype>,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
@@ -169,9 +173,14 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         } else {
             None
         };
-        for (ctx, &ceiling) in contexts.iter().zip(&best_gflops) {
+        for ((ctx, &ceiling), dtype) in contexts
+            .iter()
+            .zip(&best_gflops)
+            .flat_map(|c| args.weights_dtype.iter().map(move |d| (c, *d)))
+        {
             let info = ctx.adapter_info();
-            match gpu_records(ctx, shape, &weights, &cpu, &x, warmup, reps) {
+            let runs = Runs { warmup, reps };
+            match gpu_records(ctx, shape, &weights, &cpu, &x, runs, dtype) {
                 Ok(mut rs) => {
                     for r in &mut rs {
                         r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
@@ -229,7 +238,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot(path, &report)?;
+        crate::chart::draw(path, &report)?;
         eprintln!("wrote {}", path.display());
     }
     if !failures.is_empty() {
@@ -242,26 +251,43 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Both step kernels of `shape` on `ctx`, each checked against the CPU and timed; the faster
-/// one is marked chosen.
+/// Untimed and timed runs of each measurement.
+#[derive(Clone, Copy)]
+struct Runs {
+    warmup: usize,
+    reps: usize,
+}
+
+/// Both step kernels of `shape` on `ctx` with weights stored as `dtype`, each checked against
+/// the CPU and timed; the faster one is marked chosen. Float16 weights are checked against the
+/// reference engine on the same rounded weights, and their error reported against `cpu`'s
+/// float32 ones.
 fn gpu_records(
     ctx: &GpuContext,
     shape: &BenchShape,
     weights: &Weights,
     cpu: &CpuModel,
     x: &ndarray::Array3<f32>,
-    warmup: usize,
-    reps: usize,
+    Runs { warmup, reps }: Runs,
+    dtype: Dtype,
 ) -> Result<Vec<Record>, Error> {
     let info = ctx.adapter_info();
-    let model = GpuModel::upload(ctx, weights)?;
+    let model = GpuModel::upload_with(ctx, weights, &dtype.upload())?;
+    let rounded =
+        (dtype != Dtype::F32).then(|| CpuModel::reference(weights.rounded(dtype.weights())));
     let mut out: Vec<Record> = Vec::new();
     for variant in [Variant::Stepwise, Variant::Sequence] {
         let options = ForwardOptions::default().variant(variant).timing(true);
         let input = wgpu_lstm::Input::new(x.view());
         let forward = || model.forward_with(&input, &options);
         let (got, stats) = forward()?;
-        let (err, ok) = bench::check_output(&got, cpu, x)?;
+        let (err, ok) = match &rounded {
+            None => bench::check_output(&got, cpu, x)?,
+            Some(exact) => (
+                bench::check_output(&got, cpu, x)?.0,
+                bench::check_output(&got, exact, x)?.1,
+            ),
+        };
         if stats.variant != variant {
             eprintln!(
                 "  {} ({:?}): {} kernel not possible here, skipped",
@@ -289,6 +315,7 @@ fn gpu_records(
         })?;
         let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
         r.adapter = Some(AdapterRecord::new(info));
+        r.weights = Some(dtype.weights().name().to_string());
         device_ms.sort_by(f64::total_cmp);
         r.device_ms =
             (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());
@@ -359,7 +386,7 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         );
     }
     println!(
-        "{:<6} {:<30} {:<9} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
+        "{:<6} {:<30} {:<14} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
         "shape",
         "device",
         "variant",
@@ -382,12 +409,16 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         let device: String = device.chars().take(30).collect();
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<6} {:<30} {:<9} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
+            "{:<6} {:<30} {:<14} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
             r.shape,
             device,
             format!(
-                "{}{}",
+                "{}{}{}",
                 r.variant,
+                r.weights
+                    .as_deref()
+                    .filter(|w| *w != "f32")
+                    .map_or(String::new(), |w| format!(" {w}")),
                 if r.chosen && r.adapter.is_some() {
                     "*"
                 } else {
@@ -408,93 +439,4 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
     }
     println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop;");
     println!(" peak MiB: host memory allocated during one forward, GPU buffers not included)");
-}
-
-/// Throughput (GFLOP/s, log scale) per shape, one series per device, the GPU's faster kernel.
-fn plot(path: &Path, report: &Report) -> Result<(), Error> {
-    use plotters::prelude::*;
-    let font = dejavu::sans::regular();
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| Error::encode("chart", "cannot load the chart font"))?;
-    let shapes: Vec<String> = {
-        let mut v: Vec<String> = Vec::new();
-        for r in &report.records {
-            if !v.contains(&r.shape) {
-                v.push(r.shape.clone());
-            }
-        }
-        v
-    };
-    let label = |r: &Record| match &r.adapter {
-        Some(a) => format!("gpu: {} ({})", a.name, a.backend),
-        None => "cpu".to_string(),
-    };
-    let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
-    for r in report.records.iter().filter(|r| r.chosen) {
-        let name = label(r);
-        let x = shapes.iter().position(|s| *s == r.shape).unwrap_or(0);
-        match series.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, pts)) => pts.push((x, r.gflops)),
-            None => series.push((name, vec![(x, r.gflops)])),
-        }
-    }
-    let max = report.records.iter().map(|r| r.gflops).fold(1.0, f64::max) * 2.0;
-    let min = report
-        .records
-        .iter()
-        .map(|r| r.gflops)
-        .fold(max, f64::min)
-        .max(1e-3)
-        / 2.0;
-    let temp = path.with_extension("tmp.png");
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&temp, (1000, 600)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "wgpu-lstm: throughput per shape and device",
-                ("sans-serif", 24),
-            )
-            .margin(20)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(-0.5f64..(shapes.len() as f64 - 0.5), (min..max).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_labels(shapes.len())
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    shapes.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("GFLOP/s (log scale)")
-            .draw()?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x as f64, y)).collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 5, color.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()?;
-        Ok(())
-    };
-    draw().map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        Error::encode(format!("chart `{}`", path.display()), e)
-    })?;
-    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
 }

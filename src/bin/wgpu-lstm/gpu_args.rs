@@ -1,7 +1,28 @@
 //! `--backend` and `--adapter`, shared by every command.
 
 use clap::ValueEnum;
-use wgpu_lstm::ContextOptions;
+use wgpu_lstm::{ContextOptions, UploadOptions, WeightsDtype};
+
+/// `--weights-dtype`: how a GPU model stores its weights.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default, Debug)]
+pub enum Dtype {
+    #[default]
+    F32,
+    F16,
+}
+
+impl Dtype {
+    pub fn weights(self) -> WeightsDtype {
+        match self {
+            Dtype::F32 => WeightsDtype::F32,
+            Dtype::F16 => WeightsDtype::F16,
+        }
+    }
+
+    pub fn upload(self) -> UploadOptions {
+        UploadOptions::default().weights(self.weights())
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod bench;
+mod chart;
 mod concurrency;
 mod gpu_args;
 mod info;

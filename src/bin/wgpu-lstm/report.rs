@@ -66,6 +66,9 @@ pub struct Record {
     pub max_abs_err: Option<f32>,
     /// The GEMM kernel the GPU forward ran.
     pub gemm: Option<String>,
+    /// How the GPU stored the weights (`f32`, `f16`); `max_abs_err` is against the CPU with
+    /// float32 weights either way.
+    pub weights: Option<String>,
     /// Threads of the CPU engine.
     pub threads: Option<usize>,
     /// Peak host memory allocated during one forward (above what was allocated before it),
@@ -211,6 +214,7 @@ impl Record {
             objects_created_in_timed_loop: None,
             max_abs_err: None,
             gemm: None,
+            weights: None,
             threads: None,
             peak_bytes: None,
         }

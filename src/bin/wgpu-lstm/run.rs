@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::gpu_args::GpuArgs;
+use crate::gpu_args::{Dtype, GpuArgs};
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use wgpu_lstm::io::npy::{self, NpyArray};
@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Threads of the CPU engine (default: the cores this process may use).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// How the GPU stores the weights: f16 halves their memory and bandwidth (sums and states
+    /// stay f32).
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    weights_dtype: Dtype,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -249,7 +253,7 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
-                .map(|s| GpuModel::upload(&ctx, &s.weights))
+                .map(|s| GpuModel::upload_with(&ctx, &s.weights, &args.weights_dtype.upload()))
                 .collect::<Result<_, _>>()?;
             let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
             model.run(&engines, &inputs)?
@@ -267,6 +271,12 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
 
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     check_distinct_outputs(args)?;
+    if args.device == Device::Cpu && args.weights_dtype != Dtype::F32 {
+        return Err(Error::InvalidInput(
+            "--weights-dtype f16 applies to --device gpu (the CPU computes with the f32 weights)"
+                .into(),
+        ));
+    }
     let weights_path = match (&args.weights, &args.model) {
         (_, Some(m)) => return run_onnx(args, m),
         (Some(w), None) => w,
@@ -322,7 +332,8 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
         }
         Device::Gpu => {
             let ctx = gpu_context(args)?;
-            GpuModel::upload(&ctx, &model.weights)?.forward(&input)?
+            GpuModel::upload_with(&ctx, &model.weights, &args.weights_dtype.upload())?
+                .forward(&input)?
         }
     };
 
