@@ -11,7 +11,7 @@ use ndarray::{Array1, ArrayD, IxDyn};
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::io::model_file;
 use wgpu_lstm::io::npy::{self, NpyArray};
-use wgpu_lstm::{Cell, CpuModel, Forward, Input, RnnSpec, Weights};
+use wgpu_lstm::{Cell, CpuModel, Forward, Input, RnnSpec, Weights, WeightsDtype};
 
 /// The command, with Mesa's Vulkan device-select layer off: on a headless machine that layer
 /// prints "XDG_RUNTIME_DIR is invalid" to stderr while adapters are listed, which is the
@@ -174,6 +174,40 @@ fn run_every_cell_and_flag() {
             }
         }
     }
+}
+
+/// `--weights-dtype f16` on the GPU: the CPU's result on the same weights rounded to float16;
+/// on the CPU, a clear error.
+#[test]
+fn run_with_f16_weights() {
+    let case = Case::new();
+    let spec = RnnSpec::gru(4, 9).layers(2);
+    let w = Weights::random(&spec, 5).unwrap();
+    model_file::save(&case.path("m.safetensors"), &w, false).unwrap();
+    let x: ArrayD<f32> = uniform(&mut rng(62), IxDyn(&[6, 2, 4]), 1.0);
+    npy::write(&case.path("x.npy"), &x).unwrap();
+    let (m, xs, y) = (case.p("m.safetensors"), case.p("x.npy"), case.p("y.npy"));
+    let args = ["run", "--weights", &m, "--input", &xs, "--output", &y];
+    let out = run(&[&args[..], &["--device", "cpu", "--weights-dtype", "f16"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--weights-dtype f16 applies to --device gpu"),
+        "{err}"
+    );
+    assert!(!case.path("y.npy").exists());
+    if !devices().contains(&"gpu") {
+        return;
+    }
+    assert_ok(&run(&[
+        &args[..],
+        &["--device", "gpu", "--weights-dtype", "f16"],
+    ]
+    .concat()));
+    let rounded = CpuModel::reference(w.rounded(WeightsDtype::F16));
+    let expected = rounded.forward(&Input::new(x.view())).unwrap();
+    let got = read(Path::new(&y));
+    assert_close("f16 y", &expected.y, &got, Tolerance::GPU_VS_CPU);
 }
 
 /// Batch-first by flag and by metadata, unbatched input, float64 input, a prefixed model.
