@@ -6,7 +6,8 @@
 // PyTorch's equations.
 //
 // Invocation (column j4, batch tile, direction d) owns one vec4 column of the packed weights
-// for BT batch rows: for LSTM and GRU that column holds the gates of hidden unit j4 (i, f, g, o
+// (two neighbouring columns with CT = 2, which loads each h value once for both) for BT batch
+// rows: for LSTM and GRU that column holds the gates of hidden unit j4 (i, f, g, o
 // or r, z, n, –), for RNN it holds four hidden units 4·j4 … 4·j4+3. It computes the recurrent
 // product of that column, adds the hoisted input projection, applies the activations and the
 // state update, and writes the result straight into the layer's step-output sequence `m`,
@@ -48,6 +49,7 @@ struct StepParams {
 override WG: u32 = 64u;          // invocations along columns
 override BT: u32 = 4u;           // batch rows per invocation, 1..=MAX_BT
 override CELL: u32 = 0u;         // 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu
+override CT: u32 = 1u;           // vec4 columns per invocation: 1, or 2 (neighbours)
 override PEEPHOLE: bool = false; // LSTM peepholes
 const MAX_BT: u32 = 4u;
 
@@ -154,20 +156,20 @@ fn two_pass() -> bool {
     return CELL == 1u && !RESET_AFTER;
 }
 
-// Stepwise variant: one dispatch per time step, one invocation per (column, batch tile,
+// Stepwise variant: one dispatch per time step, one invocation per (CT columns, batch tile,
 // direction).
 @compute @workgroup_size(WG, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x < p.n4 && gid.y * BT < p.batch) {
-        step(gid.x, gid.y * BT, gid.z, p.step);
+    if (gid.x * CT < p.n4 && gid.y * BT < p.batch) {
+        step(gid.x * CT, gid.y * BT, gid.z, p.step);
     }
 }
 
 // The first pass of a two-pass GRU step (stepwise), dispatched before `main` for each step.
 @compute @workgroup_size(WG, 1, 1)
 fn reset(@builtin(global_invocation_id) gid: vec3<u32>) {
-    if (gid.x < p.n4 && gid.y * BT < p.batch) {
-        reset_gate(gid.x, gid.y * BT, gid.z, p.step);
+    if (gid.x * CT < p.n4 && gid.y * BT < p.batch) {
+        reset_gate(gid.x * CT, gid.y * BT, gid.z, p.step);
     }
 }
 
@@ -180,12 +182,12 @@ fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     let b0 = wid.y * BT;
     for (var s = 0u; s < p.steps; s = s + 1u) {
         if (two_pass()) {
-            for (var j4 = lid.x; j4 < p.n4; j4 = j4 + WG) {
+            for (var j4 = lid.x * CT; j4 < p.n4; j4 = j4 + WG * CT) {
                 reset_gate(j4, b0, wid.z, s);
             }
             storageBarrier();
         }
-        for (var j4 = lid.x; j4 < p.n4; j4 = j4 + WG) {
+        for (var j4 = lid.x * CT; j4 < p.n4; j4 = j4 + WG * CT) {
             step(j4, b0, wid.z, s);
         }
         storageBarrier();
@@ -216,12 +218,15 @@ fn locate(b0: u32, d: u32, s: u32, t_of: ptr<function, array<u32, MAX_BT>>,
     }
 }
 
-// acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] with the step-0 weights at s = 0 and the recurrent
-// ones after, where v is h0 (src 0), m (src 1) or c (src 2, a two-pass GRU's r ⊙ h).
+// acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] (and, with CT = 2, acc2[r] the same for column
+// j4 + 1, clamped to the last column) with the step-0 weights at s = 0 and the recurrent ones
+// after, where v is h0 (src 0), m (src 1) or c (src 2, a two-pass GRU's r ⊙ h).
 fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX_BT>>,
-           acc: ptr<function, array<vec4<f32>, MAX_BT>>) {
+           acc: ptr<function, array<vec4<f32>, MAX_BT>>,
+           acc2: ptr<function, array<vec4<f32>, MAX_BT>>) {
     for (var r = 0u; r < BT; r = r + 1u) {
         (*acc)[r] = vec4<f32>(0.0);
+        (*acc2)[r] = vec4<f32>(0.0);
     }
     var wi: u32;
     var kn: u32;
@@ -232,27 +237,56 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
         wi = p.wrec_offset + d * p.hidden * p.n4 + j4;
         kn = p.hidden;
     }
+    // Offset of the second column (0 when j4 is the last one).
+    let next = select(0u, 1u, j4 + 1u < p.n4);
     if (src == 0u) {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            for (var r = 0u; r < BT; r = r + 1u) {
-                (*acc)[r] = (*acc)[r] + h0[(*base)[r] + k] * wv;
+            if (CT == 2u) {
+                let wv2 = load_w(wi + next);
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    let v = h0[(*base)[r] + k];
+                    (*acc)[r] = (*acc)[r] + v * wv;
+                    (*acc2)[r] = (*acc2)[r] + v * wv2;
+                }
+            } else {
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    (*acc)[r] = (*acc)[r] + h0[(*base)[r] + k] * wv;
+                }
             }
             wi = wi + p.n4;
         }
     } else if (src == 1u) {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            for (var r = 0u; r < BT; r = r + 1u) {
-                (*acc)[r] = (*acc)[r] + m[(*base)[r] + k] * wv;
+            if (CT == 2u) {
+                let wv2 = load_w(wi + next);
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    let v = m[(*base)[r] + k];
+                    (*acc)[r] = (*acc)[r] + v * wv;
+                    (*acc2)[r] = (*acc2)[r] + v * wv2;
+                }
+            } else {
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    (*acc)[r] = (*acc)[r] + m[(*base)[r] + k] * wv;
+                }
             }
             wi = wi + p.n4;
         }
     } else {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            for (var r = 0u; r < BT; r = r + 1u) {
-                (*acc)[r] = (*acc)[r] + c[(*base)[r] + k] * wv;
+            if (CT == 2u) {
+                let wv2 = load_w(wi + next);
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    let v = c[(*base)[r] + k];
+                    (*acc)[r] = (*acc)[r] + v * wv;
+                    (*acc2)[r] = (*acc2)[r] + v * wv2;
+                }
+            } else {
+                for (var r = 0u; r < BT; r = r + 1u) {
+                    (*acc)[r] = (*acc)[r] + c[(*base)[r] + k] * wv;
+                }
             }
             wi = wi + p.n4;
         }
@@ -267,14 +301,16 @@ fn h_prev_of(s: u32, prev: u32, u: u32) -> f32 {
     return m[prev + u];
 }
 
-// First pass of a two-pass GRU step: r ⊙ h_{t−1} into c and z into mn, for unit j4.
+// First pass of a two-pass GRU step: r ⊙ h_{t−1} into c and z into mn, for units j4 and
+// (CT = 2) j4 + 1.
 fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
     let nb = p.batch;
     var t_of: array<u32, MAX_BT>;
     var prev: array<u32, MAX_BT>;
     locate(b0, d, s, &t_of, &prev);
     var acc: array<vec4<f32>, MAX_BT>;
-    product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
+    var acc2: array<vec4<f32>, MAX_BT>;
+    product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;
         if (b >= nb) {
@@ -283,102 +319,117 @@ fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
         if (s >= lens[b]) {
             continue;
         }
-        let g = gx[((d * p.steps + t_of[r]) * nb + b) * p.n4 + j4];
-        let a = acc[r];
-        let st = p.state_offset + (d * nb + b) * p.hidden;
-        c[st + j4] = act_f(d, g.x + a.x) * h_prev_of(s, prev[r], j4);
-        mn[st + j4] = act_f(d, g.y + a.y);
+        reset_unit(j4, acc[r], b, t_of[r], prev[r], d, s);
+        if (CT == 2u && j4 + 1u < p.n4) {
+            reset_unit(j4 + 1u, acc2[r], b, t_of[r], prev[r], d, s);
+        }
     }
 }
 
-// Step s of column j4, batch rows b0 … b0 + BT − 1 (those < batch), direction d.
-fn step(j4: u32, b0: u32, d: u32, s: u32) {
-    let hid = p.hidden;
+// The first pass for unit j of row b, whose recurrent product is `a`.
+fn reset_unit(j: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
     let nb = p.batch;
-    let dh = p.dirs * hid;
+    let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j];
+    let st = p.state_offset + (d * nb + b) * p.hidden;
+    c[st + j] = act_f(d, g.x + a.x) * h_prev_of(s, prev, j);
+    mn[st + j] = act_f(d, g.y + a.y);
+}
 
+// Step s of columns j4 (and, with CT = 2, j4 + 1), batch rows b0 … b0 + BT − 1 (those <
+// batch), direction d.
+fn step(j4: u32, b0: u32, d: u32, s: u32) {
+    let nb = p.batch;
     var t_of: array<u32, MAX_BT>;
     var prev: array<u32, MAX_BT>;
     locate(b0, d, s, &t_of, &prev);
     var acc: array<vec4<f32>, MAX_BT>;
+    var acc2: array<vec4<f32>, MAX_BT>;
     if (two_pass()) {
         // The product with r ⊙ h_{t−1}, which the first pass left in c.
         var rh: array<u32, MAX_BT>;
         for (var r = 0u; r < BT; r = r + 1u) {
-            rh[r] = p.state_offset + (d * nb + min(b0 + r, nb - 1u)) * hid;
+            rh[r] = p.state_offset + (d * nb + min(b0 + r, nb - 1u)) * p.hidden;
         }
-        product(j4, d, 1u, 2u, &rh, &acc);
+        product(j4, d, 1u, 2u, &rh, &acc, &acc2);
     } else {
-        product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
+        product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
     }
-
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;
         if (b >= nb) {
             break;
         }
-        let t = t_of[r];
-        let out = (t * nb + b) * dh + d * hid;
-        let st = p.state_offset + (d * nb + b) * hid;
-        if (s >= lens[b]) {
-            // Past the end of this sequence: zero output at t = s, state kept.
-            if (CELL >= 2u) {
-                for (var lane = 0u; lane < 4u; lane = lane + 1u) {
-                    if (4u * j4 + lane < hid) {
-                        m[out + 4u * j4 + lane] = 0.0;
-                    }
-                }
-            } else {
-                m[out + j4] = 0.0;
-            }
-            continue;
+        update(j4, acc[r], b, t_of[r], prev[r], d, s);
+        if (CT == 2u && j4 + 1u < p.n4) {
+            update(j4 + 1u, acc2[r], b, t_of[r], prev[r], d, s);
         }
-        let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j4];
-        let a = acc[r];
-        if (CELL == 0u) {
-            var ph = vec4<f32>(0.0);
-            if (PEEPHOLE) {
-                ph = load_w(p.ph_offset + d * hid + j4);
-            }
-            let z = g + a;
-            let c_prev = c[st + j4];
-            let i_g = act_f(d, z.x + ph.x * c_prev);
-            var f_g: f32;
-            if (INPUT_FORGET) {
-                f_g = 1.0 - i_g;
-            } else {
-                f_g = act_f(d, z.y + ph.y * c_prev);
-            }
-            let c_new = f_g * c_prev + i_g * act_g(d, z.z);
-            let o_g = act_f(d, z.w + ph.z * c_new);
-            let h_new = o_g * act_h(d, c_new);
-            c[st + j4] = c_new;
-            mn[st + j4] = h_new;
-            m[out + j4] = h_new;
-        } else if (CELL == 1u) {
-            let h_prev = h_prev_of(s, prev[r], j4);
-            var z_g: f32;
-            var n_g: f32;
-            if (two_pass()) {
-                z_g = mn[st + j4];
-                n_g = act_g(d, g.z + a.z + g.w);
-            } else {
-                let r_g = act_f(d, g.x + a.x);
-                z_g = act_f(d, g.y + a.y);
-                n_g = act_g(d, g.z + r_g * (a.z + g.w));
-            }
-            let h_new = (1.0 - z_g) * n_g + z_g * h_prev;
-            mn[st + j4] = h_new;
-            m[out + j4] = h_new;
-        } else {
-            let v = g + a;
-            let h_new = vec4<f32>(act_f(d, v.x), act_f(d, v.y), act_f(d, v.z), act_f(d, v.w));
+    }
+}
+
+// The activations and the state update of column j4 for row b (processing time step t, its
+// h_{t−1} at `prev`), whose recurrent product is `a`.
+fn update(j4: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
+    let hid = p.hidden;
+    let nb = p.batch;
+    let out = (t * nb + b) * p.dirs * hid + d * hid;
+    let st = p.state_offset + (d * nb + b) * hid;
+    if (s >= lens[b]) {
+        // Past the end of this sequence: zero output at t = s, state kept.
+        if (CELL >= 2u) {
             for (var lane = 0u; lane < 4u; lane = lane + 1u) {
-                let u = 4u * j4 + lane;
-                if (u < hid) {
-                    mn[st + u] = h_new[lane];
-                    m[out + u] = h_new[lane];
+                if (4u * j4 + lane < hid) {
+                    m[out + 4u * j4 + lane] = 0.0;
                 }
+            }
+        } else {
+            m[out + j4] = 0.0;
+        }
+        return;
+    }
+    let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j4];
+    if (CELL == 0u) {
+        var ph = vec4<f32>(0.0);
+        if (PEEPHOLE) {
+            ph = load_w(p.ph_offset + d * hid + j4);
+        }
+        let z = g + a;
+        let c_prev = c[st + j4];
+        let i_g = act_f(d, z.x + ph.x * c_prev);
+        var f_g: f32;
+        if (INPUT_FORGET) {
+            f_g = 1.0 - i_g;
+        } else {
+            f_g = act_f(d, z.y + ph.y * c_prev);
+        }
+        let c_new = f_g * c_prev + i_g * act_g(d, z.z);
+        let o_g = act_f(d, z.w + ph.z * c_new);
+        let h_new = o_g * act_h(d, c_new);
+        c[st + j4] = c_new;
+        mn[st + j4] = h_new;
+        m[out + j4] = h_new;
+    } else if (CELL == 1u) {
+        let h_prev = h_prev_of(s, prev, j4);
+        var z_g: f32;
+        var n_g: f32;
+        if (two_pass()) {
+            z_g = mn[st + j4];
+            n_g = act_g(d, g.z + a.z + g.w);
+        } else {
+            let r_g = act_f(d, g.x + a.x);
+            z_g = act_f(d, g.y + a.y);
+            n_g = act_g(d, g.z + r_g * (a.z + g.w));
+        }
+        let h_new = (1.0 - z_g) * n_g + z_g * h_prev;
+        mn[st + j4] = h_new;
+        m[out + j4] = h_new;
+    } else {
+        let v = g + a;
+        let h_new = vec4<f32>(act_f(d, v.x), act_f(d, v.y), act_f(d, v.z), act_f(d, v.w));
+        for (var lane = 0u; lane < 4u; lane = lane + 1u) {
+            let u = 4u * j4 + lane;
+            if (u < hid) {
+                mn[st + u] = h_new[lane];
+                m[out + u] = h_new[lane];
             }
         }
     }

@@ -279,7 +279,12 @@ fn dispatch_count_of_two_layers_fifty_steps() {
             .unwrap()
             .1
     };
-    for (variant, expected) in [(Variant::Stepwise, 102), (Variant::Sequence, 4)] {
+    for (variant, expected) in [
+        (Variant::Stepwise, 102),
+        (Variant::Sequence, 4),
+        (Variant::StepwiseWide, 102),
+        (Variant::SequenceWide, 4),
+    ] {
         for input in [&x, &xf] {
             let s = stats(input, variant);
             assert_eq!((s.dispatches, s.submits), (expected, 1), "{variant:?}");
@@ -290,11 +295,7 @@ fn dispatch_count_of_two_layers_fifty_steps() {
     for b in [4, 8] {
         let xb = Array3::<f32>::zeros((50, b, 8));
         let s = stats(&xb, Variant::Auto);
-        let expected = if s.variant == Variant::Sequence {
-            4
-        } else {
-            102
-        };
+        let expected = if s.variant.is_sequence() { 4 } else { 102 };
         assert_ne!(s.variant, Variant::Auto);
         assert_eq!((s.dispatches, s.submits), (expected, 1), "batch {b}: {s:?}");
     }

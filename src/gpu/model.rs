@@ -292,7 +292,7 @@ impl GpuModel {
         // Timed on the input's first steps: both kernels' costs grow linearly with the steps,
         // and the time spent choosing stays bounded. Built only when the tuner measures.
         let mut sample: Option<(Prepared<'_>, Vec<Chunk>)> = None;
-        let candidates = [Variant::Stepwise, Variant::Sequence];
+        let candidates = Variant::ALL;
         self.ctx
             .tuner()
             .choose("step", class, &candidates, Variant::name, |variant| {

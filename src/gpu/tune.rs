@@ -297,7 +297,7 @@ impl Tuner {
 /// The static name of a variant read from a file (`unknown` for a name no variant has; such a
 /// choice is measured again when it is asked for).
 fn known_name(name: &str) -> &'static str {
-    let step = [Variant::Stepwise, Variant::Sequence].map(Variant::name);
+    let step = Variant::ALL.map(Variant::name);
     GemmVariant::ALL
         .map(GemmVariant::name)
         .into_iter()

@@ -154,7 +154,7 @@ pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
     // Both step variants, each from NaN-poisoned buffers (debug builds fill a workspace with
     // NaN before every forward). The whole-sequence kernel falls back to the stepwise one
     // where the driver's loop budget is too small for it.
-    for variant in [Variant::Stepwise, Variant::Sequence] {
+    for variant in Variant::ALL {
         let options = ForwardOptions::default().variant(variant);
         let (actual, stats) = model.forward_with(&input, &options).unwrap();
         let ran = stats.variant;
@@ -171,9 +171,10 @@ pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
         } else {
             1
         };
-        let dispatches = match ran {
-            Variant::Sequence => spec.num_layers * (2 + proj_gemms),
-            _ => spec.num_layers * (passes * t + 1 + proj_gemms),
+        let dispatches = if ran.is_sequence() {
+            spec.num_layers * (2 + proj_gemms)
+        } else {
+            spec.num_layers * (passes * t + 1 + proj_gemms)
         };
         assert_eq!(stats.dispatches, dispatches, "{what}: dispatches");
         assert_eq!(stats.submits, 1, "{what}: submits");

@@ -276,7 +276,7 @@ fn gpu_records(
     let rounded =
         (dtype != Dtype::F32).then(|| CpuModel::reference(weights.rounded(dtype.weights())));
     let mut out: Vec<Record> = Vec::new();
-    for variant in [Variant::Stepwise, Variant::Sequence] {
+    for variant in Variant::ALL {
         let options = ForwardOptions::default().variant(variant).timing(true);
         let input = wgpu_lstm::Input::new(x.view());
         let forward = || model.forward_with(&input, &options);

@@ -171,7 +171,7 @@ pub fn catalog() -> Vec<KernelSource> {
             for hidden in [1, 100, 200, 1000] {
                 let spec = RnnSpec::new(cell, 1, hidden).peephole(peephole);
                 for batch in 1..=step::MAX_BATCH_TILE {
-                    for v in [step::Variant::Stepwise, step::Variant::Sequence] {
+                    for v in step::Variant::ALL {
                         specs.push(step::specialization(&spec, batch, v));
                     }
                 }
@@ -223,7 +223,7 @@ pub fn catalog() -> Vec<KernelSource> {
         specs.push(step::specialization(&spec, 1, step::Variant::Stepwise));
     }
     let gru = RnnSpec::gru(1, 100).linear_before_reset(false);
-    for v in [step::Variant::Stepwise, step::Variant::Sequence] {
+    for v in step::Variant::ALL {
         specs.push(step::specialization(&gru, 3, v));
         specs.extend(step::reset_specialization(&gru, 3, v));
     }

@@ -63,6 +63,12 @@ pub enum Variant {
     /// One dispatch per layer (`sequence` in the shader): one workgroup per batch tile and
     /// direction walks every time step, best where per-dispatch cost dominates (small batches).
     Sequence,
+    /// [`Variant::Stepwise`] with two neighbouring vec4 columns (hidden units) per invocation:
+    /// each value of `h_{t−1}` loaded once feeds twice the multiply-adds, half as many
+    /// invocations.
+    StepwiseWide,
+    /// [`Variant::Sequence`] with two vec4 columns per invocation.
+    SequenceWide,
     /// Chosen by measurement: at the first forward of a shape class (cell, hidden size,
     /// layers, directions, batch and steps rounded up to powers of two) on a device, the
     /// input runs with each kernel and the faster is kept (see
@@ -72,6 +78,37 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every variant that names a kernel (all but `Auto`), the tuner's candidates.
+    pub const ALL: [Variant; 4] = [
+        Variant::Stepwise,
+        Variant::Sequence,
+        Variant::StepwiseWide,
+        Variant::SequenceWide,
+    ];
+
+    /// Whether one dispatch walks every time step (`sequence`, `sequence-wide`).
+    pub fn is_sequence(self) -> bool {
+        matches!(self, Variant::Sequence | Variant::SequenceWide)
+    }
+
+    /// Vec4 columns per invocation (`CT` in the shader).
+    pub fn columns(self) -> usize {
+        match self {
+            Variant::StepwiseWide | Variant::SequenceWide => 2,
+            _ => 1,
+        }
+    }
+
+    /// The stepwise kernel with this variant's columns per invocation (where the
+    /// whole-sequence one cannot run).
+    pub(crate) fn stepwise(self) -> Variant {
+        match self {
+            Variant::SequenceWide => Variant::StepwiseWide,
+            Variant::Sequence => Variant::Stepwise,
+            v => v,
+        }
+    }
+
     /// The variant `Auto` stands for where nothing was measured (a stream's chunks, which
     /// cannot be run twice): the whole-sequence kernel when the batch fits one tile (≤ 4
     /// sequences), else the stepwise one.
@@ -88,6 +125,8 @@ impl Variant {
         match self {
             Variant::Stepwise => "stepwise",
             Variant::Sequence => "sequence",
+            Variant::StepwiseWide => "stepwise-wide",
+            Variant::SequenceWide => "sequence-wide",
             Variant::Auto => "auto",
         }
     }
@@ -171,9 +210,11 @@ fn gate_constants(spec: &RnnSpec) -> Vec<(&'static str, Constant)> {
 }
 
 pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> Specialization {
-    let (entry, wg) = match variant.resolve(batch) {
-        Variant::Sequence => ("sequence", sequence_workgroup(spec)),
-        _ => ("main", WG),
+    let variant = variant.resolve(batch);
+    let (entry, wg) = if variant.is_sequence() {
+        ("sequence", sequence_workgroup(spec))
+    } else {
+        ("main", WG)
     };
     let mut constants = vec![
         ("WG", wg.into()),
@@ -181,6 +222,9 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> 
         ("CELL", cell_id(spec.cell).into()),
         ("PEEPHOLE", spec.peephole.into()),
     ];
+    if variant.columns() != 1 {
+        constants.push(("CT", (variant.columns() as u32).into()));
+    }
     constants.extend(gate_constants(spec));
     Specialization {
         family: Family::Step,
@@ -198,7 +242,7 @@ pub(crate) fn reset_specialization(
     batch: usize,
     variant: Variant,
 ) -> Option<Specialization> {
-    (two_pass(spec) && variant.resolve(batch) == Variant::Stepwise).then(|| Specialization {
+    (two_pass(spec) && !variant.resolve(batch).is_sequence()).then(|| Specialization {
         entry: "reset",
         ..specialization(spec, batch, variant)
     })
@@ -206,9 +250,14 @@ pub(crate) fn reset_specialization(
 
 /// Workgroups of one step (stepwise) or of a whole layer (sequence).
 pub(crate) fn workgroups(spec: &RnnSpec, batch: usize, variant: Variant) -> [usize; 3] {
-    let x = match variant.resolve(batch) {
-        Variant::Sequence => 1,
-        _ => div_ceil(columns(spec.cell, spec.hidden_size), WG as usize),
+    let variant = variant.resolve(batch);
+    let x = if variant.is_sequence() {
+        1
+    } else {
+        div_ceil(
+            columns(spec.cell, spec.hidden_size),
+            WG as usize * variant.columns(),
+        )
     };
     [x, div_ceil(batch, batch_tile(batch)), spec.num_directions()]
 }

@@ -54,7 +54,7 @@ pub(crate) struct Schedule {
     pub extent: Extent,
     /// Sizes of the forward's data: where the readback puts each tensor.
     pub sizes: Sizes,
-    /// The step kernel that runs: [`Variant::Stepwise`] or [`Variant::Sequence`].
+    /// The step kernel that runs (never [`Variant::Auto`]).
     pub variant: Variant,
     /// The GEMM kernel of the input projections and projections.
     pub gemm: GemmVariant,
@@ -138,10 +138,7 @@ impl Schedule {
                 h0_offset: index("state offset", layer * d * batch * h_out)?,
                 state_offset: index("state offset", layer * d * batch * h)?,
             };
-            let step_count = match variant {
-                Variant::Sequence => 1,
-                _ => steps,
-            };
+            let step_count = if variant.is_sequence() { 1 } else { steps };
             let mut step_dispatches = Vec::with_capacity(step_count);
             for s in 0..step_count {
                 let params = StepParams {
@@ -178,7 +175,7 @@ impl Schedule {
             variant,
             gemm,
             batch_tile: step::batch_tile(batch),
-            reset_pass: step::two_pass(spec) && variant == Variant::Stepwise,
+            reset_pass: step::two_pass(spec) && !variant.is_sequence(),
             layers,
             params: blocks.bytes,
         })
@@ -201,7 +198,7 @@ impl Schedule {
 pub(super) fn check_dispatches(spec: &RnnSpec, limits: &Limits, extent: Extent) -> Result<()> {
     let Extent { steps, batch } = extent;
     let shape = format!("{steps} steps × batch {batch}");
-    for variant in [Variant::Stepwise, Variant::Sequence] {
+    for variant in Variant::ALL {
         limits.check_workgroups(
             &format!("the step kernel for {shape}"),
             step::workgroups(spec, batch, variant),
@@ -279,8 +276,8 @@ fn effective_variant(
     let fits = |budget: u64| {
         step::sequence_loop_iterations(spec, extent.batch, extent.steps) <= budget * 9 / 10
     };
-    if v == Variant::Sequence && !limits.loop_budget.is_none_or(fits) {
-        Variant::Stepwise
+    if v.is_sequence() && !limits.loop_budget.is_none_or(fits) {
+        v.stepwise()
     } else {
         v
     }
