@@ -61,6 +61,17 @@ pub const ONNX_NAMES: [&str; 11] = [
 ];
 
 impl Activation {
+    /// Each function once, with ONNX's default parameters (ScaledTanh, which has none, with
+    /// alpha 1.5 and beta 0.7).
+    pub fn examples() -> [Activation; 11] {
+        ONNX_NAMES.map(|name| {
+            Activation::from_onnx(name, None, None).unwrap_or(Activation::ScaledTanh {
+                alpha: 1.5,
+                beta: 0.7,
+            })
+        })
+    }
+
     /// ONNX's name of the function (`"HardSigmoid"`, …).
     pub fn name(self) -> &'static str {
         ONNX_NAMES[self.code() as usize]
@@ -291,28 +302,7 @@ mod tests {
 
     #[test]
     fn finite_everywhere_and_matching_the_definitions() {
-        let all = [
-            Activation::Sigmoid,
-            Activation::Tanh,
-            Activation::Relu,
-            Activation::HardSigmoid {
-                alpha: 0.2,
-                beta: 0.5,
-            },
-            Activation::LeakyRelu { alpha: 0.01 },
-            Activation::ThresholdedRelu { alpha: 1.0 },
-            Activation::ScaledTanh {
-                alpha: 1.5,
-                beta: 0.7,
-            },
-            Activation::Affine {
-                alpha: 1.0,
-                beta: 0.0,
-            },
-            Activation::Elu { alpha: 1.0 },
-            Activation::Softsign,
-            Activation::Softplus,
-        ];
+        let all = Activation::examples();
         for a in all {
             for x in [
                 -f32::MAX,

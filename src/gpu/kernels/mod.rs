@@ -181,28 +181,7 @@ pub fn catalog() -> Vec<KernelSource> {
     // ONNX's gate options: every activation function in each role and direction, clip,
     // input_forget, a reverse-only direction, the two-pass GRU.
     use crate::activation::{Activation, Activations};
-    let every = [
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Relu,
-        Activation::HardSigmoid {
-            alpha: 0.2,
-            beta: 0.5,
-        },
-        Activation::LeakyRelu { alpha: 0.01 },
-        Activation::ThresholdedRelu { alpha: 1.0 },
-        Activation::ScaledTanh {
-            alpha: 1.5,
-            beta: 0.5,
-        },
-        Activation::Affine {
-            alpha: 1.0,
-            beta: 0.5,
-        },
-        Activation::Elu { alpha: 1.0 },
-        Activation::Softsign,
-        Activation::Softplus,
-    ];
+    let every = Activation::examples();
     for (k, &a) in every.iter().enumerate() {
         let b = every[(k + 3) % every.len()];
         let acts = vec![
