@@ -194,6 +194,121 @@ fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
     }
 }
 
+// Split-K variant (stepwise): one workgroup of WG invocations per (column, batch tile,
+// direction); the invocations share the sum over k (each takes every WG-th k), reduce their
+// partial sums in workgroup memory, and the first applies the update. Many more invocations
+// per step than `main` — for small batches on GPUs with many cores. The sums' order differs
+// from the other variants (results equal within float32 rounding).
+var<workgroup> partial: array<vec4<f32>, 256>;  // [WG = 64][MAX_BT]
+
+@compute @workgroup_size(WG, 1, 1)
+fn split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let j4 = wid.x;
+    let b0 = wid.y * BT;
+    let d = wid.z;
+    let s = p.step;
+    let nb = p.batch;
+    var t_of: array<u32, MAX_BT>;
+    var prev: array<u32, MAX_BT>;
+    locate(b0, d, s, &t_of, &prev);
+    var acc: array<vec4<f32>, MAX_BT>;
+    if (two_pass()) {
+        var rh: array<u32, MAX_BT>;
+        for (var r = 0u; r < BT; r = r + 1u) {
+            rh[r] = p.state_offset + (d * nb + min(b0 + r, nb - 1u)) * p.hidden;
+        }
+        split_sum(lid.x, j4, d, 1u, 2u, &rh, &acc);
+    } else {
+        split_sum(lid.x, j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
+    }
+    if (lid.x == 0u) {
+        for (var r = 0u; r < BT; r = r + 1u) {
+            let b = b0 + r;
+            if (b >= nb) {
+                break;
+            }
+            update(j4, acc[r], b, t_of[r], prev[r], d, s);
+        }
+    }
+}
+
+// The first pass of a two-pass GRU step for the split-K variant.
+@compute @workgroup_size(WG, 1, 1)
+fn split_reset(@builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(workgroup_id) wid: vec3<u32>) {
+    let j4 = wid.x;
+    let b0 = wid.y * BT;
+    let d = wid.z;
+    let s = p.step;
+    var t_of: array<u32, MAX_BT>;
+    var prev: array<u32, MAX_BT>;
+    locate(b0, d, s, &t_of, &prev);
+    var acc: array<vec4<f32>, MAX_BT>;
+    split_sum(lid.x, j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
+    if (lid.x == 0u) {
+        for (var r = 0u; r < BT; r = r + 1u) {
+            let b = b0 + r;
+            if (b >= p.batch) {
+                break;
+            }
+            if (s < lens[b]) {
+                reset_unit(j4, acc[r], b, t_of[r], prev[r], d, s);
+            }
+        }
+    }
+}
+
+// acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] as `product` computes it, with invocation `lane`
+// of the workgroup summing every WG-th k and the partial sums reduced in workgroup memory;
+// the result is complete in invocation 0.
+fn split_sum(lane: u32, j4: u32, d: u32, s: u32, src: u32,
+             base: ptr<function, array<u32, MAX_BT>>,
+             acc: ptr<function, array<vec4<f32>, MAX_BT>>) {
+    for (var r = 0u; r < BT; r = r + 1u) {
+        (*acc)[r] = vec4<f32>(0.0);
+    }
+    var w0: u32;
+    var kn: u32;
+    if (s == 0u) {
+        w0 = p.w0_offset + d * p.k0 * p.n4 + j4;
+        kn = p.k0;
+    } else {
+        w0 = p.wrec_offset + d * p.hidden * p.n4 + j4;
+        kn = p.hidden;
+    }
+    for (var k = lane; k < kn; k = k + WG) {
+        let wv = load_w(w0 + k * p.n4);
+        for (var r = 0u; r < BT; r = r + 1u) {
+            let i = (*base)[r] + k;
+            var v: f32;
+            if (src == 0u) {
+                v = h0[i];
+            } else if (src == 1u) {
+                v = m[i];
+            } else {
+                v = c[i];
+            }
+            (*acc)[r] = (*acc)[r] + v * wv;
+        }
+    }
+    for (var r = 0u; r < BT; r = r + 1u) {
+        partial[lane * MAX_BT + r] = (*acc)[r];
+    }
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lane < stride) {
+            for (var r = 0u; r < BT; r = r + 1u) {
+                partial[lane * MAX_BT + r] = partial[lane * MAX_BT + r]
+                    + partial[(lane + stride) * MAX_BT + r];
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < BT; r = r + 1u) {
+        (*acc)[r] = partial[r];
+    }
+}
+
 // Per row r of the tile at b0: the time step it processes at step s (`t_of`) and where its
 // h_{t−1} starts (`prev`: in h0 at step 0, else in m).
 fn locate(b0: u32, d: u32, s: u32, t_of: ptr<function, array<u32, MAX_BT>>,

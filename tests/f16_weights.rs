@@ -64,7 +64,7 @@ fn f16_weights_compute_what_the_rounded_weights_give() {
             .forward(&input)
             .unwrap();
         let full = CpuModel::reference(weights).forward(&input).unwrap();
-        for variant in [Variant::Stepwise, Variant::Sequence] {
+        for variant in Variant::ALL {
             let options = ForwardOptions::default().variant(variant);
             let (out, _) = model.forward_with(&input, &options).unwrap();
             let what = format!("{spec:?} T={t} B={b} {variant:?}");

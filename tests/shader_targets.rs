@@ -8,8 +8,14 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::ShaderStage;
 use wgpu_lstm::gpu::kernel_catalog;
 
+/// The validator wgpu uses on a device with the downlevel flag `SHADER_F16_IN_F32` (the
+/// `pack/unpack2x16float` functions of the float16-weight kernels): every Vulkan, Metal and
+/// DX12 device, and GL where the driver has the functions (Mesa's llvmpipe does).
 fn validator() -> Validator {
-    Validator::new(ValidationFlags::all(), Capabilities::default())
+    Validator::new(
+        ValidationFlags::all(),
+        Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
 }
 
 #[test]

@@ -81,10 +81,7 @@ fn auto_step_kernel_is_measured_once_per_class() {
             .unwrap();
         let expected = cpu.forward(&Input::new(x.view())).unwrap();
         assert_outputs_close("auto step kernel", &expected, &out, Tolerance::GPU_VS_CPU);
-        assert!(matches!(
-            stats.variant,
-            Variant::Stepwise | Variant::Sequence
-        ));
+        assert!(Variant::ALL.contains(&stats.variant), "{stats:?}");
     }
     let steps: Vec<_> = ctx
         .tuning()
@@ -95,7 +92,7 @@ fn auto_step_kernel_is_measured_once_per_class() {
     assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].class, "gru-h64-l1-d2-b4-t32");
     let names: Vec<&str> = steps[0].candidates.iter().map(|c| c.0).collect();
-    assert_eq!(names, ["stepwise", "sequence"]);
+    assert_eq!(names, Variant::ALL.map(Variant::name));
     eprintln!("{:?}", steps[0]);
 }
 

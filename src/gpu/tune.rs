@@ -200,10 +200,15 @@ impl Tuner {
         };
         let params = GemmParams::dense(m, k, n4)?;
         let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let limits = device.limits();
+        let candidates: Vec<GemmVariant> = GemmVariant::ALL
+            .into_iter()
+            .filter(|v| v.runs_on(&limits))
+            .collect();
         self.choose(
             "gemm",
             class.key(),
-            &GemmVariant::ALL,
+            &candidates,
             GemmVariant::name,
             |variant| {
                 let kernel = kernels.get(device, &gemm::specialization(variant))?;

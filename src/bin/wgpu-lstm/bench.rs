@@ -94,15 +94,24 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     let mut best_gflops = Vec::new();
     for ctx in &contexts {
         let info = ctx.adapter_info();
+        let limits = ctx.limits();
+        let variants: Vec<GemmVariant> = GemmVariant::ALL
+            .into_iter()
+            .filter(|v| v.runs_on(&limits))
+            .collect();
         eprintln!(
             "gemm ceiling on {} ({:?}): 1024×1024×1024 × {gemm_reps}, variants {}…",
             info.name,
             info.backend,
-            GemmVariant::ALL.map(GemmVariant::name).join(", ")
+            variants
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut best: Vec<Option<wgpu_lstm::gpu::GemmCeiling>> = vec![None; GemmVariant::ALL.len()];
+        let mut best: Vec<Option<wgpu_lstm::gpu::GemmCeiling>> = vec![None; variants.len()];
         for _round in 0..2 {
-            for (i, variant) in GemmVariant::ALL.into_iter().enumerate() {
+            for (i, &variant) in variants.iter().enumerate() {
                 let c = gemm_ceiling(ctx, 1024, gemm_reps, variant)?;
                 if best[i].as_ref().is_none_or(|b| c.gflops > b.gflops) {
                     best[i] = Some(c);
@@ -110,7 +119,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
             }
         }
         let mut top = 0.0f64;
-        for (variant, c) in GemmVariant::ALL.into_iter().zip(best.into_iter().flatten()) {
+        for (variant, c) in variants.iter().zip(best.into_iter().flatten()) {
             top = top.max(c.gflops);
             ceilings.push(CeilingRecord {
                 adapter: AdapterRecord::new(info),

@@ -59,11 +59,12 @@ impl GemmParams {
     /// Workgroups to dispatch for `z` products with `variant`.
     pub fn workgroups(&self, z: usize, variant: GemmVariant) -> [usize; 3] {
         let columns = div_ceil(self.n4 as usize, variant.columns_per_invocation());
+        let [wg_x, wg_y] = variant.workgroup();
         [
-            div_ceil(columns, WG_X as usize),
+            div_ceil(columns, wg_x as usize),
             div_ceil(
                 div_ceil(self.m as usize, variant.rows_per_invocation()),
-                WG_Y as usize,
+                wg_y as usize,
             ),
             z,
         ]
@@ -88,16 +89,40 @@ pub enum GemmVariant {
     Wide4,
     /// 8 rows × two vec4 columns per invocation (`block` with BR = 8, BC = 2).
     Tall2,
+    /// 4 rows × one vec4 column per invocation, 16 × 16 invocations per workgroup staging
+    /// 16-deep slices of both operands in workgroup memory (`tiled`): the classic shape for
+    /// real GPUs. Needs 256 invocations and 8 KiB of workgroup memory per workgroup.
+    Tiled,
 }
 
 impl GemmVariant {
     /// Every kernel (every variant but [`GemmVariant::Auto`]).
-    pub const ALL: [GemmVariant; 4] = [
+    pub const ALL: [GemmVariant; 5] = [
         GemmVariant::Rows4,
         GemmVariant::Wide,
         GemmVariant::Wide4,
         GemmVariant::Tall2,
+        GemmVariant::Tiled,
     ];
+
+    /// Whether a device with `limits` can run this kernel (its workgroup size and workgroup
+    /// memory).
+    pub fn runs_on(self, limits: &wgpu::Limits) -> bool {
+        let [x, y] = self.workgroup();
+        let memory = if self == GemmVariant::Tiled { 8192 } else { 0 };
+        limits.max_compute_workgroup_size_x >= x
+            && limits.max_compute_workgroup_size_y >= y
+            && limits.max_compute_invocations_per_workgroup >= x * y
+            && limits.max_compute_workgroup_storage_size >= memory
+    }
+
+    /// Invocations per workgroup along columns and rows.
+    pub(crate) fn workgroup(self) -> [u32; 2] {
+        match self {
+            GemmVariant::Tiled => [16, 16],
+            _ => [WG_X, WG_Y],
+        }
+    }
 
     /// Lowercase name.
     pub fn name(self) -> &'static str {
@@ -107,6 +132,7 @@ impl GemmVariant {
             GemmVariant::Wide => "wide",
             GemmVariant::Wide4 => "wide4",
             GemmVariant::Tall2 => "tall2",
+            GemmVariant::Tiled => "tiled",
         }
     }
 
@@ -117,6 +143,7 @@ impl GemmVariant {
             GemmVariant::Wide => "wide",
             GemmVariant::Wide4 => "wide4",
             GemmVariant::Tall2 => "block",
+            GemmVariant::Tiled => "tiled",
         }
     }
 
@@ -131,7 +158,7 @@ impl GemmVariant {
     /// Vec4 columns one invocation computes.
     pub(crate) fn columns_per_invocation(self) -> usize {
         match self {
-            GemmVariant::Auto | GemmVariant::Rows4 => 1,
+            GemmVariant::Auto | GemmVariant::Rows4 | GemmVariant::Tiled => 1,
             GemmVariant::Wide => 2,
             GemmVariant::Wide4 => 4,
             GemmVariant::Tall2 => 2,

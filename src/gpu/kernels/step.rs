@@ -69,6 +69,11 @@ pub enum Variant {
     StepwiseWide,
     /// [`Variant::Sequence`] with two vec4 columns per invocation.
     SequenceWide,
+    /// One dispatch per time step, one workgroup per vec4 column (and batch tile, direction)
+    /// whose 64 invocations split the sum over the hidden units and reduce it in workgroup
+    /// memory (`split` in the shader): many more invocations per step, for small batches on
+    /// GPUs with many cores.
+    Split,
     /// Chosen by measurement: at the first forward of a shape class (cell, hidden size,
     /// layers, directions, batch and steps rounded up to powers of two) on a device, the
     /// input runs with each kernel and the faster is kept (see
@@ -79,11 +84,12 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant that names a kernel (all but `Auto`), the tuner's candidates.
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Stepwise,
         Variant::Sequence,
         Variant::StepwiseWide,
         Variant::SequenceWide,
+        Variant::Split,
     ];
 
     /// Whether one dispatch walks every time step (`sequence`, `sequence-wide`).
@@ -127,6 +133,7 @@ impl Variant {
             Variant::Sequence => "sequence",
             Variant::StepwiseWide => "stepwise-wide",
             Variant::SequenceWide => "sequence-wide",
+            Variant::Split => "split",
             Variant::Auto => "auto",
         }
     }
@@ -211,10 +218,10 @@ fn gate_constants(spec: &RnnSpec) -> Vec<(&'static str, Constant)> {
 
 pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> Specialization {
     let variant = variant.resolve(batch);
-    let (entry, wg) = if variant.is_sequence() {
-        ("sequence", sequence_workgroup(spec))
-    } else {
-        ("main", WG)
+    let (entry, wg) = match variant {
+        v if v.is_sequence() => ("sequence", sequence_workgroup(spec)),
+        Variant::Split => ("split", WG),
+        _ => ("main", WG),
     };
     let mut constants = vec![
         ("WG", wg.into()),
@@ -242,8 +249,13 @@ pub(crate) fn reset_specialization(
     batch: usize,
     variant: Variant,
 ) -> Option<Specialization> {
-    (two_pass(spec) && !variant.resolve(batch).is_sequence()).then(|| Specialization {
-        entry: "reset",
+    let variant = variant.resolve(batch);
+    (two_pass(spec) && !variant.is_sequence()).then(|| Specialization {
+        entry: if variant == Variant::Split {
+            "split_reset"
+        } else {
+            "reset"
+        },
         ..specialization(spec, batch, variant)
     })
 }
@@ -251,13 +263,11 @@ pub(crate) fn reset_specialization(
 /// Workgroups of one step (stepwise) or of a whole layer (sequence).
 pub(crate) fn workgroups(spec: &RnnSpec, batch: usize, variant: Variant) -> [usize; 3] {
     let variant = variant.resolve(batch);
-    let x = if variant.is_sequence() {
-        1
-    } else {
-        div_ceil(
-            columns(spec.cell, spec.hidden_size),
-            WG as usize * variant.columns(),
-        )
+    let cols = columns(spec.cell, spec.hidden_size);
+    let x = match variant {
+        v if v.is_sequence() => 1,
+        Variant::Split => cols,
+        v => div_ceil(cols, WG as usize * v.columns()),
     };
     [x, div_ceil(batch, batch_tile(batch)), spec.num_directions()]
 }
