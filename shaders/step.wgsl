@@ -51,7 +51,7 @@ override BT: u32 = 4u;           // batch rows per invocation, 1..=MAX_BT
 override CELL: u32 = 0u;         // 0 LSTM, 1 GRU, 2 RNN tanh, 3 RNN relu
 override CT: u32 = 1u;           // vec4 columns per invocation: 1, or 2 (neighbours)
 override PEEPHOLE: bool = false; // LSTM peepholes
-const MAX_BT: u32 = 4u;
+const MAX_BT: u32 = 8u;
 
 // ONNX's options; the defaults are PyTorch's equations.
 override REVERSED: u32 = 2u;        // bit d set: direction d walks from each sequence's end
@@ -199,7 +199,7 @@ fn sequence(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id)
 // partial sums in workgroup memory, and the first applies the update. Many more invocations
 // per step than `main` — for small batches on GPUs with many cores. The sums' order differs
 // from the other variants (results equal within float32 rounding).
-var<workgroup> partial: array<vec4<f32>, 256>;  // [WG = 64][MAX_BT]
+var<workgroup> partial: array<vec4<f32>, 512>;  // [WG = 64][MAX_BT]
 
 @compute @workgroup_size(WG, 1, 1)
 fn split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -9,11 +9,15 @@
 
 mod common;
 
-use common::{assert_close, check_config, gpu, models, rng, seed, uniform, Config};
+use common::{
+    assert_close, assert_outputs_close, check_config, gpu, models, rng, seed, uniform, Config,
+};
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis};
 use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
-use wgpu_lstm::{Cell, Input, RnnSpec, Weights};
+use wgpu_lstm::{
+    Cell, CpuModel, Forward, ForwardOptions, GpuModel, Input, RnnSpec, Variant, Weights,
+};
 
 /// Float32 rounding of a handful of operations.
 const HAND: Tolerance = Tolerance {
@@ -431,4 +435,50 @@ fn variant_errors_are_clear() {
         msg(Weights::from_tensors(&p, t).unwrap_err()),
         "missing tensor `weight_ph_l0` (expected shape [12])"
     );
+}
+
+/// Every batch tile (1 to 8 rows per invocation) with every step kernel, against the CPU, on
+/// a batch of 11 with lengths 0..=T: tiles that do not divide the batch, padding rows,
+/// ended sequences.
+#[test]
+fn every_batch_tile_matches_the_cpu() {
+    let Some(ctx) = gpu() else { return };
+    let sd = seed("every_batch_tile_matches_the_cpu", 37);
+    let mut r = rng(sd);
+    let specs = [
+        RnnSpec::lstm(5, 19).peephole(true),
+        RnnSpec::gru(5, 17).linear_before_reset(false),
+        RnnSpec::new(Cell::RnnTanh, 5, 10).bidirectional(true),
+    ];
+    let mut worst = 0.0f32;
+    for spec in specs {
+        let w = Weights::random(&spec, sd).unwrap();
+        let model = GpuModel::upload(ctx, &w).unwrap();
+        let (t, b) = (9, 11);
+        let x: Array3<f32> = uniform(&mut r, (t, b, 5), 1.0);
+        let lengths: Vec<usize> = (0..b).map(|_| r.random_range(0..=t)).collect();
+        let input = Input::new(x.view()).lengths(&lengths);
+        let expected = CpuModel::new(w.clone()).forward(&input).unwrap();
+        for variant in Variant::ALL {
+            // Every tile with the stepwise kernel; 1, 3 and 8 rows with the others.
+            let tiles = if variant == Variant::Stepwise {
+                &[1, 2, 3, 4, 5, 6, 7, 8][..]
+            } else {
+                &[1, 3, 8][..]
+            };
+            for &tile in tiles {
+                let options = ForwardOptions::default().variant(variant).batch_tile(tile);
+                let (out, stats) = model.forward_with(&input, &options).unwrap();
+                assert_eq!(stats.batch_tile, tile);
+                let what = format!("{} {variant:?} tile {tile}", spec.cell.name());
+                worst = worst.max(assert_outputs_close(
+                    &what,
+                    &expected,
+                    &out,
+                    Tolerance::GPU_VS_CPU,
+                ));
+            }
+        }
+    }
+    eprintln!("every batch tile: worst |gpu-cpu| = {worst:.2e}");
 }

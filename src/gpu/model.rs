@@ -159,6 +159,10 @@ impl GpuModel {
             variant: self.step_variant(&p, &chunks, &options)?,
             ..options
         };
+        let options = ForwardOptions {
+            batch_tile: self.batch_tile(&p, &chunks, &options)?,
+            ..options
+        };
         let (raw, stats) = self.run_chunks(&p, &chunks, &options)?;
         let c_n = self.spec.cell.has_cell_state().then_some(raw.c_n);
         Ok((p.finish(raw.y, raw.h_n, c_n), stats))
@@ -185,6 +189,7 @@ impl GpuModel {
             chunks: chunks.len(),
             variant: Variant::Auto,
             gemm: options.gemm,
+            batch_tile: 0,
             device_ms: None,
         };
         let mut i = 0;
@@ -203,8 +208,8 @@ impl GpuModel {
             let c0 = p.c0.as_ref().map(|a| batch_part(a, &part));
             for (w, chunk) in windows.iter().enumerate() {
                 let extent = chunk.extent();
-                let schedule =
-                    Schedule::new(spec, &self.limits, extent, options.variant, stats.gemm)?;
+                let step = (options.variant, options.batch_tile);
+                let schedule = Schedule::new(spec, &self.limits, extent, step, stats.gemm)?;
                 let pipelines = self.pipelines(&schedule)?;
                 let x = p.x.slice(s![chunk.time.clone(), part.clone(), ..]);
                 let x = x.as_standard_layout();
@@ -246,6 +251,7 @@ impl GpuModel {
                 )?;
                 if stats.submits == 0 {
                     stats.variant = schedule.variant;
+                    stats.batch_tile = schedule.batch_tile;
                 }
                 stats.dispatches += schedule.dispatches();
                 stats.submits += 1;
@@ -278,9 +284,51 @@ impl GpuModel {
         if options.variant != Variant::Auto {
             return Ok(options.variant);
         }
-        let spec = &self.spec;
+        let class = self.step_class(chunks[0].extent());
+        let mut sample = None;
+        self.ctx
+            .tuner()
+            .choose("step", class, &Variant::ALL, Variant::name, |variant| {
+                let timed = ForwardOptions {
+                    variant,
+                    ..*options
+                };
+                self.time_sample(p, &mut sample, &timed)
+            })
+    }
+
+    /// `options.batch_tile`, or where it is 0 and the step kernel was chosen by measurement,
+    /// the tile the context's tuner measures fastest for that kernel and the shape class
+    /// (among 1, 2, 4 and 8 rows, as they fit the batch).
+    fn batch_tile(
+        &self,
+        p: &Prepared<'_>,
+        chunks: &[Chunk],
+        options: &ForwardOptions,
+    ) -> Result<usize> {
         let e = chunks[0].extent();
-        let class = format!(
+        let candidates = step::tile_candidates(e.batch);
+        if options.batch_tile != 0 || candidates.len() < 2 {
+            return Ok(options.batch_tile);
+        }
+        let class = format!("{}-{}", self.step_class(e), options.variant.name());
+        let mut sample = None;
+        self.ctx
+            .tuner()
+            .choose("tile", class, &candidates, step::tile_name, |tile| {
+                let timed = ForwardOptions {
+                    batch_tile: tile,
+                    ..*options
+                };
+                self.time_sample(p, &mut sample, &timed)
+            })
+    }
+
+    /// The step kernels' shape class of `e`: cell, hidden size, layers, directions, batch and
+    /// steps rounded up to powers of two.
+    fn step_class(&self, e: Extent) -> String {
+        let spec = &self.spec;
+        format!(
             "{}-h{}-l{}-d{}-b{}-t{}",
             spec.cell.name(),
             spec.hidden_size.next_power_of_two(),
@@ -288,33 +336,36 @@ impl GpuModel {
             spec.num_directions(),
             e.batch.next_power_of_two(),
             e.steps.next_power_of_two()
-        );
-        // Timed on the input's first steps: both kernels' costs grow linearly with the steps,
-        // and the time spent choosing stays bounded. Built only when the tuner measures.
-        let mut sample: Option<(Prepared<'_>, Vec<Chunk>)> = None;
-        let candidates = Variant::ALL;
-        self.ctx
-            .tuner()
-            .choose("step", class, &candidates, Variant::name, |variant| {
-                let timed = ForwardOptions {
-                    variant,
-                    timing: true,
-                    ..*options
-                };
-                let (input, input_chunks) = match &sample {
-                    Some(s) => s,
-                    None => {
-                        let prefix = p.prefix(TUNE_STEPS);
-                        let e = Extent::new(prefix.steps, prefix.batch);
-                        let c = plan::chunks(spec, &self.limits, e)?;
-                        sample.insert((prefix, c))
-                    }
-                };
-                let start = std::time::Instant::now();
-                let (_, stats) = self.run_chunks(input, input_chunks, &timed)?;
-                let wall = start.elapsed().as_secs_f64() * 1e3;
-                Ok(stats.device_ms.unwrap_or(wall))
-            })
+        )
+    }
+
+    /// Milliseconds of a forward over the first [`TUNE_STEPS`] steps of `p` with `options`
+    /// (device time where the device has timestamps). `sample` holds that prefix, built on
+    /// first use: both kernels' costs grow linearly with the steps, and the time spent
+    /// choosing stays bounded.
+    fn time_sample<'a>(
+        &self,
+        p: &'a Prepared<'_>,
+        sample: &mut Option<(Prepared<'a>, Vec<Chunk>)>,
+        options: &ForwardOptions,
+    ) -> Result<f64> {
+        let timed = ForwardOptions {
+            timing: true,
+            ..*options
+        };
+        let (input, input_chunks) = match sample {
+            Some(s) => s,
+            None => {
+                let prefix = p.prefix(TUNE_STEPS);
+                let e = Extent::new(prefix.steps, prefix.batch);
+                let c = plan::chunks(&self.spec, &self.limits, e)?;
+                sample.insert((prefix, c))
+            }
+        };
+        let start = std::time::Instant::now();
+        let (_, stats) = self.run_chunks(input, input_chunks, &timed)?;
+        let wall = start.elapsed().as_secs_f64() * 1e3;
+        Ok(stats.device_ms.unwrap_or(wall))
     }
 
     /// `requested`, or where it is [`GemmVariant::Auto`] the variant the context's tuner
@@ -338,6 +389,7 @@ impl GpuModel {
         self.kernel(step::specialization(
             &self.spec,
             schedule.extent.batch,
+            schedule.batch_tile,
             schedule.variant,
         ))
     }
@@ -407,8 +459,8 @@ impl GpuModel {
 
     /// The pipelines a schedule runs, compiled once per context.
     pub(crate) fn pipelines(&self, schedule: &Schedule) -> Result<Pipelines> {
-        let (batch, variant) = (schedule.extent.batch, schedule.variant);
-        let reset = match step::reset_specialization(&self.spec, batch, variant) {
+        let (batch, tile, variant) = (schedule.extent.batch, schedule.batch_tile, schedule.variant);
+        let reset = match step::reset_specialization(&self.spec, batch, tile, variant) {
             Some(spec) => Some(self.kernel(spec)?),
             None => None,
         };

@@ -49,6 +49,11 @@ pub struct ForwardOptions {
     /// chosen by measurement on the device, for the shape class of the first layer's input
     /// projection); every variant gives bit-identical results.
     pub gemm: GemmVariant,
+    /// Batch rows each invocation of the step kernel computes, 1 to 8 (more rows reuse each
+    /// weight loaded; fewer give more invocations). 0, the default: with
+    /// [`Variant::Auto`], chosen by measurement among 1, 2, 4 and 8 for the step kernel
+    /// chosen; with a forced variant, 4. Never more than the batch.
+    pub batch_tile: usize,
 }
 
 impl ForwardOptions {
@@ -61,6 +66,12 @@ impl ForwardOptions {
     /// Sets [`ForwardOptions::gemm`].
     pub fn gemm(mut self, gemm: GemmVariant) -> Self {
         self.gemm = gemm;
+        self
+    }
+
+    /// Sets [`ForwardOptions::batch_tile`].
+    pub fn batch_tile(mut self, rows: usize) -> Self {
+        self.batch_tile = rows;
         self
     }
 
@@ -83,11 +94,13 @@ pub struct ForwardStats {
     pub submits: usize,
     /// Chunks the input ran in (1 unless it exceeded the device's limits).
     pub chunks: usize,
-    /// The step kernel that ran ([`Variant::Stepwise`] or [`Variant::Sequence`]; of the first
-    /// chunk where the input ran chunked).
+    /// The step kernel that ran (never [`Variant::Auto`]; of the first chunk where the input
+    /// ran chunked).
     pub variant: Variant,
     /// The GEMM kernel that ran (never [`GemmVariant::Auto`]).
     pub gemm: GemmVariant,
+    /// Batch rows per invocation of the step kernel that ran.
+    pub batch_tile: usize,
     /// Device time of the compute passes in milliseconds, summed over chunks, when timing was
     /// asked for and the device supports it.
     pub device_ms: Option<f64>,

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
-use crate::gpu::kernels::step::Variant;
+use crate::gpu::kernels::step::{self, Variant};
 use crate::gpu::kernels::{Kernel, KernelCache};
 
 /// Largest product timed for one shape class, in FLOPs per repetition: the class's shape is
@@ -257,7 +257,7 @@ impl Tuner {
             let [family, class, name] = fields.as_slice() else {
                 continue;
             };
-            let Some(family) = ["gemm", "step"].into_iter().find(|f| f == family) else {
+            let Some(family) = ["gemm", "step", "tile"].into_iter().find(|f| f == family) else {
                 continue;
             };
             if class.is_empty() || name.is_empty() {
@@ -313,10 +313,12 @@ const DROP_AFTER_ROUND: f64 = 2.0;
 /// choice is measured again when it is asked for).
 fn known_name(name: &str) -> &'static str {
     let step = Variant::ALL.map(Variant::name);
+    let tiles = (1..=step::MAX_BATCH_TILE).map(step::tile_name);
     GemmVariant::ALL
         .map(GemmVariant::name)
         .into_iter()
         .chain(step)
+        .chain(tiles)
         .find(|n| *n == name)
         .unwrap_or("unknown")
 }

@@ -172,7 +172,7 @@ pub fn catalog() -> Vec<KernelSource> {
                 let spec = RnnSpec::new(cell, 1, hidden).peephole(peephole);
                 for batch in 1..=step::MAX_BATCH_TILE {
                     for v in step::Variant::ALL {
-                        specs.push(step::specialization(&spec, batch, v));
+                        specs.push(step::specialization(&spec, batch, batch, v));
                     }
                 }
             }
@@ -194,17 +194,17 @@ pub fn catalog() -> Vec<KernelSource> {
             .clip(Some(3.0))
             .input_forget(k % 2 == 0);
         for v in [step::Variant::Stepwise, step::Variant::Sequence] {
-            specs.push(step::specialization(&spec, 2, v));
+            specs.push(step::specialization(&spec, 2, 0, v));
         }
     }
     for cell in Cell::ALL {
         let spec = RnnSpec::new(cell, 1, 100).direction(crate::spec::Direction::Reverse);
-        specs.push(step::specialization(&spec, 1, step::Variant::Stepwise));
+        specs.push(step::specialization(&spec, 1, 0, step::Variant::Stepwise));
     }
     let gru = RnnSpec::gru(1, 100).linear_before_reset(false);
     for v in step::Variant::ALL {
-        specs.push(step::specialization(&gru, 3, v));
-        specs.extend(step::reset_specialization(&gru, 3, v));
+        specs.push(step::specialization(&gru, 3, 0, v));
+        specs.extend(step::reset_specialization(&gru, 3, 0, v));
     }
     // Every kernel above once more with float16 weights.
     let f16: Vec<Specialization> = specs

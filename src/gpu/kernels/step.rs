@@ -10,7 +10,12 @@ use crate::spec::{Cell, RnnSpec};
 /// Invocations per workgroup along weight columns (`WG` in the shader).
 pub(crate) const WG: u32 = 64;
 /// Most batch rows one invocation handles (`MAX_BT` in the shader).
-pub(crate) const MAX_BATCH_TILE: usize = 4;
+pub(crate) const MAX_BATCH_TILE: usize = 8;
+/// Batch rows per invocation where nothing chose a tile (and the batch up to which
+/// `Variant::Auto` without a measurement means the whole-sequence kernel).
+pub(crate) const DEFAULT_BATCH_TILE: usize = 4;
+/// The batch tiles the tuner times (those up to the batch).
+pub(crate) const BATCH_TILES: [usize; 4] = [1, 2, 4, 8];
 
 /// Mirrors `StepParams` in the shader.
 #[repr(C)]
@@ -49,9 +54,33 @@ pub(crate) fn columns(cell: Cell, hidden: usize) -> usize {
     }
 }
 
-/// Batch rows per invocation for a batch of `batch`: as many as fit, up to [`MAX_BATCH_TILE`].
-pub(crate) fn batch_tile(batch: usize) -> usize {
-    batch.clamp(1, MAX_BATCH_TILE)
+/// Batch rows per invocation for a batch of `batch` when `requested` rows are asked for (0:
+/// the default, [`DEFAULT_BATCH_TILE`]): never more than the batch or [`MAX_BATCH_TILE`].
+pub(crate) fn batch_tile(batch: usize, requested: usize) -> usize {
+    let want = if requested == 0 {
+        DEFAULT_BATCH_TILE
+    } else {
+        requested
+    };
+    want.min(batch).clamp(1, MAX_BATCH_TILE)
+}
+
+/// The tiles worth timing for a batch of `batch`: each of [`BATCH_TILES`] as it resolves for
+/// this batch, without repeats.
+pub(crate) fn tile_candidates(batch: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for t in BATCH_TILES.map(|t| batch_tile(batch, t)) {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// A tile's name in the tuner's records (`bt4`).
+pub(crate) fn tile_name(tile: usize) -> &'static str {
+    const NAMES: [&str; MAX_BATCH_TILE] = ["bt1", "bt2", "bt3", "bt4", "bt5", "bt6", "bt7", "bt8"];
+    NAMES[tile.clamp(1, MAX_BATCH_TILE) - 1]
 }
 
 /// How a layer's time steps are dispatched.
@@ -120,7 +149,7 @@ impl Variant {
     /// sequences), else the stepwise one.
     pub fn resolve(self, batch: usize) -> Variant {
         match self {
-            Variant::Auto if batch <= MAX_BATCH_TILE => Variant::Sequence,
+            Variant::Auto if batch <= DEFAULT_BATCH_TILE => Variant::Sequence,
             Variant::Auto => Variant::Stepwise,
             v => v,
         }
@@ -150,10 +179,15 @@ pub(crate) fn sequence_workgroup(spec: &RnnSpec) -> u32 {
 
 /// Loop iterations one invocation of the whole-sequence kernel runs over `steps` steps (the
 /// recurrent product dominates: H per column per step, plus the per-row loops).
-pub(crate) fn sequence_loop_iterations(spec: &RnnSpec, batch: usize, steps: usize) -> u64 {
+pub(crate) fn sequence_loop_iterations(
+    spec: &RnnSpec,
+    batch: usize,
+    tile: usize,
+    steps: usize,
+) -> u64 {
     let cols = columns(spec.cell, spec.hidden_size).div_ceil(sequence_workgroup(spec) as usize);
     let passes = if two_pass(spec) { 2 } else { 1 };
-    let per_column = spec.hidden_size.max(spec.hidden_out()) + 4 * batch_tile(batch) + 8;
+    let per_column = spec.hidden_size.max(spec.hidden_out()) + 4 * batch_tile(batch, tile) + 8;
     (steps * passes * (cols * per_column + 1)) as u64
 }
 
@@ -216,7 +250,12 @@ fn gate_constants(spec: &RnnSpec) -> Vec<(&'static str, Constant)> {
     out
 }
 
-pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> Specialization {
+pub(crate) fn specialization(
+    spec: &RnnSpec,
+    batch: usize,
+    tile: usize,
+    variant: Variant,
+) -> Specialization {
     let variant = variant.resolve(batch);
     let (entry, wg) = match variant {
         v if v.is_sequence() => ("sequence", sequence_workgroup(spec)),
@@ -225,7 +264,7 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> 
     };
     let mut constants = vec![
         ("WG", wg.into()),
-        ("BT", (batch_tile(batch) as u32).into()),
+        ("BT", (batch_tile(batch, tile) as u32).into()),
         ("CELL", cell_id(spec.cell).into()),
         ("PEEPHOLE", spec.peephole.into()),
     ];
@@ -247,6 +286,7 @@ pub(crate) fn specialization(spec: &RnnSpec, batch: usize, variant: Variant) -> 
 pub(crate) fn reset_specialization(
     spec: &RnnSpec,
     batch: usize,
+    tile: usize,
     variant: Variant,
 ) -> Option<Specialization> {
     let variant = variant.resolve(batch);
@@ -256,12 +296,17 @@ pub(crate) fn reset_specialization(
         } else {
             "reset"
         },
-        ..specialization(spec, batch, variant)
+        ..specialization(spec, batch, tile, variant)
     })
 }
 
 /// Workgroups of one step (stepwise) or of a whole layer (sequence).
-pub(crate) fn workgroups(spec: &RnnSpec, batch: usize, variant: Variant) -> [usize; 3] {
+pub(crate) fn workgroups(
+    spec: &RnnSpec,
+    batch: usize,
+    tile: usize,
+    variant: Variant,
+) -> [usize; 3] {
     let variant = variant.resolve(batch);
     let cols = columns(spec.cell, spec.hidden_size);
     let x = match variant {
@@ -269,7 +314,11 @@ pub(crate) fn workgroups(spec: &RnnSpec, batch: usize, variant: Variant) -> [usi
         Variant::Split => cols,
         v => div_ceil(cols, WG as usize * v.columns()),
     };
-    [x, div_ceil(batch, batch_tile(batch)), spec.num_directions()]
+    [
+        x,
+        div_ceil(batch, batch_tile(batch, tile)),
+        spec.num_directions(),
+    ]
 }
 
 /// Bindings: params (dynamic uniform), gx, weights, h0, m, c, mn, lens.

@@ -88,16 +88,16 @@ impl Blocks {
 impl Schedule {
     /// The schedule of a forward over `extent` with the step kernel `requested` (resolved for
     /// the batch, and replaced by the stepwise kernel where the driver's loop budget is too
-    /// small for the whole-sequence one).
+    /// small for the whole-sequence one) on batch tiles of `tile` rows (0: the default).
     pub fn new(
         spec: &RnnSpec,
         limits: &Limits,
         extent: Extent,
-        requested: Variant,
+        (requested, tile): (Variant, usize),
         gemm: GemmVariant,
     ) -> Result<Self> {
         let Extent { steps, batch } = extent;
-        let variant = effective_variant(spec, limits, extent, requested);
+        let variant = effective_variant(spec, limits, extent, requested, tile);
         let d = spec.num_directions();
         let (h, h_out) = (spec.hidden_size, spec.hidden_out());
         let n4 = step::columns(spec.cell, h);
@@ -108,7 +108,7 @@ impl Schedule {
         };
         let step_groups = limits.check_workgroups(
             &format!("the step kernel for {shape}"),
-            step::workgroups(spec, batch, variant),
+            step::workgroups(spec, batch, tile, variant),
         )?;
         let gemm_groups = |p: &GemmParams| {
             limits.check_workgroups(
@@ -174,7 +174,7 @@ impl Schedule {
             sizes: Sizes::new(spec, extent),
             variant,
             gemm,
-            batch_tile: step::batch_tile(batch),
+            batch_tile: step::batch_tile(batch, tile),
             reset_pass: step::two_pass(spec) && !variant.is_sequence(),
             layers,
             params: blocks.bytes,
@@ -199,10 +199,12 @@ pub(super) fn check_dispatches(spec: &RnnSpec, limits: &Limits, extent: Extent) 
     let Extent { steps, batch } = extent;
     let shape = format!("{steps} steps × batch {batch}");
     for variant in Variant::ALL {
-        limits.check_workgroups(
-            &format!("the step kernel for {shape}"),
-            step::workgroups(spec, batch, variant),
-        )?;
+        for tile in step::BATCH_TILES {
+            limits.check_workgroups(
+                &format!("the step kernel for {shape}"),
+                step::workgroups(spec, batch, tile, variant),
+            )?;
+        }
     }
     let d = spec.num_directions();
     let n4 = step::columns(spec.cell, spec.hidden_size);
@@ -271,10 +273,11 @@ fn effective_variant(
     limits: &Limits,
     extent: Extent,
     requested: Variant,
+    tile: usize,
 ) -> Variant {
     let v = requested.resolve(extent.batch);
     let fits = |budget: u64| {
-        step::sequence_loop_iterations(spec, extent.batch, extent.steps) <= budget * 9 / 10
+        step::sequence_loop_iterations(spec, extent.batch, tile, extent.steps) <= budget * 9 / 10
     };
     if v.is_sequence() && !limits.loop_budget.is_none_or(fits) {
         v.stepwise()
@@ -293,14 +296,27 @@ mod tests {
     fn dispatch_counts() {
         let spec = RnnSpec::lstm(3, 5).layers(2);
         let e = Extent::new(50, 2);
-        let step =
-            Schedule::new(&spec, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
+        let step = Schedule::new(
+            &spec,
+            &roomy(),
+            e,
+            (Variant::Stepwise, 0),
+            GemmVariant::Rows4,
+        )
+        .unwrap();
         assert_eq!(step.dispatches(), 2 * 51);
         assert_eq!(step.variant, Variant::Stepwise);
-        let seq = Schedule::new(&spec, &roomy(), e, Variant::Auto, GemmVariant::Wide).unwrap();
+        let seq = Schedule::new(&spec, &roomy(), e, (Variant::Auto, 0), GemmVariant::Wide).unwrap();
         assert_eq!((seq.dispatches(), seq.variant), (4, Variant::Sequence));
         let proj = RnnSpec::lstm(3, 5).proj_size(2);
-        let p = Schedule::new(&proj, &roomy(), e, Variant::Stepwise, GemmVariant::Rows4).unwrap();
+        let p = Schedule::new(
+            &proj,
+            &roomy(),
+            e,
+            (Variant::Stepwise, 0),
+            GemmVariant::Rows4,
+        )
+        .unwrap();
         assert_eq!(p.dispatches(), 1 + 50 + 2);
         // Blocks are aligned and distinct, and fit the capacity's parameter buffer.
         let layout = Layout::new(&proj, &roomy(), e).unwrap();
@@ -330,7 +346,7 @@ mod tests {
             &spec,
             &limits,
             Extent::new(2, 1),
-            Variant::Sequence,
+            (Variant::Sequence, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
@@ -339,7 +355,7 @@ mod tests {
             &spec,
             &limits,
             Extent::new(500, 1),
-            Variant::Sequence,
+            (Variant::Sequence, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
