@@ -118,7 +118,7 @@ fn choices_survive_in_the_cache_file() {
     // Another context (another process, in effect) reads the choice instead of measuring.
     let second = context(Some(path.clone())).unwrap();
     let records = second.tuning();
-    assert_eq!(records.len(), 2, "{records:?}"); // the GEMM and the step kernel
+    assert_eq!(records.len(), 3, "{records:?}"); // the GEMM, the step kernel and its tile
     assert!(records
         .iter()
         .all(|r| r.from_cache && r.candidates.is_empty()));
@@ -126,8 +126,11 @@ fn choices_survive_in_the_cache_file() {
     let (_, s) = model
         .forward_with(&Input::new(x.view()), &ForwardOptions::default())
         .unwrap();
-    assert_eq!((s.gemm, s.variant), (stats.gemm, stats.variant));
-    assert_eq!(second.tuning().len(), 2, "nothing measured again");
+    assert_eq!(
+        (s.gemm, s.variant, s.batch_tile),
+        (stats.gemm, stats.variant, stats.batch_tile)
+    );
+    assert_eq!(second.tuning().len(), 3, "nothing measured again");
     // A corrupt file is ignored, not an error.
     std::fs::write(&path, "garbage\n\u{0}\t\t\n").unwrap();
     let third = context(Some(path)).unwrap();
