@@ -297,9 +297,9 @@ impl GpuModel {
             })
     }
 
-    /// `options.batch_tile`, or where it is 0 and the step kernel was chosen by measurement,
-    /// the tile the context's tuner measures fastest for that kernel and the shape class
-    /// (among 1, 2, 4 and 8 rows, as they fit the batch).
+    /// `options.batch_tile`, or where it is 0 the tile the context's tuner measures fastest
+    /// for the step kernel `options.variant` and the shape class (among 1, 2, 4 and 8 rows, as
+    /// they fit the batch).
     fn batch_tile(
         &self,
         p: &Prepared<'_>,

@@ -50,9 +50,9 @@ pub struct ForwardOptions {
     /// projection); every variant gives bit-identical results.
     pub gemm: GemmVariant,
     /// Batch rows each invocation of the step kernel computes, 1 to 8 (more rows reuse each
-    /// weight loaded; fewer give more invocations). 0, the default: with
-    /// [`Variant::Auto`], chosen by measurement among 1, 2, 4 and 8 for the step kernel
-    /// chosen; with a forced variant, 4. Never more than the batch.
+    /// weight loaded; fewer give more invocations); results do not depend on it. 0, the
+    /// default: chosen by measurement among 1, 2, 4 and 8 for the step kernel that runs and
+    /// the shape class. Never more than the batch.
     pub batch_tile: usize,
 }
 

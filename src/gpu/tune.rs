@@ -158,17 +158,11 @@ impl Tuner {
         }
         let start = Instant::now();
         // Alternating rounds, each candidate keeping its fastest: a burst of other work on
-        // the machine slows one round, not one candidate. A candidate more than
-        // `DROP_AFTER_ROUND` times slower than the best of a round is not timed again (no burst
-        // explains that much), which bounds the time spent on kernels that do not suit the
-        // device.
+        // the machine slows one round, not one candidate, and a kernel's first run (slower on
+        // some drivers, 1.5–2× on lavapipe) never decides alone.
         let mut timed: Vec<(V, f64)> = candidates.iter().map(|&v| (v, f64::INFINITY)).collect();
-        for round in 0..TUNE_ROUNDS {
-            let leader = timed.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+        for _ in 0..TUNE_ROUNDS {
             for (v, best) in timed.iter_mut() {
-                if round > 0 && *best > DROP_AFTER_ROUND * leader {
-                    continue;
-                }
                 *best = best.min(time(*v)?);
             }
         }
@@ -305,9 +299,6 @@ impl Tuner {
         let _ = write();
     }
 }
-
-/// A candidate this many times slower than a round's best is not timed in later rounds.
-const DROP_AFTER_ROUND: f64 = 2.0;
 
 /// The static name of a variant read from a file (`unknown` for a name no variant has; such a
 /// choice is measured again when it is asked for).

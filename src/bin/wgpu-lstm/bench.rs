@@ -331,6 +331,7 @@ fn gpu_records(
         r.dispatches = Some(stats.dispatches);
         r.submits = Some(stats.submits);
         r.gemm = Some(stats.gemm.name().to_string());
+        r.batch_tile = Some(stats.batch_tile);
         r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
         r.max_abs_err = Some(err);
         r.peak_bytes = Some(peak_bytes_of(|| {
@@ -395,7 +396,7 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         );
     }
     println!(
-        "{:<6} {:<30} {:<14} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
+        "{:<6} {:<30} {:<18} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
         "shape",
         "device",
         "variant",
@@ -418,12 +419,13 @@ fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
         let device: String = device.chars().take(30).collect();
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
-            "{:<6} {:<30} {:<14} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
+            "{:<6} {:<30} {:<18} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
             r.shape,
             device,
             format!(
-                "{}{}{}",
+                "{}{}{}{}",
                 r.variant,
+                r.batch_tile.map_or(String::new(), |t| format!(" bt{t}")),
                 r.weights
                     .as_deref()
                     .filter(|w| *w != "f32")

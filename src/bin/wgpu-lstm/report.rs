@@ -66,6 +66,8 @@ pub struct Record {
     pub max_abs_err: Option<f32>,
     /// The GEMM kernel the GPU forward ran.
     pub gemm: Option<String>,
+    /// Batch rows per invocation of the GPU step kernel.
+    pub batch_tile: Option<usize>,
     /// How the GPU stored the weights (`f32`, `f16`); `max_abs_err` is against the CPU with
     /// float32 weights either way.
     pub weights: Option<String>,
@@ -214,6 +216,7 @@ impl Record {
             objects_created_in_timed_loop: None,
             max_abs_err: None,
             gemm: None,
+            batch_tile: None,
             weights: None,
             threads: None,
             peak_bytes: None,
