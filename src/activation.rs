@@ -8,7 +8,6 @@
 //! their parameters scale a finite input past `f32::MAX`.
 
 use crate::error::{Error, Result};
-use crate::spec::Cell;
 
 /// One activation function, with its parameters.
 ///
@@ -250,50 +249,12 @@ fn tanh(x: f32) -> f32 {
 /// | GRU | gates z, r | candidate n | — |
 /// | RNN | the cell | — | — |
 ///
-/// Roles a cell does not have are ignored.
+/// Roles a cell does not have are ignored. [`Activations::of`] gives a cell's own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Activations {
     pub f: Activation,
     pub g: Activation,
     pub h: Activation,
-}
-
-impl Activations {
-    /// PyTorch's functions for `cell` (and ONNX's defaults): LSTM σ, tanh, tanh; GRU σ, tanh;
-    /// RNN tanh or relu.
-    pub fn of(cell: Cell) -> Activations {
-        let (f, g) = match cell {
-            Cell::Lstm | Cell::Gru => (Activation::Sigmoid, Activation::Tanh),
-            Cell::RnnTanh => (Activation::Tanh, Activation::Tanh),
-            Cell::RnnRelu => (Activation::Relu, Activation::Tanh),
-        };
-        Activations {
-            f,
-            g,
-            h: Activation::Tanh,
-        }
-    }
-
-    /// The functions `cell` uses, in ONNX's order (`[f, g, h]` for LSTM, `[f, g]` for GRU,
-    /// `[f]` for RNN).
-    pub fn list(self, cell: Cell) -> Vec<Activation> {
-        let all = [self.f, self.g, self.h];
-        all[..roles(cell)].to_vec()
-    }
-
-    /// Whether these are PyTorch's functions for `cell`.
-    pub fn is_default(self, cell: Cell) -> bool {
-        self.list(cell) == Activations::of(cell).list(cell)
-    }
-}
-
-/// Activation roles of `cell`: 3 for LSTM, 2 for GRU, 1 for RNN.
-pub fn roles(cell: Cell) -> usize {
-    match cell {
-        Cell::Lstm => 3,
-        Cell::Gru => 2,
-        Cell::RnnTanh | Cell::RnnRelu => 1,
-    }
 }
 
 #[cfg(test)]
@@ -368,10 +329,5 @@ mod tests {
         let e = Activation::from_onnx("ScaledTanh", Some(1.0), None).unwrap_err();
         assert!(e.to_string().contains("beta"), "{e}");
         assert!(Activation::from_onnx("Elu", Some(f32::NAN), None).is_err());
-        assert!(Activations::of(Cell::Gru).is_default(Cell::Gru));
-        assert_eq!(
-            Activations::of(Cell::Lstm).list(Cell::Lstm),
-            vec![Activation::Sigmoid, Activation::Tanh, Activation::Tanh]
-        );
     }
 }

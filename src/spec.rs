@@ -1,6 +1,6 @@
 //! The model description shared by every path: cell kind, sizes, layers, directions.
 
-use crate::activation::Activations;
+use crate::activation::{Activation, Activations};
 use crate::error::{Error, Result};
 
 /// The recurrent cell of a model.
@@ -49,6 +49,50 @@ impl Cell {
     /// Whether the cell carries a cell state `c` besides `h`.
     pub fn has_cell_state(self) -> bool {
         matches!(self, Cell::Lstm)
+    }
+}
+
+/// A cell's own activation functions (PyTorch's, and ONNX's defaults), and which of the three
+/// roles it uses.
+impl Activations {
+    /// PyTorch's functions for `cell` (and ONNX's defaults): LSTM σ, tanh, tanh; GRU σ, tanh;
+    /// RNN tanh or relu.
+    ///
+    /// ```
+    /// use wgpu_lstm::{Activation, Activations, Cell};
+    /// assert!(Activations::of(Cell::Gru).is_default(Cell::Gru));
+    /// assert_eq!(
+    ///     Activations::of(Cell::Lstm).list(Cell::Lstm),
+    ///     vec![Activation::Sigmoid, Activation::Tanh, Activation::Tanh]
+    /// );
+    /// ```
+    pub fn of(cell: Cell) -> Activations {
+        let (f, g) = match cell {
+            Cell::Lstm | Cell::Gru => (Activation::Sigmoid, Activation::Tanh),
+            Cell::RnnTanh => (Activation::Tanh, Activation::Tanh),
+            Cell::RnnRelu => (Activation::Relu, Activation::Tanh),
+        };
+        Activations {
+            f,
+            g,
+            h: Activation::Tanh,
+        }
+    }
+
+    /// The functions `cell` uses, in ONNX's order (`[f, g, h]` for LSTM, `[f, g]` for GRU,
+    /// `[f]` for RNN).
+    pub fn list(self, cell: Cell) -> Vec<Activation> {
+        let roles = match cell {
+            Cell::Lstm => 3,
+            Cell::Gru => 2,
+            Cell::RnnTanh | Cell::RnnRelu => 1,
+        };
+        [self.f, self.g, self.h][..roles].to_vec()
+    }
+
+    /// Whether these are PyTorch's functions for `cell`.
+    pub fn is_default(self, cell: Cell) -> bool {
+        self.list(cell) == Activations::of(cell).list(cell)
     }
 }
 

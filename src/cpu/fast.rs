@@ -14,19 +14,15 @@
 //! the same way whatever the number of threads: results are bit-identical at any thread
 //! count. Nothing is allocated inside the step loop.
 
-use std::borrow::Cow;
-use std::sync::Mutex;
-
 use ndarray::Array3;
+use std::borrow::Cow;
 
-use super::kernel::Isa;
-use super::pack::{pack, PackedDirection, Tiling};
+use super::pack::FastModel;
 use super::pool::{Shared, SpinBarrier};
 use super::team::Ctx;
 use crate::error::Result;
-use crate::spec::{Cell, RnnSpec};
+use crate::spec::Cell;
 use crate::tensor::{Input, Output, Prepared};
-use crate::weights::Weights;
 
 /// Batches from this size on run the input projection inside each step's product, as one
 /// running sum with the recurrent part: the weights' rows are loaded once for `MR` batch rows,
@@ -43,62 +39,7 @@ pub(crate) const SHORT_STEP_WORK: usize = 200_000;
 /// Yields at the barriers after which a team with short steps goes solo.
 const SOLO_AFTER_YIELDS: usize = 2;
 
-/// A model packed for the fast engine.
-#[derive(Debug)]
-pub(crate) struct FastModel {
-    pub(super) spec: RnnSpec,
-    /// The step product's tiles.
-    pub(super) tiling: Tiling,
-    /// The LSTM projection's tiles.
-    pub(super) proj_tiling: Tiling,
-    /// Every layer and direction, `layer · D + direction`.
-    pub(super) dirs: Vec<PackedDirection>,
-    pub(super) isa: Isa,
-    /// The input projections' buffer of the last forward, reused by the next one (it is the
-    /// largest buffer of a forward; allocating it afresh costs a page fault per 4 KiB). A
-    /// forward that finds it taken by a concurrent one allocates its own.
-    gx_cache: Mutex<Vec<f32>>,
-}
-
 impl FastModel {
-    /// Whether the fast engine computes `spec`: PyTorch's gate equations, in either direction.
-    pub(crate) fn computes(spec: &RnnSpec) -> bool {
-        spec.plain_gates()
-    }
-
-    pub(crate) fn new(weights: &Weights) -> Self {
-        let spec = weights.spec().clone();
-        let isa = Isa::detect();
-        let lanes = isa.lanes();
-        FastModel {
-            tiling: Tiling::step(&spec, lanes),
-            proj_tiling: Tiling::plain(spec.proj_size, lanes),
-            dirs: pack(weights, lanes),
-            isa,
-            spec,
-            gx_cache: Mutex::default(),
-        }
-    }
-
-    /// The instruction set the kernels run with.
-    pub(crate) fn isa(&self) -> Isa {
-        self.isa
-    }
-
-    /// Work items of a step (tiles of both directions): more threads than this idle.
-    pub(crate) fn step_items(&self) -> usize {
-        self.spec.num_directions() * self.tiling.tiles
-    }
-
-    /// Multiply-adds of one time step over `batch` sequences (every layer's recurrent
-    /// product, both directions), the work the threads split.
-    pub(crate) fn step_work(&self, batch: usize) -> usize {
-        let s = &self.spec;
-        let per_layer = s.num_directions() * s.hidden_out() * s.gate_rows()
-            + s.num_directions() * s.proj_size * s.hidden_size;
-        batch * per_layer
-    }
-
     /// The forward on `threads` threads of `pool` (on the calling thread when `pool` is `None`
     /// or `threads` is 1), and whether its team went solo (see [`SpinBarrier::solo`]).
     pub(crate) fn forward(

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{Forward, Input, Output};
 use crate::weights::Weights;
 
-use fast::FastModel;
+use pack::FastModel;
 
 /// Which implementation a [`CpuModel`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,11 @@
 //! for the LSTM projection, a tile is `2·lanes` consecutive columns. Columns past the last
 //! unit are zero.
 
+use std::sync::Mutex;
+
 use ndarray::ArrayView2;
+
+use super::kernel::Isa;
 
 use crate::spec::{Cell, RnnSpec};
 use crate::weights::Weights;
@@ -180,5 +184,62 @@ mod tests {
         assert_eq!(p[(2 + 1) * 32 + 3 * LANES], 351.0);
         // Padding (unit 9 of tile 1 does not exist) stays zero.
         assert_eq!(p[(2 + 1) * 32 + 1], 0.0);
+    }
+}
+
+/// A model packed for the fast engine.
+#[derive(Debug)]
+pub(crate) struct FastModel {
+    pub(super) spec: RnnSpec,
+    /// The step product's tiles.
+    pub(super) tiling: Tiling,
+    /// The LSTM projection's tiles.
+    pub(super) proj_tiling: Tiling,
+    /// Every layer and direction, `layer · D + direction`.
+    pub(super) dirs: Vec<PackedDirection>,
+    pub(super) isa: Isa,
+    /// The input projections' buffer of the last forward, reused by the next one (it is the
+    /// largest buffer of a forward; allocating it afresh costs a page fault per 4 KiB). A
+    /// forward that finds it taken by a concurrent one allocates its own.
+    pub(super) gx_cache: Mutex<Vec<f32>>,
+}
+
+impl FastModel {
+    /// Whether the fast engine computes `spec`: PyTorch's gate equations, in either direction.
+    pub(crate) fn computes(spec: &RnnSpec) -> bool {
+        spec.plain_gates()
+    }
+
+    pub(crate) fn new(weights: &Weights) -> Self {
+        let spec = weights.spec().clone();
+        let isa = Isa::detect();
+        let lanes = isa.lanes();
+        FastModel {
+            tiling: Tiling::step(&spec, lanes),
+            proj_tiling: Tiling::plain(spec.proj_size, lanes),
+            dirs: pack(weights, lanes),
+            isa,
+            spec,
+            gx_cache: Mutex::default(),
+        }
+    }
+
+    /// The instruction set the kernels run with.
+    pub(crate) fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Work items of a step (tiles of both directions): more threads than this idle.
+    pub(crate) fn step_items(&self) -> usize {
+        self.spec.num_directions() * self.tiling.tiles
+    }
+
+    /// Multiply-adds of one time step over `batch` sequences (every layer's recurrent
+    /// product, both directions), the work the threads split.
+    pub(crate) fn step_work(&self, batch: usize) -> usize {
+        let s = &self.spec;
+        let per_layer = s.num_directions() * s.hidden_out() * s.gate_rows()
+            + s.num_directions() * s.proj_size * s.hidden_size;
+        batch * per_layer
     }
 }

@@ -3,8 +3,8 @@
 //! (see [`super::fast`]).
 
 use super::epilogue::{copy_units, gru_epilogue, lstm_epilogue, rnn_epilogue};
-use super::fast::FastModel;
 use super::kernel::{product, Isa};
+use super::pack::FastModel;
 use super::pool::{share, PoisonOnPanic, Shared, SpinBarrier};
 use crate::spec::Cell;
 use std::ops::Range;

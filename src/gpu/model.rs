@@ -17,16 +17,13 @@ use crate::gpu::kernels::step::{self, Variant};
 use crate::gpu::kernels::{Family, Kernel, Specialization, WeightsDtype};
 use crate::gpu::options::{ForwardOptions, ForwardStats, UploadOptions};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
-use crate::gpu::tune::GemmClass;
 use crate::gpu::weights::DeviceWeights;
 use crate::gpu::workspace::{BindLayouts, Pool, StateBuffers, Workspace};
 use crate::spec::RnnSpec;
 use crate::tensor::{standard, Forward, Input, Output, Prepared};
 use crate::weights::Weights;
 
-/// Time steps of an input that the step kernels are timed on when the tuner chooses between
-/// them.
-const TUNE_STEPS: usize = 16;
+mod choice;
 
 /// A model uploaded to a GPU. Create it once with [`GpuModel::upload`] and call
 /// [`Forward::forward`] (or [`GpuModel::forward_with`]) as often as needed. It can be shared
@@ -269,119 +266,6 @@ impl GpuModel {
             }
         }
         Ok((raw, stats))
-    }
-
-    /// `options.variant`, or where it is [`Variant::Auto`] the step kernel the context's tuner
-    /// chose for this model's shape class (cell, hidden size, layers, directions, and batch
-    /// and steps rounded up to powers of two) — measured, on first request, by running this
-    /// very input with each kernel.
-    fn step_variant(
-        &self,
-        p: &Prepared<'_>,
-        chunks: &[Chunk],
-        options: &ForwardOptions,
-    ) -> Result<Variant> {
-        if options.variant != Variant::Auto {
-            return Ok(options.variant);
-        }
-        let class = self.step_class(chunks[0].extent());
-        let mut sample = None;
-        self.ctx
-            .tuner()
-            .choose("step", class, &Variant::ALL, Variant::name, |variant| {
-                let timed = ForwardOptions {
-                    variant,
-                    ..*options
-                };
-                self.time_sample(p, &mut sample, &timed)
-            })
-    }
-
-    /// `options.batch_tile`, or where it is 0 the tile the context's tuner measures fastest
-    /// for the step kernel `options.variant` and the shape class (among 1, 2, 4 and 8 rows, as
-    /// they fit the batch).
-    fn batch_tile(
-        &self,
-        p: &Prepared<'_>,
-        chunks: &[Chunk],
-        options: &ForwardOptions,
-    ) -> Result<usize> {
-        let e = chunks[0].extent();
-        let candidates = step::tile_candidates(e.batch);
-        if options.batch_tile != 0 || candidates.len() < 2 {
-            return Ok(options.batch_tile);
-        }
-        let class = format!("{}-{}", self.step_class(e), options.variant.name());
-        let mut sample = None;
-        self.ctx
-            .tuner()
-            .choose("tile", class, &candidates, step::tile_name, |tile| {
-                let timed = ForwardOptions {
-                    batch_tile: tile,
-                    ..*options
-                };
-                self.time_sample(p, &mut sample, &timed)
-            })
-    }
-
-    /// The step kernels' shape class of `e`: cell, hidden size, layers, directions, batch and
-    /// steps rounded up to powers of two.
-    fn step_class(&self, e: Extent) -> String {
-        let spec = &self.spec;
-        format!(
-            "{}-h{}-l{}-d{}-b{}-t{}",
-            spec.cell.name(),
-            spec.hidden_size.next_power_of_two(),
-            spec.num_layers,
-            spec.num_directions(),
-            e.batch.next_power_of_two(),
-            e.steps.next_power_of_two()
-        )
-    }
-
-    /// Milliseconds of a forward over the first [`TUNE_STEPS`] steps of `p` with `options`
-    /// (device time where the device has timestamps). `sample` holds that prefix, built on
-    /// first use: both kernels' costs grow linearly with the steps, and the time spent
-    /// choosing stays bounded.
-    fn time_sample<'a>(
-        &self,
-        p: &'a Prepared<'_>,
-        sample: &mut Option<(Prepared<'a>, Vec<Chunk>)>,
-        options: &ForwardOptions,
-    ) -> Result<f64> {
-        let timed = ForwardOptions {
-            timing: true,
-            ..*options
-        };
-        let (input, input_chunks) = match sample {
-            Some(s) => s,
-            None => {
-                let prefix = p.prefix(TUNE_STEPS);
-                let e = Extent::new(prefix.steps, prefix.batch);
-                let c = plan::chunks(&self.spec, &self.limits, e)?;
-                sample.insert((prefix, c))
-            }
-        };
-        let start = std::time::Instant::now();
-        let (_, stats) = self.run_chunks(input, input_chunks, &timed)?;
-        let wall = start.elapsed().as_secs_f64() * 1e3;
-        Ok(stats.device_ms.unwrap_or(wall))
-    }
-
-    /// `requested`, or where it is [`GemmVariant::Auto`] the variant the context's tuner
-    /// chooses for the first layer's input projection of `extent`.
-    pub(crate) fn gemm_variant(
-        &self,
-        requested: GemmVariant,
-        extent: Extent,
-    ) -> Result<GemmVariant> {
-        if requested != GemmVariant::Auto {
-            return Ok(requested);
-        }
-        let n4 = step::columns(self.spec.cell, self.spec.hidden_size);
-        let m = extent.steps * extent.batch;
-        self.ctx
-            .tuned_gemm(GemmClass::of(m, self.spec.input_size, n4))
     }
 
     /// The pipeline of the step kernel a schedule runs (compiled once per context).
