@@ -130,7 +130,7 @@ pub(crate) struct Prepared<'a> {
     pub h0: Option<CowArray<'a, f32, Ix3>>,
     /// `[L·D, B, H]`, standard layout.
     pub c0: Option<CowArray<'a, f32, Ix3>>,
-    /// `[B]`, each in `1..=T`; `None` when every sequence is `T` long.
+    /// `[B]`, each in `0..=T`; `None` when every sequence is `T` long.
     pub lengths: Option<Vec<usize>>,
 }
 
