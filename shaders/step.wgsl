@@ -333,6 +333,15 @@ fn locate(b0: u32, d: u32, s: u32, t_of: ptr<function, array<u32, MAX_BT>>,
     }
 }
 
+// The weights of the second column at `i` where an invocation has two (CT = 2); nothing
+// is loaded with one (CT is a constant of the pipeline, so the branch folds away).
+fn second_column(i: u32) -> vec4<f32> {
+    if (CT == 2u) {
+        return load_w(i);
+    }
+    return vec4<f32>(0.0);
+}
+
 // acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] (and, with CT = 2, acc2[r] the same for column
 // j4 + 1, clamped to the last column) with the step-0 weights at s = 0 and the recurrent ones
 // after, where v is h0 (src 0), m (src 1) or c (src 2, a two-pass GRU's r ⊙ h).
@@ -352,21 +361,18 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
         wi = p.wrec_offset + d * p.hidden * p.n4 + j4;
         kn = p.hidden;
     }
-    // Offset of the second column (0 when j4 is the last one).
+    // Offset of the second column (0 when j4 is the last one). The three loops differ only in
+    // the buffer they read: WGSL cannot pass a storage buffer to a function.
     let next = select(0u, 1u, j4 + 1u < p.n4);
     if (src == 0u) {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            if (CT == 2u) {
-                let wv2 = load_w(wi + next);
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    let v = h0[(*base)[r] + k];
-                    (*acc)[r] = (*acc)[r] + v * wv;
+            let wv2 = second_column(wi + next);
+            for (var r = 0u; r < BT; r = r + 1u) {
+                let v = h0[(*base)[r] + k];
+                (*acc)[r] = (*acc)[r] + v * wv;
+                if (CT == 2u) {
                     (*acc2)[r] = (*acc2)[r] + v * wv2;
-                }
-            } else {
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    (*acc)[r] = (*acc)[r] + h0[(*base)[r] + k] * wv;
                 }
             }
             wi = wi + p.n4;
@@ -374,16 +380,12 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
     } else if (src == 1u) {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            if (CT == 2u) {
-                let wv2 = load_w(wi + next);
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    let v = m[(*base)[r] + k];
-                    (*acc)[r] = (*acc)[r] + v * wv;
+            let wv2 = second_column(wi + next);
+            for (var r = 0u; r < BT; r = r + 1u) {
+                let v = m[(*base)[r] + k];
+                (*acc)[r] = (*acc)[r] + v * wv;
+                if (CT == 2u) {
                     (*acc2)[r] = (*acc2)[r] + v * wv2;
-                }
-            } else {
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    (*acc)[r] = (*acc)[r] + m[(*base)[r] + k] * wv;
                 }
             }
             wi = wi + p.n4;
@@ -391,16 +393,12 @@ fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX
     } else {
         for (var k = 0u; k < kn; k = k + 1u) {
             let wv = load_w(wi);
-            if (CT == 2u) {
-                let wv2 = load_w(wi + next);
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    let v = c[(*base)[r] + k];
-                    (*acc)[r] = (*acc)[r] + v * wv;
+            let wv2 = second_column(wi + next);
+            for (var r = 0u; r < BT; r = r + 1u) {
+                let v = c[(*base)[r] + k];
+                (*acc)[r] = (*acc)[r] + v * wv;
+                if (CT == 2u) {
                     (*acc2)[r] = (*acc2)[r] + v * wv2;
-                }
-            } else {
-                for (var r = 0u; r < BT; r = r + 1u) {
-                    (*acc)[r] = (*acc)[r] + c[(*base)[r] + k] * wv;
                 }
             }
             wi = wi + p.n4;

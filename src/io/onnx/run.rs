@@ -82,22 +82,8 @@ impl OnnxModel {
         for unit in &g.schedule {
             match *unit {
                 Unit::Glue(n) => {
-                    let node = &g.nodes[n];
-                    let NodeKind::Glue(op) = &node.kind else {
-                        unreachable!("glue units are glue nodes")
-                    };
-                    let vals: Vec<Option<&Value>> = node
-                        .inputs
-                        .iter()
-                        .map(|v| v.and_then(|v| get(g, &env, v)))
-                        .collect();
-                    let outs = op
-                        .eval_within(&vals, node.outputs.len(), &mut budget)
-                        .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
-                    for (o, v) in node.outputs.iter().zip(outs) {
-                        if let Some(o) = o {
-                            env[*o] = Some(v);
-                        }
+                    for (o, v) in eval_glue(g, n, |v| get(g, &env, v), &mut budget)? {
+                        env[o] = Some(v);
                     }
                 }
                 Unit::Group(gi) => {
@@ -299,6 +285,30 @@ impl OnnxModel {
     }
 }
 
+/// Runs glue node `n` on the values `lookup` finds for its inputs, within `budget`; returns
+/// each output that the graph uses, with its value.
+fn eval_glue<'a>(
+    g: &Graph,
+    n: usize,
+    lookup: impl Fn(usize) -> Option<&'a Value>,
+    budget: &mut usize,
+) -> Result<Vec<(usize, Value)>> {
+    let node = &g.nodes[n];
+    let NodeKind::Glue(op) = &node.kind else {
+        unreachable!("only glue nodes are evaluated here")
+    };
+    let vals: Vec<Option<&Value>> = node.inputs.iter().map(|v| v.and_then(&lookup)).collect();
+    let outs = op
+        .eval_within(&vals, node.outputs.len(), budget)
+        .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
+    Ok(node
+        .outputs
+        .iter()
+        .zip(outs)
+        .filter_map(|(o, v)| o.map(|o| (o, v)))
+        .collect())
+}
+
 /// The value of `v`: computed or constant.
 fn get<'a>(g: &'a Graph, env: &'a [Option<Value>], v: usize) -> Option<&'a Value> {
     env[v].as_ref().or(g.consts[v].as_ref())
@@ -374,23 +384,9 @@ fn check_boundary(
         let mut local: HashMap<usize, Value> = HashMap::new();
         local.insert(bd.y, Value::F32(probe.clone()));
         for &ni in &bd.nodes {
-            let node = &g.nodes[ni];
-            let NodeKind::Glue(op) = &node.kind else {
-                unreachable!("boundary nodes are glue")
-            };
-            let vals: Vec<Option<&Value>> = node
-                .inputs
-                .iter()
-                .map(|v| v.and_then(|v| local.get(&v).or_else(|| get(g, env, v))))
-                .collect();
-            let outs = op
-                .eval_within(&vals, node.outputs.len(), &mut budget)
-                .map_err(|e| Error::InvalidInput(format!("{}: {e}", node.label())))?;
-            for (o, v) in node.outputs.iter().zip(outs) {
-                if let Some(o) = o {
-                    local.insert(*o, v);
-                }
-            }
+            let lookup = |v| local.get(&v).or_else(|| get(g, env, v));
+            let outs = eval_glue(g, ni, lookup, &mut budget)?;
+            local.extend(outs);
         }
         let expected = if batch_first {
             probe
