@@ -125,6 +125,7 @@ pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
     GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, UploadOptions, Variant,
+    WeightsStorage,
 };
 pub use spec::{Cell, Direction, RnnSpec};
 pub use stream::{CpuStream, Stream, StreamState};

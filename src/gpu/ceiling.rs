@@ -4,6 +4,7 @@
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
+use crate::gpu::kernels::WeightsStorage;
 use crate::gpu::tune::time_gemm;
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
@@ -19,16 +20,19 @@ pub struct GemmCeiling {
     pub device_gflops: Option<f64>,
 }
 
-/// Runs the GEMM kernel `variant` on `n × n × n` products: one warm-up, then `reps` in one
-/// submit.
+/// Runs the GEMM kernel `variant` on `n × n × n` products, its weights in `storage`
+/// ([`WeightsStorage::Auto`]: where this device's models keep theirs): one warm-up, then
+/// `reps` in one submit.
 pub fn gemm_ceiling(
     ctx: &GpuContext,
     n: usize,
     reps: usize,
     variant: GemmVariant,
+    storage: WeightsStorage,
 ) -> Result<GemmCeiling> {
+    let storage = ctx.weights_storage(storage)?;
     let _device = ctx.exclusive();
-    let kernel = ctx.kernel(&gemm::specialization(variant))?;
+    let kernel = ctx.kernel(&gemm::specialization(variant).storage(storage))?;
     let n = n.next_multiple_of(4).max(4);
     let reps = reps.max(1);
     let params = GemmParams::dense(n, n, n / 4)?;
@@ -38,6 +42,7 @@ pub fn gemm_ceiling(
         &kernel,
         &params,
         variant,
+        storage,
         reps,
         ctx.supports_timestamps(),
         ctx.limits().max_compute_workgroups_per_dimension,

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::{Family, Kernel, KernelCache, Specialization};
+use crate::gpu::kernels::{Family, Kernel, KernelCache, Specialization, WeightsStorage};
 use crate::gpu::tune::{GemmClass, TuneRecord, Tuner};
 
 /// How to choose the adapter of a [`GpuContext`].
@@ -252,8 +252,13 @@ impl GpuContext {
         &self.inner.tuner
     }
 
-    /// The GEMM variant for products of `class`, measured on first request.
-    pub(crate) fn tuned_gemm(&self, class: GemmClass) -> Result<GemmVariant> {
+    /// The GEMM variant for products of `class` reading weights from `storage`, measured on
+    /// first request.
+    pub(crate) fn tuned_gemm(
+        &self,
+        class: GemmClass,
+        storage: WeightsStorage,
+    ) -> Result<GemmVariant> {
         self.inner.tuner.gemm(
             &self.inner.device,
             &self.inner.queue,
@@ -261,12 +266,34 @@ impl GpuContext {
             self.limits().max_compute_workgroups_per_dimension,
             self.limits().max_storage_buffer_binding_size,
             class,
+            storage,
         )
     }
 
-    /// The bind-group layout every pipeline of `family` shares.
-    pub(crate) fn bind_group_layout(&self, family: Family) -> wgpu::BindGroupLayout {
-        self.inner.kernels.layout(&self.inner.device, family)
+    /// `requested`, or where it is [`WeightsStorage::Auto`] the storage in which this device
+    /// reads weights fastest (measured on first request).
+    pub(crate) fn weights_storage(&self, requested: WeightsStorage) -> Result<WeightsStorage> {
+        if requested != WeightsStorage::Auto {
+            return Ok(requested);
+        }
+        self.inner.tuner.storage(
+            &self.inner.device,
+            &self.inner.queue,
+            &self.inner.kernels,
+            self.limits().max_compute_workgroups_per_dimension,
+            self.limits().max_storage_buffer_binding_size,
+        )
+    }
+
+    /// The bind-group layout every pipeline of `family` reading weights from `storage` shares.
+    pub(crate) fn bind_group_layout(
+        &self,
+        family: Family,
+        storage: WeightsStorage,
+    ) -> wgpu::BindGroupLayout {
+        self.inner
+            .kernels
+            .layout(&self.inner.device, family, storage)
     }
 
     /// Whether this device serialises the threads that use it (GL; see

@@ -39,7 +39,7 @@ pub use ceiling::{gemm_ceiling, GemmCeiling};
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::gemm::GemmVariant;
 pub use kernels::step::Variant;
-pub use kernels::{catalog as kernel_catalog, KernelSource, WeightsDtype};
+pub use kernels::{catalog as kernel_catalog, KernelSource, WeightsDtype, WeightsStorage};
 pub use model::GpuModel;
 pub use options::{ForwardOptions, ForwardStats, UploadOptions};
 pub use split::forward_split;

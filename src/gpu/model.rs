@@ -14,7 +14,7 @@ use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job, Kernels};
 use crate::gpu::kernels::gemm::{self, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::{Family, Kernel, Specialization, WeightsDtype};
+use crate::gpu::kernels::{Family, Kernel, Specialization, WeightsDtype, WeightsStorage};
 use crate::gpu::options::{ForwardOptions, ForwardStats, UploadOptions};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
 use crate::gpu::weights::DeviceWeights;
@@ -78,16 +78,22 @@ impl GpuModel {
         let spec = weights.spec().clone();
         let limits = Limits::new(&ctx.limits(), ctx.loop_budget());
         let dtype = options.weights;
-        // Compiled now, so that a device that cannot build the kernels fails at upload.
-        ctx.kernel(&gemm::specialization(GemmVariant::default()).weights(dtype))?;
-        let bind = BindLayouts {
-            gemm: ctx.bind_group_layout(Family::Gemm),
-            step: ctx.bind_group_layout(Family::Step),
-        };
+        let requested = ctx.weights_storage(options.storage)?;
         let (device, queue) = (ctx.device(), ctx.queue());
         let weights = device::scoped(device, "weight upload", || {
-            DeviceWeights::upload(device, queue, &limits, weights, dtype)
+            DeviceWeights::upload(device, queue, &limits, weights, dtype, requested)
         })?;
+        // Compiled now, so that a device that cannot build the kernels fails at upload.
+        let storage = weights.storage;
+        ctx.kernel(
+            &gemm::specialization(GemmVariant::default())
+                .weights(dtype)
+                .storage(storage),
+        )?;
+        let bind = BindLayouts {
+            gemm: ctx.bind_group_layout(Family::Gemm, storage),
+            step: ctx.bind_group_layout(Family::Step, storage),
+        };
         Ok(GpuModel {
             ctx: ctx.clone(),
             spec,
@@ -108,14 +114,25 @@ impl GpuModel {
         &self.ctx
     }
 
-    /// How the model's weights are stored on the device.
+    /// The type of the model's weights on the device.
     pub fn weights_dtype(&self) -> WeightsDtype {
         self.weights.dtype
     }
 
+    /// Where the model's weights live on the device: [`WeightsStorage::Buffer`] or
+    /// [`WeightsStorage::Texture`] (what [`UploadOptions::storage`] asked for, or measured, or
+    /// a buffer where the weights exceed the device's texture size).
+    pub fn weights_storage(&self) -> WeightsStorage {
+        self.weights.storage
+    }
+
     /// The pipeline of `spec` for this model's weights, compiled once per context.
     fn kernel(&self, spec: Specialization) -> Result<Arc<Kernel>> {
-        self.ctx.kernel(&spec.weights(self.weights.dtype))
+        self.ctx.kernel(
+            &spec
+                .weights(self.weights.dtype)
+                .storage(self.weights.storage),
+        )
     }
 
     /// Workspaces this model has created so far. Their number is bounded by the forwards

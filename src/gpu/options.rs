@@ -3,27 +3,38 @@
 
 use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::kernels::step::Variant;
-use crate::gpu::kernels::WeightsDtype;
+use crate::gpu::kernels::{WeightsDtype, WeightsStorage};
 
 /// Settings of an upload ([`GpuModel::upload_with`](crate::GpuModel::upload_with)), fixed for
 /// the model's life.
 ///
 /// ```
-/// use wgpu_lstm::{UploadOptions, WeightsDtype};
-/// let options = UploadOptions::default().weights(WeightsDtype::F16);
+/// use wgpu_lstm::{UploadOptions, WeightsDtype, WeightsStorage};
+/// let options = UploadOptions::default()
+///     .weights(WeightsDtype::F16)
+///     .storage(WeightsStorage::Texture);
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UploadOptions {
-    /// How the weights are stored on the device (default [`WeightsDtype::F32`]).
+    /// The type of the weights on the device (default [`WeightsDtype::F32`]).
     pub weights: WeightsDtype,
+    /// Where the weights live on the device (default [`WeightsStorage::Auto`]: chosen by
+    /// measurement, once per context); results are the same bits in either.
+    pub storage: WeightsStorage,
 }
 
 impl UploadOptions {
     /// Sets [`UploadOptions::weights`].
     pub fn weights(mut self, weights: WeightsDtype) -> Self {
         self.weights = weights;
+        self
+    }
+
+    /// Sets [`UploadOptions::storage`].
+    pub fn storage(mut self, storage: WeightsStorage) -> Self {
+        self.storage = storage;
         self
     }
 }

@@ -11,10 +11,13 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
 use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::{Kernel, KernelCache};
+use crate::gpu::kernels::{KernelCache, WeightsStorage};
+use crate::gpu::weights;
+
+mod timing;
+pub(crate) use timing::time_gemm;
 
 /// Largest product timed for one shape class, in FLOPs per repetition: the class's shape is
 /// shrunk (rows first) below this, which bounds the time spent choosing to a few hundred
@@ -24,6 +27,8 @@ const MAX_TUNE_FLOPS: usize = 1 << 24;
 const TUNE_REPS: usize = 3;
 /// Rounds over the candidates; each keeps its fastest round.
 const TUNE_ROUNDS: usize = 2;
+/// Largest size of the square product that decides where weights are stored.
+const STORAGE_PROBE: usize = 256;
 
 /// The shape class of a GEMM: rows, inner dimension and vec4 columns, each rounded up to a
 /// power of two.
@@ -70,7 +75,8 @@ impl GemmClass {
 /// One choice of the tuner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TuneRecord {
-    /// The kernel family (`gemm` or `step`).
+    /// What was chosen: a kernel family (`gemm`, `step`, `tile`) or where weights live
+    /// (`storage`).
     pub family: &'static str,
     /// The shape class, e.g. `128x64x32` (rows × inner dimension × vec4 columns, rounded up
     /// to powers of two).
@@ -184,7 +190,9 @@ impl Tuner {
         Ok(best)
     }
 
-    /// The GEMM variant for products of `class` on this device, timed on first request.
+    /// The GEMM variant for products of `class` reading weights from `storage` on this
+    /// device, timed on first request.
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         &self,
         device: &wgpu::Device,
@@ -193,6 +201,7 @@ impl Tuner {
         max_workgroups: u32,
         max_binding: u64,
         class: GemmClass,
+        storage: WeightsStorage,
     ) -> Result<GemmVariant> {
         // A class whose scratch product the device cannot hold is not measured: the first
         // kernel runs.
@@ -206,26 +215,70 @@ impl Tuner {
             .into_iter()
             .filter(|v| v.runs_on(&limits))
             .collect();
-        self.choose(
-            "gemm",
-            class.key(),
-            &candidates,
-            GemmVariant::name,
-            |variant| {
-                let kernel = kernels.get(device, &gemm::specialization(variant))?;
-                let t = time_gemm(
-                    device,
-                    queue,
-                    &kernel,
-                    &params,
-                    variant,
-                    TUNE_REPS,
-                    timestamps,
-                    max_workgroups,
-                )?;
-                Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
-            },
-        )
+        let mut key = class.key();
+        if storage == WeightsStorage::Texture {
+            key += "-texture";
+        }
+        self.choose("gemm", key, &candidates, GemmVariant::name, |variant| {
+            let kernel = kernels.get(device, &gemm::specialization(variant).storage(storage))?;
+            let t = time_gemm(
+                device,
+                queue,
+                &kernel,
+                &params,
+                variant,
+                storage,
+                TUNE_REPS,
+                timestamps,
+                max_workgroups,
+            )?;
+            Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
+        })
+    }
+
+    /// Where this device's models keep their weights: the storage in which a square product
+    /// of up to [`STORAGE_PROBE`]² (within `max_binding` bytes per operand) with the `wide4`
+    /// GEMM runs fastest, timed on first request.
+    pub fn storage(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        kernels: &KernelCache,
+        max_workgroups: u32,
+        max_binding: u64,
+    ) -> Result<WeightsStorage> {
+        let limits = device.limits();
+        let mut n = STORAGE_PROBE;
+        while n > 4 && (n * n * 4) as u64 > max_binding {
+            n /= 2;
+        }
+        let candidates: Vec<WeightsStorage> = WeightsStorage::CHOICES
+            .into_iter()
+            .filter(|&s| s != WeightsStorage::Texture || weights::fits_texture(n * n / 4, &limits))
+            .collect();
+        if (n * n * 4) as u64 > max_binding || candidates.len() < 2 {
+            return Ok(WeightsStorage::Buffer);
+        }
+        let params = GemmParams::dense(n, n, n / 4)?;
+        let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let variant = GemmVariant::Wide4;
+        // One class for every model of the device: the choice holds for all of them.
+        let class = "gemm".to_string();
+        self.choose("storage", class, &candidates, WeightsStorage::name, |s| {
+            let kernel = kernels.get(device, &gemm::specialization(variant).storage(s))?;
+            let t = time_gemm(
+                device,
+                queue,
+                &kernel,
+                &params,
+                variant,
+                s,
+                TUNE_REPS,
+                timestamps,
+                max_workgroups,
+            )?;
+            Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
+        })
     }
 
     fn record(&self, r: TuneRecord) {
@@ -305,152 +358,15 @@ impl Tuner {
 fn known_name(name: &str) -> &'static str {
     let step = Variant::ALL.map(Variant::name);
     let tiles = (1..=step::MAX_BATCH_TILE).map(step::tile_name);
+    let storages = WeightsStorage::CHOICES.map(WeightsStorage::name);
     GemmVariant::ALL
         .map(GemmVariant::name)
         .into_iter()
+        .chain(storages)
         .chain(step)
         .chain(tiles)
         .find(|n| *n == name)
         .unwrap_or("unknown")
-}
-
-/// Wall and device time of a timed GEMM run.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct GemmTiming {
-    /// Seconds from submit to completion.
-    pub wall_s: f64,
-    /// Seconds of the compute pass from timestamp queries, where the device has them.
-    pub device_s: Option<f64>,
-}
-
-/// Times `reps` products of `params` with `kernel` on scratch buffers: one warm-up dispatch,
-/// then `reps` dispatches in one pass and one submit.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn time_gemm(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    kernel: &Kernel,
-    params: &GemmParams,
-    variant: GemmVariant,
-    reps: usize,
-    timestamps: bool,
-    max_workgroups: u32,
-) -> Result<GemmTiming> {
-    let groups = params.workgroups(1, variant);
-    if let Some(&g) = groups.iter().find(|&&g| g > max_workgroups as usize) {
-        return Err(Error::ExceedsLimit {
-            what: format!(
-                "a timed {}×{}×{} product",
-                params.m,
-                params.k,
-                4 * params.n4
-            ),
-            limit: "max_compute_workgroups_per_dimension",
-            needed: g as u64,
-            allowed: u64::from(max_workgroups),
-        });
-    }
-    let [x, y, z] = groups.map(|g| u32::try_from(g).unwrap_or(u32::MAX));
-    device::scoped(device, "timing a gemm kernel", || {
-        use wgpu::BufferUsages as U;
-        let (m, k, n) = (params.m as usize, params.k as usize, 4 * params.n4 as usize);
-        let filled = |label: &str, floats: usize| {
-            let fill: Vec<f32> = (0..floats)
-                .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
-                .collect();
-            device::upload(
-                device,
-                queue,
-                label,
-                bytemuck::cast_slice(&fill),
-                U::STORAGE,
-            )
-        };
-        let (a, w, bias) = (
-            filled("gemm a", m * k),
-            filled("gemm w", k * n),
-            filled("gemm bias", n),
-        );
-        let out = device::buffer(device, "gemm out", (m * n * 4) as u64, U::STORAGE);
-        let uniform = device::upload(
-            device,
-            queue,
-            "gemm params",
-            bytemuck::bytes_of(params),
-            U::UNIFORM,
-        );
-        let resources = [
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &uniform,
-                offset: 0,
-                size: std::num::NonZeroU64::new(std::mem::size_of::<GemmParams>() as u64),
-            }),
-            a.as_entire_binding(),
-            w.as_entire_binding(),
-            bias.as_entire_binding(),
-            out.as_entire_binding(),
-        ];
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
-            .into_iter()
-            .zip(0u32..)
-            .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
-            .collect();
-        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("timed gemm"),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
-        let stamps = timestamps.then(|| {
-            let read = device::buffer(
-                device,
-                "gemm timestamps readback",
-                TIMESTAMP_BYTES,
-                U::MAP_READ | U::COPY_DST,
-            );
-            (Timestamps::new(device, "gemm timestamps"), read)
-        });
-        let run = |count: usize, timed: bool| -> Result<(f64, wgpu::SubmissionIndex)> {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("timed gemm"),
-                    timestamp_writes: stamps
-                        .as_ref()
-                        .filter(|_| timed)
-                        .map(|(t, _)| t.pass_writes()),
-                });
-                pass.set_pipeline(&kernel.pipeline);
-                pass.set_bind_group(0, &group, &[0]);
-                for _ in 0..count {
-                    pass.dispatch_workgroups(x, y, z);
-                }
-            }
-            if let (true, Some((t, read))) = (timed, &stamps) {
-                t.copy_to(&mut encoder, read, 0);
-            }
-            let start = Instant::now();
-            let submission = queue.submit([encoder.finish()]);
-            device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(submission.clone()),
-                    timeout: None,
-                })
-                .map_err(|e| device::gpu_error("timing a gemm kernel", e))?;
-            Ok((start.elapsed().as_secs_f64(), submission))
-        };
-        run(1, false)?;
-        let (wall_s, submission) = run(reps.max(1), true)?;
-        let device_s = match &stamps {
-            Some((_, read)) => {
-                let words = device::read_back(device, read, TIMESTAMP_BYTES, submission)?;
-                let words: [u32; 4] = std::array::from_fn(|i| words[i].to_bits());
-                let ms = device::elapsed_ms(words, queue.get_timestamp_period());
-                (ms > 0.0).then_some(ms / 1e3)
-            }
-            None => None,
-        };
-        Ok(GemmTiming { wall_s, device_s })
-    })
 }
 
 #[cfg(test)]

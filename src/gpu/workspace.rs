@@ -12,7 +12,7 @@ use crate::gpu::device::{self, Timestamps};
 use crate::gpu::kernels::gemm::GemmParams;
 use crate::gpu::kernels::step::StepParams;
 use crate::gpu::plan::{Extent, Layout, Projected, Sizes};
-use crate::gpu::weights::DeviceWeights;
+use crate::gpu::weights::{DeviceWeights, WeightStore};
 
 /// The recurrent state on the device. A forward reads `h0` at its first step, updates `c` in
 /// place and leaves the final hidden state in `hn`; a stream keeps these between chunks.
@@ -196,7 +196,7 @@ impl Workspace {
         // Bindings as `kernels::gemm::layout_entries`: params, a, w, bias, out.
         let gemm = |label: &str,
                     a: &wgpu::Buffer,
-                    w: &wgpu::Buffer,
+                    w: &WeightStore,
                     bias: &wgpu::Buffer,
                     out: &wgpu::Buffer| {
             group(
@@ -205,7 +205,7 @@ impl Workspace {
                 vec![
                     uniform(std::mem::size_of::<GemmParams>()),
                     a.as_entire_binding(),
-                    w.as_entire_binding(),
+                    w.binding(),
                     bias.as_entire_binding(),
                     out.as_entire_binding(),
                 ],
@@ -236,7 +236,7 @@ impl Workspace {
                     vec![
                         uniform(std::mem::size_of::<StepParams>()),
                         gx.as_entire_binding(),
-                        lw.w_step.as_entire_binding(),
+                        lw.w_step.binding(),
                         state.h0.as_entire_binding(),
                         m.as_entire_binding(),
                         state.c.as_entire_binding(),

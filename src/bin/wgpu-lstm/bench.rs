@@ -14,10 +14,10 @@ use crate::memory::peak_bytes_of;
 use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report, TuningRecord};
 use wgpu_lstm::{
     gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, ForwardOptions,
-    GemmVariant, GpuContext, GpuModel, Variant, Weights,
+    GemmVariant, GpuContext, GpuModel, Variant, Weights, WeightsStorage,
 };
 
-use crate::gpu_args::{Dtype, GpuArgs};
+use crate::gpu_args::{Dtype, GpuArgs, Storage};
 use crate::DeviceChoice;
 
 #[derive(clap::Args)]
@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// float16 on the device, f32 sums and states; its error against f32 is reported).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
     pub weights_dtype: Vec<Dtype>,
+    /// Comma-separated weight storages each GPU shape runs with (auto: measured on the
+    /// device; buffer; texture). The GEMM ceiling times every variant in both.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    pub weights_storage: Vec<Storage>,
 }
 
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
@@ -109,21 +113,29 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let mut best: Vec<Option<wgpu_lstm::gpu::GemmCeiling>> = vec![None; variants.len()];
+        let kernels: Vec<(GemmVariant, WeightsStorage)> = WeightsStorage::CHOICES
+            .into_iter()
+            .flat_map(|s| variants.iter().map(move |&v| (v, s)))
+            .collect();
+        let mut best: Vec<Option<wgpu_lstm::gpu::GemmCeiling>> = vec![None; kernels.len()];
         for _round in 0..2 {
-            for (i, &variant) in variants.iter().enumerate() {
-                let c = gemm_ceiling(ctx, 1024, gemm_reps, variant)?;
+            for (i, &(variant, storage)) in kernels.iter().enumerate() {
+                let c = gemm_ceiling(ctx, 1024, gemm_reps, variant, storage)?;
                 if best[i].as_ref().is_none_or(|b| c.gflops > b.gflops) {
                     best[i] = Some(c);
                 }
             }
         }
         let mut top = 0.0f64;
-        for (variant, c) in variants.iter().zip(best.into_iter().flatten()) {
+        for (&(variant, storage), c) in kernels.iter().zip(best.into_iter().flatten()) {
             top = top.max(c.gflops);
+            let name = match storage {
+                WeightsStorage::Texture => format!("{}+texture", variant.name()),
+                _ => variant.name().to_string(),
+            };
             ceilings.push(CeilingRecord {
                 adapter: AdapterRecord::new(info),
-                variant: variant.name().to_string(),
+                variant: name,
                 n: c.n,
                 reps: c.reps,
                 gflops: c.gflops,
@@ -182,14 +194,15 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         } else {
             None
         };
-        for ((ctx, &ceiling), dtype) in contexts
-            .iter()
-            .zip(&best_gflops)
-            .flat_map(|c| args.weights_dtype.iter().map(move |d| (c, *d)))
-        {
+        let types = |c| {
+            args.weights_dtype
+                .iter()
+                .flat_map(move |&d| args.weights_storage.iter().map(move |&s| (c, d, s)))
+        };
+        for ((ctx, &ceiling), dtype, storage) in contexts.iter().zip(&best_gflops).flat_map(types) {
             let info = ctx.adapter_info();
             let runs = Runs { warmup, reps };
-            match gpu_records(ctx, shape, &weights, &cpu, &x, runs, dtype) {
+            match gpu_records(ctx, shape, &weights, &cpu, &x, runs, (dtype, storage)) {
                 Ok(mut rs) => {
                     for r in &mut rs {
                         r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
@@ -267,7 +280,7 @@ struct Runs {
     reps: usize,
 }
 
-/// Both step kernels of `shape` on `ctx` with weights stored as `dtype`, each checked against
+/// Every step kernel of `shape` on `ctx` with weights stored as `dtype` in `storage`, each checked against
 /// the CPU and timed; the faster one is marked chosen. Float16 weights are checked against the
 /// reference engine on the same rounded weights, and their error reported against `cpu`'s
 /// float32 ones.
@@ -278,10 +291,10 @@ fn gpu_records(
     cpu: &CpuModel,
     x: &ndarray::Array3<f32>,
     Runs { warmup, reps }: Runs,
-    dtype: Dtype,
+    (dtype, storage): (Dtype, Storage),
 ) -> Result<Vec<Record>, Error> {
     let info = ctx.adapter_info();
-    let model = GpuModel::upload_with(ctx, weights, &dtype.upload())?;
+    let model = GpuModel::upload_with(ctx, weights, &dtype.upload(storage))?;
     let rounded =
         (dtype != Dtype::F32).then(|| CpuModel::reference(weights.rounded(dtype.weights())));
     let mut out: Vec<Record> = Vec::new();
@@ -324,7 +337,10 @@ fn gpu_records(
         })?;
         let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
         r.adapter = Some(AdapterRecord::new(info));
-        r.weights = Some(dtype.weights().name().to_string());
+        r.weights = Some(match model.weights_storage() {
+            WeightsStorage::Texture => format!("{} texture", dtype.weights().name()),
+            _ => dtype.weights().name().to_string(),
+        });
         device_ms.sort_by(f64::total_cmp);
         r.device_ms =
             (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());

@@ -1,7 +1,7 @@
 //! `--backend` and `--adapter`, shared by every command.
 
 use clap::ValueEnum;
-use wgpu_lstm::{ContextOptions, UploadOptions, WeightsDtype};
+use wgpu_lstm::{ContextOptions, UploadOptions, WeightsDtype, WeightsStorage};
 
 /// `--weights-dtype`: how a GPU model stores its weights.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default, Debug)]
@@ -19,8 +19,33 @@ impl Dtype {
         }
     }
 
-    pub fn upload(self) -> UploadOptions {
-        UploadOptions::default().weights(self.weights())
+    /// Upload settings for these weights in `storage`.
+    pub fn upload(self, storage: Storage) -> UploadOptions {
+        UploadOptions::default()
+            .weights(self.weights())
+            .storage(storage.storage())
+    }
+}
+
+/// `--weights-storage`: where a GPU model keeps its weights.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default, Debug)]
+pub enum Storage {
+    /// Measured on the device (the faster of the two).
+    #[default]
+    Auto,
+    /// A storage buffer.
+    Buffer,
+    /// A texture read with `textureLoad`.
+    Texture,
+}
+
+impl Storage {
+    pub fn storage(self) -> WeightsStorage {
+        match self {
+            Storage::Auto => WeightsStorage::Auto,
+            Storage::Buffer => WeightsStorage::Buffer,
+            Storage::Texture => WeightsStorage::Texture,
+        }
     }
 }
 

@@ -68,8 +68,8 @@ pub struct Record {
     pub gemm: Option<String>,
     /// Batch rows per invocation of the GPU step kernel.
     pub batch_tile: Option<usize>,
-    /// How the GPU stored the weights (`f32`, `f16`); `max_abs_err` is against the CPU with
-    /// float32 weights either way.
+    /// How the GPU stored the weights (`f32`, `f16`, followed by ` texture` when in a
+    /// texture); `max_abs_err` is against the CPU with float32 weights either way.
     pub weights: Option<String>,
     /// Threads of the CPU engine.
     pub threads: Option<usize>,

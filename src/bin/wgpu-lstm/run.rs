@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::gpu_args::{Dtype, GpuArgs};
+use crate::gpu_args::{Dtype, GpuArgs, Storage};
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use wgpu_lstm::io::npy::{self, NpyArray};
@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// stay f32).
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     weights_dtype: Dtype,
+    /// Where the GPU keeps the weights (auto: measured on the device); results are the same
+    /// bits either way.
+    #[arg(long, value_enum, default_value_t = Storage::Auto)]
+    weights_storage: Storage,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -253,7 +257,13 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
-                .map(|s| GpuModel::upload_with(&ctx, &s.weights, &args.weights_dtype.upload()))
+                .map(|s| {
+                    GpuModel::upload_with(
+                        &ctx,
+                        &s.weights,
+                        &args.weights_dtype.upload(args.weights_storage),
+                    )
+                })
                 .collect::<Result<_, _>>()?;
             let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
             model.run(&engines, &inputs)?
@@ -332,8 +342,12 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
         }
         Device::Gpu => {
             let ctx = gpu_context(args)?;
-            GpuModel::upload_with(&ctx, &model.weights, &args.weights_dtype.upload())?
-                .forward(&input)?
+            GpuModel::upload_with(
+                &ctx,
+                &model.weights,
+                &args.weights_dtype.upload(args.weights_storage),
+            )?
+            .forward(&input)?
         }
     };
 

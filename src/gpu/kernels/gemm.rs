@@ -175,6 +175,7 @@ pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
     Specialization {
         family: Family::Gemm,
         weights: Default::default(),
+        storage: super::WeightsStorage::Buffer,
         entry: variant.entry(),
         constants,
     }

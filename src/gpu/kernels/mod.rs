@@ -15,6 +15,52 @@ use crate::error::{Error, Result};
 use crate::gpu::device::one_line;
 pub use crate::weights::WeightsDtype;
 
+/// Where a model's weights live on the device and how the kernels read them; the values read
+/// are the same bits either way, so results do not depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum WeightsStorage {
+    /// Chosen by measurement on the device at the first upload (a GEMM timed reading its
+    /// weights each way; kept with the context and in the tuning cache).
+    #[default]
+    Auto,
+    /// A read-only storage buffer.
+    Buffer,
+    /// A 2D texture (`rgba32float`, or `rgba16float` for float16 weights) read with
+    /// `textureLoad`; models whose weights exceed the device's texture size use a buffer.
+    Texture,
+}
+
+impl WeightsStorage {
+    /// The storages a choice is made between.
+    pub const CHOICES: [WeightsStorage; 2] = [WeightsStorage::Buffer, WeightsStorage::Texture];
+
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightsStorage::Auto => "auto",
+            WeightsStorage::Buffer => "buffer",
+            WeightsStorage::Texture => "texture",
+        }
+    }
+
+    /// The binding of the weights (binding 2 of both families) for this storage.
+    fn entry(self) -> wgpu::BindGroupLayoutEntry {
+        match self {
+            WeightsStorage::Texture => wgpu::BindGroupLayoutEntry {
+                binding: 2,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                count: None,
+            },
+            _ => storage(2, true),
+        }
+    }
+}
+
 /// A kernel family: one WGSL file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Family {
@@ -31,38 +77,46 @@ impl Family {
         }
     }
 
-    /// WGSL source, embedded at build time: the weights' binding for `weights` (a prelude,
-    /// `shaders/weights_{f32,f16}.wgsl`) followed by the family's file.
-    pub fn source(self, weights: WeightsDtype) -> &'static str {
-        static SOURCES: OnceLock<[String; 4]> = OnceLock::new();
+    /// WGSL source, embedded at build time: the weights' binding for `weights` in `storage` (a
+    /// prelude, `shaders/weights_{f32,f16,texture}.wgsl`) followed by the family's file. A
+    /// texture reads both types the same way (the texture's format differs).
+    pub fn source(self, weights: WeightsDtype, storage: WeightsStorage) -> &'static str {
+        static SOURCES: OnceLock<[String; 6]> = OnceLock::new();
         let sources = SOURCES.get_or_init(|| {
-            let f32 = include_str!("../../../shaders/weights_f32.wgsl");
-            let f16 = include_str!("../../../shaders/weights_f16.wgsl");
-            let gemm = include_str!("../../../shaders/gemm.wgsl");
-            let step = include_str!("../../../shaders/step.wgsl");
-            [
-                format!("{f32}\n{gemm}"),
-                format!("{f16}\n{gemm}"),
-                format!("{f32}\n{step}"),
-                format!("{f16}\n{step}"),
-            ]
+            let preludes = [
+                include_str!("../../../shaders/weights_f32.wgsl"),
+                include_str!("../../../shaders/weights_f16.wgsl"),
+                include_str!("../../../shaders/weights_texture.wgsl"),
+            ];
+            let families = [
+                include_str!("../../../shaders/gemm.wgsl"),
+                include_str!("../../../shaders/step.wgsl"),
+            ];
+            std::array::from_fn(|i| format!("{}\n{}", preludes[i % 3], families[i / 3]))
         });
         let family = match self {
             Family::Gemm => 0,
-            Family::Step => 2,
+            Family::Step => 3,
         };
-        let dtype = match weights {
-            WeightsDtype::F32 => 0,
-            WeightsDtype::F16 => 1,
+        let prelude = match (storage, weights) {
+            (WeightsStorage::Texture, _) => 2,
+            (_, WeightsDtype::F32) => 0,
+            (_, WeightsDtype::F16) => 1,
         };
-        &sources[family + dtype]
+        &sources[family + prelude]
     }
 
-    fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
-        match self {
+    fn layout_entries(self, storage: WeightsStorage) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let mut entries = match self {
             Family::Gemm => gemm::layout_entries(),
             Family::Step => step::layout_entries(),
+        };
+        for e in &mut entries {
+            if e.binding == 2 {
+                *e = storage.entry();
+            }
         }
+        entries
     }
 }
 
@@ -99,8 +153,10 @@ impl From<bool> for Constant {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Specialization {
     pub family: Family,
-    /// How the kernel reads its weights (binding 2).
+    /// The type of its weights (binding 2).
     pub weights: WeightsDtype,
+    /// Where its weights live (binding 2); never `Auto` once a model has chosen.
+    pub storage: WeightsStorage,
     /// The WGSL entry point.
     pub entry: &'static str,
     pub constants: Vec<(&'static str, Constant)>,
@@ -111,6 +167,11 @@ impl Specialization {
     pub fn weights(self, weights: WeightsDtype) -> Self {
         Specialization { weights, ..self }
     }
+
+    /// This kernel reading its weights from `storage`.
+    pub fn storage(self, storage: WeightsStorage) -> Self {
+        Specialization { storage, ..self }
+    }
 }
 
 impl std::fmt::Display for Specialization {
@@ -118,6 +179,9 @@ impl std::fmt::Display for Specialization {
         write!(f, "{}::{}", self.family.name(), self.entry)?;
         if self.weights != WeightsDtype::F32 {
             write!(f, " weights={}", self.weights.name())?;
+        }
+        if self.storage == WeightsStorage::Texture {
+            write!(f, " storage=texture")?;
         }
         for (k, v) in &self.constants {
             write!(f, " {k}={}", v.value())?;
@@ -133,8 +197,10 @@ pub struct KernelSource {
     pub family: &'static str,
     /// The WGSL text (the weights' prelude, then the family's file).
     pub source: &'static str,
-    /// How the kernel reads its weights.
+    /// The type of its weights.
     pub weights: WeightsDtype,
+    /// Where its weights live.
+    pub storage: WeightsStorage,
     /// The entry point.
     pub entry: &'static str,
     /// Values of the `override` constants.
@@ -146,6 +212,9 @@ impl std::fmt::Display for KernelSource {
         write!(f, "{}::{}", self.family, self.entry)?;
         if self.weights != WeightsDtype::F32 {
             write!(f, " weights={}", self.weights.name())?;
+        }
+        if self.storage == WeightsStorage::Texture {
+            write!(f, " storage=texture")?;
         }
         for (k, v) in &self.constants {
             write!(f, " {k}={v}")?;
@@ -206,18 +275,24 @@ pub fn catalog() -> Vec<KernelSource> {
         specs.push(step::specialization(&gru, 3, 0, v));
         specs.extend(step::reset_specialization(&gru, 3, 0, v));
     }
-    // Every kernel above once more with float16 weights.
+    // Every kernel above once more with float16 weights, then all of them reading a texture.
     let f16: Vec<Specialization> = specs
         .iter()
         .map(|s| s.clone().weights(WeightsDtype::F16))
         .collect();
     specs.extend(f16);
+    let texture: Vec<Specialization> = specs
+        .iter()
+        .map(|s| s.clone().storage(WeightsStorage::Texture))
+        .collect();
+    specs.extend(texture);
     let mut out: Vec<KernelSource> = Vec::new();
     for s in specs {
         let k = KernelSource {
             family: s.family.name(),
-            source: s.family.source(s.weights),
+            source: s.family.source(s.weights, s.storage),
             weights: s.weights,
+            storage: s.storage,
             entry: s.entry,
             constants: s.constants.iter().map(|&(k, v)| (k, v.value())).collect(),
         };
@@ -240,40 +315,51 @@ pub(crate) struct Kernel {
 #[derive(Debug, Default)]
 pub(crate) struct KernelCache {
     pipelines: Mutex<HashMap<Specialization, Arc<Kernel>>>,
-    layouts: Mutex<HashMap<Family, wgpu::BindGroupLayout>>,
-    modules: Mutex<HashMap<(Family, WeightsDtype), wgpu::ShaderModule>>,
+    layouts: Mutex<HashMap<(Family, WeightsStorage), wgpu::BindGroupLayout>>,
+    modules: Mutex<HashMap<(Family, WeightsDtype, WeightsStorage), wgpu::ShaderModule>>,
 }
 
 impl KernelCache {
-    /// The shader module of `family` reading weights as `weights`, created on first request.
+    /// The shader module of `family` reading weights as `weights` from `storage`, created on
+    /// first request.
     fn module(
         &self,
         device: &wgpu::Device,
         family: Family,
         weights: WeightsDtype,
+        storage: WeightsStorage,
     ) -> wgpu::ShaderModule {
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         modules
-            .entry((family, weights))
+            .entry((family, weights, storage))
             .or_insert_with(|| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(family.name()),
-                    source: wgpu::ShaderSource::Wgsl(family.source(weights).into()),
+                    source: wgpu::ShaderSource::Wgsl(family.source(weights, storage).into()),
                 })
             })
             .clone()
     }
 
-    /// The bind-group layout every pipeline of `family` shares (whatever its weights' type:
-    /// the binding is a read-only storage buffer either way), created on first request.
-    pub fn layout(&self, device: &wgpu::Device, family: Family) -> wgpu::BindGroupLayout {
+    /// The bind-group layout every pipeline of `family` reading its weights from `storage`
+    /// shares (whatever the weights' type), created on first request.
+    pub fn layout(
+        &self,
+        device: &wgpu::Device,
+        family: Family,
+        storage: WeightsStorage,
+    ) -> wgpu::BindGroupLayout {
+        let storage = match storage {
+            WeightsStorage::Texture => WeightsStorage::Texture,
+            _ => WeightsStorage::Buffer,
+        };
         let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         layouts
-            .entry(family)
+            .entry((family, storage))
             .or_insert_with(|| {
                 device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some(family.name()),
-                    entries: &family.layout_entries(),
+                    entries: &family.layout_entries(storage),
                 })
             })
             .clone()
@@ -287,8 +373,8 @@ impl KernelCache {
         }
         let label = spec.to_string();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.module(device, spec.family, spec.weights);
-        let layout = self.layout(device, spec.family);
+        let module = self.module(device, spec.family, spec.weights, spec.storage);
+        let layout = self.layout(device, spec.family, spec.storage);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],

@@ -275,6 +275,7 @@ pub(crate) fn specialization(
     Specialization {
         family: Family::Step,
         weights: Default::default(),
+        storage: super::WeightsStorage::Buffer,
         entry,
         constants,
     }

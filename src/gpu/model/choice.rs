@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::kernels::step::{self, Variant};
+use crate::gpu::kernels::WeightsStorage;
 use crate::gpu::model::GpuModel;
 use crate::gpu::options::ForwardOptions;
 use crate::gpu::plan::{self, Chunk, Extent};
@@ -73,8 +74,12 @@ impl GpuModel {
     /// steps rounded up to powers of two.
     fn step_class(&self, e: Extent) -> String {
         let spec = &self.spec;
+        let storage = match self.weights_storage() {
+            WeightsStorage::Texture => "-texture",
+            _ => "",
+        };
         format!(
-            "{}-h{}-l{}-d{}-b{}-t{}",
+            "{}-h{}-l{}-d{}-b{}-t{}{storage}",
             spec.cell.name(),
             spec.hidden_size.next_power_of_two(),
             spec.num_layers,
@@ -125,7 +130,9 @@ impl GpuModel {
         }
         let n4 = step::columns(self.spec.cell, self.spec.hidden_size);
         let m = extent.steps * extent.batch;
-        self.ctx
-            .tuned_gemm(GemmClass::of(m, self.spec.input_size, n4))
+        self.ctx.tuned_gemm(
+            GemmClass::of(m, self.spec.input_size, n4),
+            self.weights_storage(),
+        )
     }
 }
