@@ -342,6 +342,9 @@ fn second_column(i: u32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
+// The recurrent product of a step, `recurrent`, is `product` below, or in the subgroup kernels
+// (`step_subgroup.wgsl`) its subgroup form; `step_plain.wgsl` or that file defines it.
+//
 // acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] (and, with CT = 2, acc2[r] the same for column
 // j4 + 1, clamped to the last column) with the step-0 weights at s = 0 and the recurrent ones
 // after, where v is h0 (src 0), m (src 1) or c (src 2, a two-pass GRU's r ⊙ h).
@@ -423,7 +426,10 @@ fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
     locate(b0, d, s, &t_of, &prev);
     var acc: array<vec4<f32>, MAX_BT>;
     var acc2: array<vec4<f32>, MAX_BT>;
-    product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
+    recurrent(min(j4, p.n4 - 1u), d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
+    if (j4 >= p.n4) {
+        return;
+    }
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;
         if (b >= nb) {
@@ -449,7 +455,9 @@ fn reset_unit(j: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
 }
 
 // Step s of columns j4 (and, with CT = 2, j4 + 1), batch rows b0 … b0 + BT − 1 (those <
-// batch), direction d.
+// batch), direction d. An invocation past the last column (the subgroup kernels run every
+// invocation of a subgroup through the product) computes the last column's product and
+// stores nothing.
 fn step(j4: u32, b0: u32, d: u32, s: u32) {
     let nb = p.batch;
     var t_of: array<u32, MAX_BT>;
@@ -457,15 +465,19 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
     locate(b0, d, s, &t_of, &prev);
     var acc: array<vec4<f32>, MAX_BT>;
     var acc2: array<vec4<f32>, MAX_BT>;
+    let jp = min(j4, p.n4 - 1u);
     if (two_pass()) {
         // The product with r ⊙ h_{t−1}, which the first pass left in c.
         var rh: array<u32, MAX_BT>;
         for (var r = 0u; r < BT; r = r + 1u) {
             rh[r] = p.state_offset + (d * nb + min(b0 + r, nb - 1u)) * p.hidden;
         }
-        product(j4, d, 1u, 2u, &rh, &acc, &acc2);
+        recurrent(jp, d, 1u, 2u, &rh, &acc, &acc2);
     } else {
-        product(j4, d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
+        recurrent(jp, d, s, select(1u, 0u, s == 0u), &prev, &acc, &acc2);
+    }
+    if (j4 >= p.n4) {
+        return;
     }
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;

@@ -30,7 +30,7 @@ fn texture_and_buffer_weights_give_the_same_bits() {
     let limits = ctx.limits();
     let gemms: Vec<GemmVariant> = GemmVariant::ALL
         .into_iter()
-        .filter(|v| v.runs_on(&limits))
+        .filter(|v| v.runs_on(&limits, ctx.supports_subgroups()))
         .collect();
     let mut compared = 0;
     for spec in specs {

@@ -80,6 +80,10 @@ pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// Subgroup invocations the subgroup kernels share values between (8: each loads one of 8
+/// consecutive elements and broadcasts it).
+const SUBGROUP_KERNEL_LANES: u32 = 8;
+
 fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = backends;
@@ -156,10 +160,16 @@ impl GpuContext {
             return Err(Error::NoAdapter { detail });
         };
         let info = adapter.get_info();
+        // Subgroup operations where the subgroups have at least 8 invocations (what the
+        // subgroup kernels assume).
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY;
+        if info.subgroup_min_size >= SUBGROUP_KERNEL_LANES {
+            wanted |= wgpu::Features::SUBGROUP;
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-lstm"),
             // Timestamps where the adapter has them: the benchmark reads device-only times.
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            required_features: adapter.features() & wanted,
             required_limits: options.limits.clone().unwrap_or_else(|| adapter.limits()),
             ..Default::default()
         };
@@ -223,6 +233,19 @@ impl GpuContext {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
+    /// Whether the subgroup kernels ([`Variant::StepwiseWideSubgroup`],
+    /// [`GemmVariant::Wide4Subgroup`]) run here: the device has subgroup operations and its
+    /// subgroups have at least 8 invocations.
+    ///
+    /// [`Variant::StepwiseWideSubgroup`]: crate::Variant::StepwiseWideSubgroup
+    pub fn supports_subgroups(&self) -> bool {
+        self.inner
+            .device
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            && self.inner.info.subgroup_min_size >= SUBGROUP_KERNEL_LANES
+    }
+
     /// The device's limits.
     pub fn limits(&self) -> wgpu::Limits {
         self.inner.device.limits()
@@ -267,6 +290,7 @@ impl GpuContext {
             self.limits().max_storage_buffer_binding_size,
             class,
             storage,
+            self.supports_subgroups(),
         )
     }
 

@@ -76,7 +76,7 @@ impl GpuModel {
     ) -> Result<Self> {
         let _device = ctx.exclusive();
         let spec = weights.spec().clone();
-        let limits = Limits::new(&ctx.limits(), ctx.loop_budget());
+        let limits = Limits::new(&ctx.limits(), ctx.loop_budget(), ctx.supports_subgroups());
         let dtype = options.weights;
         let requested = ctx.weights_storage(options.storage)?;
         let (device, queue) = (ctx.device(), ctx.queue());

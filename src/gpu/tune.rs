@@ -202,6 +202,7 @@ impl Tuner {
         max_binding: u64,
         class: GemmClass,
         storage: WeightsStorage,
+        subgroups: bool,
     ) -> Result<GemmVariant> {
         // A class whose scratch product the device cannot hold is not measured: the first
         // kernel runs.
@@ -213,7 +214,7 @@ impl Tuner {
         let limits = device.limits();
         let candidates: Vec<GemmVariant> = GemmVariant::ALL
             .into_iter()
-            .filter(|v| v.runs_on(&limits))
+            .filter(|v| v.runs_on(&limits, subgroups))
             .collect();
         let mut key = class.key();
         if storage == WeightsStorage::Texture {
@@ -304,7 +305,8 @@ impl Tuner {
             let [family, class, name] = fields.as_slice() else {
                 continue;
             };
-            let Some(family) = ["gemm", "step", "tile"].into_iter().find(|f| f == family) else {
+            let families = ["gemm", "step", "tile", "storage"];
+            let Some(family) = families.into_iter().find(|f| f == family) else {
                 continue;
             };
             if class.is_empty() || name.is_empty() {

@@ -101,7 +101,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         let limits = ctx.limits();
         let variants: Vec<GemmVariant> = GemmVariant::ALL
             .into_iter()
-            .filter(|v| v.runs_on(&limits))
+            .filter(|v| v.runs_on(&limits, ctx.supports_subgroups()))
             .collect();
         eprintln!(
             "gemm ceiling on {} ({:?}): 1024×1024×1024 × {gemm_reps}, variants {}…",

@@ -93,33 +93,57 @@ pub enum GemmVariant {
     /// 16-deep slices of both operands in workgroup memory (`tiled`): the classic shape for
     /// real GPUs. Needs 256 invocations and 8 KiB of workgroup memory per workgroup.
     Tiled,
+    /// [`GemmVariant::Wide4`] loading `a` once per 8 inner elements and sharing the values
+    /// through subgroup broadcasts (`wide4_sg` in `shaders/gemm_subgroup.wgsl`; same bits).
+    /// Only on devices with subgroup operations and subgroups of at least 8 invocations
+    /// ([`GpuContext::supports_subgroups`](crate::GpuContext::supports_subgroups)).
+    Wide4Subgroup,
 }
 
 impl GemmVariant {
     /// Every kernel (every variant but [`GemmVariant::Auto`]).
-    pub const ALL: [GemmVariant; 5] = [
+    pub const ALL: [GemmVariant; 6] = [
         GemmVariant::Rows4,
         GemmVariant::Wide,
         GemmVariant::Wide4,
         GemmVariant::Tall2,
         GemmVariant::Tiled,
+        GemmVariant::Wide4Subgroup,
     ];
 
-    /// Whether a device with `limits` can run this kernel (its workgroup size and workgroup
-    /// memory).
-    pub fn runs_on(self, limits: &wgpu::Limits) -> bool {
+    /// Whether a device with `limits`, and subgroups where `subgroups`
+    /// ([`GpuContext::supports_subgroups`](crate::GpuContext::supports_subgroups)), can run
+    /// this kernel (its workgroup size, workgroup memory and subgroup operations).
+    pub fn runs_on(self, limits: &wgpu::Limits, subgroups: bool) -> bool {
         let [x, y] = self.workgroup();
         let memory = if self == GemmVariant::Tiled { 8192 } else { 0 };
         limits.max_compute_workgroup_size_x >= x
             && limits.max_compute_workgroup_size_y >= y
             && limits.max_compute_invocations_per_workgroup >= x * y
             && limits.max_compute_workgroup_storage_size >= memory
+            && (subgroups || !self.needs_subgroups())
+    }
+
+    /// Whether the kernel uses subgroup operations.
+    pub fn needs_subgroups(self) -> bool {
+        self == GemmVariant::Wide4Subgroup
+    }
+
+    /// This variant where the device runs it; the variant without subgroups where it does not
+    /// have them.
+    pub(crate) fn on(self, subgroups: bool) -> GemmVariant {
+        match self {
+            GemmVariant::Wide4Subgroup if !subgroups => GemmVariant::Wide4,
+            v => v,
+        }
     }
 
     /// Invocations per workgroup along columns and rows.
     pub(crate) fn workgroup(self) -> [u32; 2] {
         match self {
             GemmVariant::Tiled => [16, 16],
+            // Subgroup builtins need a one-dimensional workgroup.
+            GemmVariant::Wide4Subgroup => [WG_X * WG_Y, 1],
             _ => [WG_X, WG_Y],
         }
     }
@@ -133,6 +157,7 @@ impl GemmVariant {
             GemmVariant::Wide4 => "wide4",
             GemmVariant::Tall2 => "tall2",
             GemmVariant::Tiled => "tiled",
+            GemmVariant::Wide4Subgroup => "wide4-subgroup",
         }
     }
 
@@ -144,6 +169,7 @@ impl GemmVariant {
             GemmVariant::Wide4 => "wide4",
             GemmVariant::Tall2 => "block",
             GemmVariant::Tiled => "tiled",
+            GemmVariant::Wide4Subgroup => "wide4_sg",
         }
     }
 
@@ -160,7 +186,7 @@ impl GemmVariant {
         match self {
             GemmVariant::Auto | GemmVariant::Rows4 | GemmVariant::Tiled => 1,
             GemmVariant::Wide => 2,
-            GemmVariant::Wide4 => 4,
+            GemmVariant::Wide4 | GemmVariant::Wide4Subgroup => 4,
             GemmVariant::Tall2 => 2,
         }
     }
@@ -176,6 +202,7 @@ pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
         family: Family::Gemm,
         weights: Default::default(),
         storage: super::WeightsStorage::Buffer,
+        subgroups: variant.needs_subgroups(),
         entry: variant.entry(),
         constants,
     }

@@ -78,32 +78,58 @@ impl Family {
     }
 
     /// WGSL source, embedded at build time: the weights' binding for `weights` in `storage` (a
-    /// prelude, `shaders/weights_{f32,f16,texture}.wgsl`) followed by the family's file. A
-    /// texture reads both types the same way (the texture's format differs).
-    pub fn source(self, weights: WeightsDtype, storage: WeightsStorage) -> &'static str {
-        static SOURCES: OnceLock<[String; 6]> = OnceLock::new();
+    /// prelude, `shaders/weights_{f32,f16,texture}.wgsl`; a texture reads both types the same
+    /// way), the family's file, then, for a device with subgroups where `subgroups`, the
+    /// family's subgroup kernels (`shaders/*_subgroup.wgsl`; a module using subgroup builtins
+    /// compiles only there). The step family without subgroups appends `step_plain.wgsl`.
+    pub fn source(
+        self,
+        weights: WeightsDtype,
+        storage: WeightsStorage,
+        subgroups: bool,
+    ) -> &'static str {
+        static SOURCES: OnceLock<[String; 12]> = OnceLock::new();
         let sources = SOURCES.get_or_init(|| {
             let preludes = [
                 include_str!("../../../shaders/weights_f32.wgsl"),
                 include_str!("../../../shaders/weights_f16.wgsl"),
                 include_str!("../../../shaders/weights_texture.wgsl"),
             ];
+            // [family][subgroups]: the family's file and what follows it.
             let families = [
-                include_str!("../../../shaders/gemm.wgsl"),
-                include_str!("../../../shaders/step.wgsl"),
+                [
+                    (include_str!("../../../shaders/gemm.wgsl"), ""),
+                    (
+                        include_str!("../../../shaders/gemm.wgsl"),
+                        include_str!("../../../shaders/gemm_subgroup.wgsl"),
+                    ),
+                ],
+                [
+                    (
+                        include_str!("../../../shaders/step.wgsl"),
+                        include_str!("../../../shaders/step_plain.wgsl"),
+                    ),
+                    (
+                        include_str!("../../../shaders/step.wgsl"),
+                        include_str!("../../../shaders/step_subgroup.wgsl"),
+                    ),
+                ],
             ];
-            std::array::from_fn(|i| format!("{}\n{}", preludes[i % 3], families[i / 3]))
+            std::array::from_fn(|i| {
+                let (body, tail) = families[i / 6][(i / 3) % 2];
+                format!("{}\n{body}\n{tail}", preludes[i % 3])
+            })
         });
         let family = match self {
             Family::Gemm => 0,
-            Family::Step => 3,
+            Family::Step => 6,
         };
         let prelude = match (storage, weights) {
             (WeightsStorage::Texture, _) => 2,
             (_, WeightsDtype::F32) => 0,
             (_, WeightsDtype::F16) => 1,
         };
-        &sources[family + prelude]
+        &sources[family + 3 * usize::from(subgroups) + prelude]
     }
 
     fn layout_entries(self, storage: WeightsStorage) -> Vec<wgpu::BindGroupLayoutEntry> {
@@ -157,6 +183,9 @@ pub(crate) struct Specialization {
     pub weights: WeightsDtype,
     /// Where its weights live (binding 2); never `Auto` once a model has chosen.
     pub storage: WeightsStorage,
+    /// Whether the kernel uses subgroup operations (its module is then built with the
+    /// family's subgroup kernels, on devices that have them).
+    pub subgroups: bool,
     /// The WGSL entry point.
     pub entry: &'static str,
     pub constants: Vec<(&'static str, Constant)>,
@@ -201,6 +230,8 @@ pub struct KernelSource {
     pub weights: WeightsDtype,
     /// Where its weights live.
     pub storage: WeightsStorage,
+    /// Whether it uses subgroup operations (needs a device with them).
+    pub subgroups: bool,
     /// The entry point.
     pub entry: &'static str,
     /// Values of the `override` constants.
@@ -290,9 +321,10 @@ pub fn catalog() -> Vec<KernelSource> {
     for s in specs {
         let k = KernelSource {
             family: s.family.name(),
-            source: s.family.source(s.weights, s.storage),
+            source: s.family.source(s.weights, s.storage, s.subgroups),
             weights: s.weights,
             storage: s.storage,
+            subgroups: s.subgroups,
             entry: s.entry,
             constants: s.constants.iter().map(|&(k, v)| (k, v.value())).collect(),
         };
@@ -310,32 +342,30 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// A shader module: family, weights' type and storage, subgroup kernels or not.
+type ModuleKey = (Family, WeightsDtype, WeightsStorage, bool);
+
 /// Pipelines of one device, created on first use. Every pipeline of a family shares the
 /// family's shader module and bind-group layout, so one bind group serves all of them.
 #[derive(Debug, Default)]
 pub(crate) struct KernelCache {
     pipelines: Mutex<HashMap<Specialization, Arc<Kernel>>>,
     layouts: Mutex<HashMap<(Family, WeightsStorage), wgpu::BindGroupLayout>>,
-    modules: Mutex<HashMap<(Family, WeightsDtype, WeightsStorage), wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<ModuleKey, wgpu::ShaderModule>>,
 }
 
 impl KernelCache {
-    /// The shader module of `family` reading weights as `weights` from `storage`, created on
-    /// first request.
-    fn module(
-        &self,
-        device: &wgpu::Device,
-        family: Family,
-        weights: WeightsDtype,
-        storage: WeightsStorage,
-    ) -> wgpu::ShaderModule {
+    /// The shader module of `key`, created on first request.
+    fn module(&self, device: &wgpu::Device, key: ModuleKey) -> wgpu::ShaderModule {
+        let (family, weights, storage, subgroups) = key;
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         modules
-            .entry((family, weights, storage))
+            .entry(key)
             .or_insert_with(|| {
+                let source = family.source(weights, storage, subgroups);
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(family.name()),
-                    source: wgpu::ShaderSource::Wgsl(family.source(weights, storage).into()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
                 })
             })
             .clone()
@@ -373,7 +403,10 @@ impl KernelCache {
         }
         let label = spec.to_string();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.module(device, spec.family, spec.weights, spec.storage);
+        let module = self.module(
+            device,
+            (spec.family, spec.weights, spec.storage, spec.subgroups),
+        );
         let layout = self.layout(device, spec.family, spec.storage);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),

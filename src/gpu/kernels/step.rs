@@ -103,6 +103,12 @@ pub enum Variant {
     /// memory (`split` in the shader): many more invocations per step, for small batches on
     /// GPUs with many cores.
     Split,
+    /// [`Variant::StepwiseWide`] loading `h_{t−1}` once per 8 hidden units and sharing the
+    /// values through subgroup broadcasts (`main_sg` in `shaders/step_subgroup.wgsl`; same
+    /// bits). Only on devices with subgroup operations and subgroups of at least 8
+    /// invocations ([`GpuContext::supports_subgroups`](crate::GpuContext::supports_subgroups));
+    /// elsewhere it runs as [`Variant::StepwiseWide`].
+    StepwiseWideSubgroup,
     /// Chosen by measurement: at the first forward of a shape class (cell, hidden size,
     /// layers, directions, batch and steps rounded up to powers of two) on a device, the
     /// input runs with each kernel and the faster is kept (see
@@ -113,13 +119,28 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant that names a kernel (all but `Auto`), the tuner's candidates.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Stepwise,
         Variant::Sequence,
         Variant::StepwiseWide,
         Variant::SequenceWide,
         Variant::Split,
+        Variant::StepwiseWideSubgroup,
     ];
+
+    /// Whether the kernel uses subgroup operations.
+    pub fn needs_subgroups(self) -> bool {
+        self == Variant::StepwiseWideSubgroup
+    }
+
+    /// This variant where the device runs it; the variant without subgroups where it does not
+    /// have them.
+    pub(crate) fn on(self, subgroups: bool) -> Variant {
+        match self {
+            Variant::StepwiseWideSubgroup if !subgroups => Variant::StepwiseWide,
+            v => v,
+        }
+    }
 
     /// Whether one dispatch walks every time step (`sequence`, `sequence-wide`).
     pub fn is_sequence(self) -> bool {
@@ -129,7 +150,7 @@ impl Variant {
     /// Vec4 columns per invocation (`CT` in the shader).
     pub fn columns(self) -> usize {
         match self {
-            Variant::StepwiseWide | Variant::SequenceWide => 2,
+            Variant::StepwiseWide | Variant::SequenceWide | Variant::StepwiseWideSubgroup => 2,
             _ => 1,
         }
     }
@@ -163,6 +184,7 @@ impl Variant {
             Variant::StepwiseWide => "stepwise-wide",
             Variant::SequenceWide => "sequence-wide",
             Variant::Split => "split",
+            Variant::StepwiseWideSubgroup => "stepwise-wide-subgroup",
             Variant::Auto => "auto",
         }
     }
@@ -260,6 +282,7 @@ pub(crate) fn specialization(
     let (entry, wg) = match variant {
         v if v.is_sequence() => ("sequence", sequence_workgroup(spec)),
         Variant::Split => ("split", WG),
+        Variant::StepwiseWideSubgroup => ("main_sg", WG),
         _ => ("main", WG),
     };
     let mut constants = vec![
@@ -271,11 +294,15 @@ pub(crate) fn specialization(
     if variant.columns() != 1 {
         constants.push(("CT", (variant.columns() as u32).into()));
     }
+    if variant.needs_subgroups() {
+        constants.push(("SUBGROUP_PRODUCT", true.into()));
+    }
     constants.extend(gate_constants(spec));
     Specialization {
         family: Family::Step,
         weights: Default::default(),
         storage: super::WeightsStorage::Buffer,
+        subgroups: variant.needs_subgroups(),
         entry,
         constants,
     }
@@ -292,10 +319,10 @@ pub(crate) fn reset_specialization(
 ) -> Option<Specialization> {
     let variant = variant.resolve(batch);
     (two_pass(spec) && !variant.is_sequence()).then(|| Specialization {
-        entry: if variant == Variant::Split {
-            "split_reset"
-        } else {
-            "reset"
+        entry: match variant {
+            Variant::Split => "split_reset",
+            Variant::StepwiseWideSubgroup => "reset_sg",
+            _ => "reset",
         },
         ..specialization(spec, batch, tile, variant)
     })

@@ -31,10 +31,15 @@ impl GpuModel {
             return Ok(options.variant);
         }
         let class = self.step_class(chunks[0].extent());
+        let subgroups = self.ctx.supports_subgroups();
+        let candidates: Vec<Variant> = Variant::ALL
+            .into_iter()
+            .filter(|v| subgroups || !v.needs_subgroups())
+            .collect();
         let mut sample = None;
         self.ctx
             .tuner()
-            .choose("step", class, &Variant::ALL, Variant::name, |variant| {
+            .choose("step", class, &candidates, Variant::name, |variant| {
                 let timed = ForwardOptions {
                     variant,
                     ..*options

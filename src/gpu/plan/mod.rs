@@ -32,6 +32,7 @@ mod test_limits {
             max_workgroups: 65_535,
             uniform_alignment: 256,
             loop_budget: None,
+            subgroups: false,
         }
     }
 

@@ -98,6 +98,7 @@ impl Schedule {
     ) -> Result<Self> {
         let Extent { steps, batch } = extent;
         let variant = effective_variant(spec, limits, extent, requested, tile);
+        let gemm = gemm.on(limits.subgroups);
         let d = spec.num_directions();
         let (h, h_out) = (spec.hidden_size, spec.hidden_out());
         let n4 = step::columns(spec.cell, h);
@@ -267,7 +268,8 @@ fn projection_params(
 
 /// The step kernel a forward of `extent` runs: `requested` resolved for the batch, with the
 /// whole-sequence kernel replaced by the stepwise one where the driver's loop budget is too
-/// small for it (with a tenth kept in reserve).
+/// small for it (with a tenth kept in reserve), and a subgroup kernel by its plain form where
+/// the device has no subgroups.
 fn effective_variant(
     spec: &RnnSpec,
     limits: &Limits,
@@ -275,7 +277,7 @@ fn effective_variant(
     requested: Variant,
     tile: usize,
 ) -> Variant {
-    let v = requested.resolve(extent.batch);
+    let v = requested.resolve(extent.batch).on(limits.subgroups);
     let fits = |budget: u64| {
         step::sequence_loop_iterations(spec, extent.batch, tile, extent.steps) <= budget * 9 / 10
     };

@@ -21,16 +21,19 @@ pub(crate) struct Limits {
     pub uniform_alignment: u32,
     /// Loop iterations one invocation may run in total, where the driver stops longer loops.
     pub loop_budget: Option<u64>,
+    /// Whether the subgroup kernels run on the device.
+    pub subgroups: bool,
 }
 
 impl Limits {
-    pub fn new(limits: &wgpu::Limits, loop_budget: Option<u64>) -> Self {
+    pub fn new(limits: &wgpu::Limits, loop_budget: Option<u64>, subgroups: bool) -> Self {
         Limits {
             max_buffer_size: limits.max_buffer_size,
             max_storage_binding: limits.max_storage_buffer_binding_size,
             max_workgroups: limits.max_compute_workgroups_per_dimension,
             uniform_alignment: limits.min_uniform_buffer_offset_alignment,
             loop_budget,
+            subgroups,
         }
     }
 
