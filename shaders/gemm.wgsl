@@ -157,29 +157,16 @@ fn wide4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (n >= p.n4 || m0 >= p.m) {
         return;
     }
-    let last_col = p.n4 - 1u;
-    let cols = vec4<u32>(n, min(n + 1u, last_col), min(n + 2u, last_col), min(n + 3u, last_col));
-    let last = p.m - 1u;
-    let a0 = p.a_offset + z * p.a_batch;
-    var rows: array<u32, 4>;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        rows[r] = a0 + min(m0 + r, last) * p.a_stride;
-    }
     var acc: array<vec4<f32>, 16>;
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        let b = bias[z * p.bias_batch + cols[c]];
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            acc[4u * r + c] = b;
-        }
-    }
+    let blk = block_at(n, m0, z, &acc);
     var wi = z * p.w_batch;
     for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let w0 = load_w(wi + cols.x);
-        let w1 = load_w(wi + cols.y);
-        let w2 = load_w(wi + cols.z);
-        let w3 = load_w(wi + cols.w);
+        let w0 = load_w(wi + blk.cols.x);
+        let w1 = load_w(wi + blk.cols.y);
+        let w2 = load_w(wi + blk.cols.z);
+        let w3 = load_w(wi + blk.cols.w);
         for (var r = 0u; r < 4u; r = r + 1u) {
-            let x = a[rows[r] + kk];
+            let x = a[blk.rows[r] + kk];
             acc[4u * r] = acc[4u * r] + x * w0;
             acc[4u * r + 1u] = acc[4u * r + 1u] + x * w1;
             acc[4u * r + 2u] = acc[4u * r + 2u] + x * w2;
@@ -187,12 +174,43 @@ fn wide4(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         wi = wi + p.n4;
     }
+    store_block(n, m0, z, &acc);
+}
+
+// A block of 4 rows × four vec4 columns (`wide4` and its subgroup form): its columns (clamped to
+// the last) and the offsets of its rows in `a` (clamped to the last row).
+struct Block {
+    cols: vec4<u32>,
+    rows: vec4<u32>,
+}
+
+// The block whose first column is n and first row m0, in product z, with its sums `acc`
+// (acc[4r + c]) started at the bias.
+fn block_at(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>) -> Block {
+    let last_col = p.n4 - 1u;
+    let cols = vec4<u32>(min(n, last_col), min(n + 1u, last_col), min(n + 2u, last_col),
+                         min(n + 3u, last_col));
+    let last = p.m - 1u;
+    let a0 = p.a_offset + z * p.a_batch;
+    let rows = vec4<u32>(a0 + min(m0, last) * p.a_stride, a0 + min(m0 + 1u, last) * p.a_stride,
+                         a0 + min(m0 + 2u, last) * p.a_stride, a0 + min(m0 + 3u, last) * p.a_stride);
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        let b = bias[z * p.bias_batch + cols[c]];
+        for (var r = 0u; r < 4u; r = r + 1u) {
+            (*acc)[4u * r + c] = b;
+        }
+    }
+    return Block(cols, rows);
+}
+
+// Stores the rows and columns of the block at (m0, n) of product z that lie inside `out`.
+fn store_block(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
     for (var r = 0u; r < 4u; r = r + 1u) {
         if (m0 + r < p.m) {
             for (var c = 0u; c < 4u; c = c + 1u) {
                 if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), acc[4u * r + c]);
+                    store(o + r * p.out_stride, 4u * (n + c), (*acc)[4u * r + c]);
                 }
             }
         }

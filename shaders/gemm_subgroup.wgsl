@@ -33,22 +33,10 @@ fn wide4_sg(@builtin(global_invocation_id) gid: vec3<u32>,
     let n = 4u * gid.x;
     let m0 = gid.y * TM;
     let z = gid.z;
-    let last_col = p.n4 - 1u;
-    let cols = vec4<u32>(min(n, last_col), min(n + 1u, last_col), min(n + 2u, last_col),
-                         min(n + 3u, last_col));
-    let last = p.m - 1u;
-    let a0 = p.a_offset + z * p.a_batch;
-    var rows: array<u32, 4>;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        rows[r] = a0 + min(m0 + r, last) * p.a_stride;
-    }
     var acc: array<vec4<f32>, 16>;
-    for (var c = 0u; c < 4u; c = c + 1u) {
-        let b = bias[z * p.bias_batch + cols[c]];
-        for (var r = 0u; r < 4u; r = r + 1u) {
-            acc[4u * r + c] = b;
-        }
-    }
+    let blk = block_at(n, m0, z, &acc);
+    let cols = blk.cols;
+    let rows = blk.rows;
     var wi = z * p.w_batch;
     let kb = p.k / 8u * 8u;
     let mine = lane & 7u;
@@ -79,17 +67,7 @@ fn wide4_sg(@builtin(global_invocation_id) gid: vec3<u32>,
         let x = vec4<f32>(a[rows[0] + kk], a[rows[1] + kk], a[rows[2] + kk], a[rows[3] + kk]);
         wi = wide4_sg_k(wi, cols, x, &acc);
     }
-    if (n >= p.n4 || m0 >= p.m) {
-        return;
-    }
-    let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        if (m0 + r < p.m) {
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), acc[4u * r + c]);
-                }
-            }
-        }
+    if (n < p.n4 && m0 < p.m) {
+        store_block(n, m0, z, &acc);
     }
 }

@@ -342,6 +342,20 @@ fn second_column(i: u32) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
+// Zeroes the sums of a product of column j4 and returns where it starts: the weight index of
+// k = 0 and the number of k (the step-0 weights at s = 0, the recurrent ones after).
+fn product_start(j4: u32, d: u32, s: u32, acc: ptr<function, array<vec4<f32>, MAX_BT>>,
+                 acc2: ptr<function, array<vec4<f32>, MAX_BT>>) -> vec2<u32> {
+    for (var r = 0u; r < BT; r = r + 1u) {
+        (*acc)[r] = vec4<f32>(0.0);
+        (*acc2)[r] = vec4<f32>(0.0);
+    }
+    if (s == 0u) {
+        return vec2<u32>(p.w0_offset + d * p.k0 * p.n4 + j4, p.k0);
+    }
+    return vec2<u32>(p.wrec_offset + d * p.hidden * p.n4 + j4, p.hidden);
+}
+
 // The recurrent product of a step, `recurrent`, is `product` below, or in the subgroup kernels
 // (`step_subgroup.wgsl`) its subgroup form; `step_plain.wgsl` or that file defines it.
 //
@@ -351,19 +365,9 @@ fn second_column(i: u32) -> vec4<f32> {
 fn product(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX_BT>>,
            acc: ptr<function, array<vec4<f32>, MAX_BT>>,
            acc2: ptr<function, array<vec4<f32>, MAX_BT>>) {
-    for (var r = 0u; r < BT; r = r + 1u) {
-        (*acc)[r] = vec4<f32>(0.0);
-        (*acc2)[r] = vec4<f32>(0.0);
-    }
-    var wi: u32;
-    var kn: u32;
-    if (s == 0u) {
-        wi = p.w0_offset + d * p.k0 * p.n4 + j4;
-        kn = p.k0;
-    } else {
-        wi = p.wrec_offset + d * p.hidden * p.n4 + j4;
-        kn = p.hidden;
-    }
+    let start = product_start(j4, d, s, acc, acc2);
+    var wi = start.x;
+    let kn = start.y;
     // Offset of the second column (0 when j4 is the last one). The three loops differ only in
     // the buffer they read: WGSL cannot pass a storage buffer to a function.
     let next = select(0u, 1u, j4 + 1u < p.n4);

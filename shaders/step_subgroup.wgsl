@@ -79,19 +79,9 @@ fn product_k(wi: u32, next: u32, x: ptr<function, array<f32, MAX_BT>>,
 fn product_sg(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, MAX_BT>>,
               acc: ptr<function, array<vec4<f32>, MAX_BT>>,
               acc2: ptr<function, array<vec4<f32>, MAX_BT>>) {
-    for (var r = 0u; r < BT; r = r + 1u) {
-        (*acc)[r] = vec4<f32>(0.0);
-        (*acc2)[r] = vec4<f32>(0.0);
-    }
-    var wi: u32;
-    var kn: u32;
-    if (s == 0u) {
-        wi = p.w0_offset + d * p.k0 * p.n4 + j4;
-        kn = p.k0;
-    } else {
-        wi = p.wrec_offset + d * p.hidden * p.n4 + j4;
-        kn = p.hidden;
-    }
+    let start = product_start(j4, d, s, acc, acc2);
+    var wi = start.x;
+    let kn = start.y;
     let next = select(0u, 1u, j4 + 1u < p.n4);
     let kb = kn / 8u * 8u;
     let mine = lane & 7u;

@@ -210,7 +210,6 @@ impl Tuner {
             return Ok(GemmVariant::Rows4);
         };
         let params = GemmParams::dense(m, k, n4)?;
-        let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let limits = device.limits();
         let candidates: Vec<GemmVariant> = GemmVariant::ALL
             .into_iter()
@@ -220,20 +219,14 @@ impl Tuner {
         if storage == WeightsStorage::Texture {
             key += "-texture";
         }
+        let timer = GemmTimer {
+            device,
+            queue,
+            kernels,
+            max_workgroups,
+        };
         self.choose("gemm", key, &candidates, GemmVariant::name, |variant| {
-            let kernel = kernels.get(device, &gemm::specialization(variant).storage(storage))?;
-            let t = time_gemm(
-                device,
-                queue,
-                &kernel,
-                &params,
-                variant,
-                storage,
-                TUNE_REPS,
-                timestamps,
-                max_workgroups,
-            )?;
-            Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
+            timer.ms(&params, variant, storage)
         })
     }
 
@@ -261,24 +254,16 @@ impl Tuner {
             return Ok(WeightsStorage::Buffer);
         }
         let params = GemmParams::dense(n, n, n / 4)?;
-        let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let variant = GemmVariant::Wide4;
+        let timer = GemmTimer {
+            device,
+            queue,
+            kernels,
+            max_workgroups,
+        };
         // One class for every model of the device: the choice holds for all of them.
         let class = "gemm".to_string();
         self.choose("storage", class, &candidates, WeightsStorage::name, |s| {
-            let kernel = kernels.get(device, &gemm::specialization(variant).storage(s))?;
-            let t = time_gemm(
-                device,
-                queue,
-                &kernel,
-                &params,
-                variant,
-                s,
-                TUNE_REPS,
-                timestamps,
-                max_workgroups,
-            )?;
-            Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
+            timer.ms(&params, GemmVariant::Wide4, s)
         })
     }
 
@@ -352,6 +337,44 @@ impl Tuner {
             Ok(())
         };
         let _ = write();
+    }
+}
+
+/// What timing a GEMM kernel on scratch operands needs.
+struct GemmTimer<'a> {
+    device: &'a wgpu::Device,
+    queue: &'a wgpu::Queue,
+    kernels: &'a KernelCache,
+    max_workgroups: u32,
+}
+
+impl GemmTimer<'_> {
+    /// Milliseconds per product of `params` with `variant` reading its weights from `storage`
+    /// (device time where the device has timestamps).
+    fn ms(
+        &self,
+        params: &GemmParams,
+        variant: GemmVariant,
+        storage: WeightsStorage,
+    ) -> Result<f64> {
+        let spec = gemm::specialization(variant).storage(storage);
+        let kernel = self.kernels.get(self.device, &spec)?;
+        let timestamps = self
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        let t = time_gemm(
+            self.device,
+            self.queue,
+            &kernel,
+            params,
+            variant,
+            storage,
+            TUNE_REPS,
+            timestamps,
+            self.max_workgroups,
+        )?;
+        Ok(t.device_s.unwrap_or(t.wall_s) * 1e3 / TUNE_REPS as f64)
     }
 }
 
