@@ -92,16 +92,10 @@ fn product_sg(j4: u32, d: u32, s: u32, src: u32, base: ptr<function, array<u32, 
             v[r] = state_value(src, (*base)[r] + k0 + mine);
         }
         for (var j = 0u; j < 8u; j = j + 1u) {
-            let wv = load_w(wi);
-            let wv2 = second_column(wi + next);
             for (var r = 0u; r < BT; r = r + 1u) {
-                let h = subgroupShuffle(v[r], j);
-                (*acc)[r] = (*acc)[r] + h * wv;
-                if (CT == 2u) {
-                    (*acc2)[r] = (*acc2)[r] + h * wv2;
-                }
+                x[r] = subgroupShuffle(v[r], j);
             }
-            wi = wi + p.n4;
+            wi = product_k(wi, next, &x, acc, acc2);
         }
     }
     for (var k = kb; k < kn; k = k + 1u) {
