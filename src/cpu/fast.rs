@@ -27,8 +27,9 @@ use crate::tensor::{Input, Output, Prepared};
 /// Batches from this size on run the input projection inside each step's product, as one
 /// running sum with the recurrent part: the weights' rows are loaded once for `MR` batch rows,
 /// and no `T·B·G·H` buffer of projections is written and read back. Smaller batches project
-/// every step up front, `MR` time steps at a time, so that a step streams only `W_hh`; so does
-/// the GRU.
+/// every step up front, `MR` time steps at a time, so that a step streams only `W_hh`. (The
+/// GRU's n gate keeps its input part apart from its recurrent part, `r ⊙ (W_hn h + b_hn)`: the
+/// fused product sets it aside, see [`super::kernel::product`].)
 const FUSE_MIN_BATCH: usize = 4;
 
 /// Multiply-adds per thread of a time step below which a team whose threads had to yield at
@@ -76,8 +77,7 @@ impl FastModel {
             .try_lock()
             .map(|mut cached| std::mem::take(&mut *cached))
             .unwrap_or_default();
-        // The GRU's n gate needs its input and recurrent parts apart (`r ⊙ (W_hn h + b_hn)`).
-        let fused = b >= FUSE_MIN_BATCH && spec.cell != Cell::Gru;
+        let fused = b >= FUSE_MIN_BATCH;
         let gx_len = if fused {
             0
         } else {

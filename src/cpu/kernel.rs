@@ -78,12 +78,11 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
     w: &[f32],
 ) -> [[f32; NC]; MR] {
     let k = a[0].len();
-    // Every row cut to `k` and the tile to `k` rows up front, so that the loop below has no
-    // bounds checks.
-    let a: [&[f32]; MR] = a.map(|row| &row[..k]);
-    let w = &w[..k * NC];
-    for kk in 0..k {
-        let wk: &[f32; NC] = w[kk * NC..][..NC].try_into().expect("NC floats");
+    // Every row cut to `k` and the tile to `k` rows of `NC` up front, so that the loop below
+    // has no bounds checks.
+    let a: [&[f32]; MR] = std::array::from_fn(|r| &a[r][..k]);
+    let (w, _) = w[..k * NC].as_chunks::<NC>();
+    for (kk, wk) in w.iter().enumerate() {
         // The tile's row loaded once for all `MR` rows.
         let wk: [f32; NC] = *wk;
         let x: [f32; MR] = std::array::from_fn(|r| a[r][kk]);
@@ -97,14 +96,30 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
 }
 
 /// The products of `MR` rows made of two segments (`a[r] = [a₀, a₁]`) with a tile made of two
-/// parts `w = [w₀, w₁]`: one running sum over `a₀·w₀`, then on over `a₁·w₁`.
+/// parts `w = [w₀, w₁]`: one running sum over `a₀·w₀`, then on over `a₁·w₁`; except the last
+/// `ASIDE` columns, whose sums over `a₀·w₀` are set aside (returned second) and which start
+/// again from zero for `a₁·w₁`.
 #[inline(always)]
-fn dot2<const FMA: bool, const MR: usize, const NC: usize>(
+fn dot2<const FMA: bool, const MR: usize, const NC: usize, const ASIDE: usize>(
     a: [[&[f32]; 2]; MR],
     w: [&[f32]; 2],
-) -> [[f32; NC]; MR] {
-    let acc = dot::<FMA, MR, NC>([[0.0; NC]; MR], a.map(|s| s[0]), w[0]);
-    dot::<FMA, MR, NC>(acc, a.map(|s| s[1]), w[1])
+) -> ([[f32; NC]; MR], [[f32; ASIDE]; MR]) {
+    let first = dot::<FMA, MR, NC>([[0.0; NC]; MR], a.map(|s| s[0]), w[0]);
+    let (start, aside) = set_aside(first);
+    (dot::<FMA, MR, NC>(start, a.map(|s| s[1]), w[1]), aside)
+}
+
+/// Splits the sums of a first segment into the running sums that go on (the last `ASIDE`
+/// columns zeroed) and those last columns.
+#[inline(always)]
+fn set_aside<const MR: usize, const NC: usize, const ASIDE: usize>(
+    mut acc: [[f32; NC]; MR],
+) -> ([[f32; NC]; MR], [[f32; ASIDE]; MR]) {
+    let aside = std::array::from_fn(|r| std::array::from_fn(|c| acc[r][NC - ASIDE + c]));
+    for row in &mut acc {
+        row[NC - ASIDE..].fill(0.0);
+    }
+    (acc, aside)
 }
 
 /// `init + Σ_k a[k] · w[k·NC + c]` for one row, as two running sums over the two halves of
@@ -118,22 +133,19 @@ fn dot_halves<const FMA: bool, const NC: usize>(
 ) -> [f32; NC] {
     let k = a.len();
     let half = k / 2;
-    let (a0, a1) = (&a[..half], &a[half..k]);
-    let (w0, w1) = (&w[..half * NC], &w[half * NC..k * NC]);
+    let (a0, a1) = a.split_at(half);
+    let (w0, _) = w[..half * NC].as_chunks::<NC>();
+    let (w1, _) = w[half * NC..k * NC].as_chunks::<NC>();
     let mut s0 = init;
     let mut s1 = [0.0f32; NC];
-    for kk in 0..half {
-        let x0 = a0[kk];
-        let x1 = a1[kk];
-        let v0: [f32; NC] = w0[kk * NC..][..NC].try_into().expect("NC floats");
-        let v1: [f32; NC] = w1[kk * NC..][..NC].try_into().expect("NC floats");
+    for ((&x0, &x1), (v0, v1)) in a0.iter().zip(a1).zip(w0.iter().zip(w1)) {
         for c in 0..NC {
             s0[c] = madd::<FMA>(x0, v0[c], s0[c]);
             s1[c] = madd::<FMA>(x1, v1[c], s1[c]);
         }
     }
     if k % 2 == 1 {
-        let v: [f32; NC] = w1[half * NC..][..NC].try_into().expect("NC floats");
+        let v = &w1[half];
         for c in 0..NC {
             s1[c] = madd::<FMA>(a1[half], v[c], s1[c]);
         }
@@ -143,36 +155,41 @@ fn dot_halves<const FMA: bool, const NC: usize>(
 
 /// For each row `r` in `rows`: the product of row `a(r)` (`K` floats, in two segments, either
 /// possibly empty) with the tile `w` (`[K][NC]`, in the two matching parts), handed to
-/// `epilogue(r, &acc)`. Rows go `MR` at a time (the tile's weights are loaded once for `MR`
-/// rows); a last block of 2 to `MR − 1` rows is padded to `MR` with copies of its last row
-/// (whose results are dropped), a single row goes alone; the sums are the same either way. A
-/// product of one row in all (batch 1) sums the two halves of its second segment apart
-/// ([`dot_halves`]): other bits than at a larger batch, the same at any thread count.
+/// `epilogue(r, &acc, &aside)`, where the last `ASIDE` columns of `acc` are the sums over the
+/// second segment only and `aside` their sums over the first (see [`dot2`]; the GRU's n gate,
+/// whose input and recurrent parts stay apart). Rows go `MR` at a time (the tile's weights are
+/// loaded once for `MR` rows); a last block of 2 to `MR − 1` rows is padded to `MR` with
+/// copies of its last row (whose results are dropped), a single row goes alone; the sums are
+/// the same either way. A product of one row in all (batch 1) sums the two halves of its
+/// second segment apart ([`dot_halves`]): other bits than at a larger batch, the same at any
+/// thread count.
 #[inline(always)]
-pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize>(
+pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize, const ASIDE: usize>(
     rows: Range<usize>,
     a: impl Fn(usize) -> [&'a [f32]; 2],
     w: [&[f32]; 2],
-    mut epilogue: impl FnMut(usize, &[f32; NC]),
+    mut epilogue: impl FnMut(usize, &[f32; NC], &[f32; ASIDE]),
 ) {
     let mut r = rows.start;
     while r < rows.end {
         let n = (rows.end - r).min(MR);
         if rows.len() == 1 {
             let [a0, a1] = a(r);
-            let acc =
-                dot_halves::<FMA, NC>(a1, w[1], dot::<FMA, 1, NC>([[0.0; NC]], [a0], w[0])[0]);
-            epilogue(r, &acc);
+            let (start, [aside]) =
+                set_aside::<1, NC, ASIDE>(dot::<FMA, 1, NC>([[0.0; NC]], [a0], w[0]));
+            let acc = dot_halves::<FMA, NC>(a1, w[1], start[0]);
+            epilogue(r, &acc, &aside);
         } else if n == 1 {
-            let [acc] = dot2::<FMA, 1, NC>([a(r)], w);
-            epilogue(r, &acc);
+            let ([acc], [aside]) = dot2::<FMA, 1, NC, ASIDE>([a(r)], w);
+            epilogue(r, &acc, &aside);
         } else {
             let last = rows.end - 1;
-            let acc = dot2::<FMA, MR, NC>(std::array::from_fn(|i| a((r + i).min(last))), w);
-            for (i, row) in acc.into_iter().take(n).enumerate() {
+            let (acc, aside) =
+                dot2::<FMA, MR, NC, ASIDE>(std::array::from_fn(|i| a((r + i).min(last))), w);
+            for (i, (row, aside)) in acc.into_iter().zip(aside).take(n).enumerate() {
                 // A copy per row: taking the address of the whole accumulator array would keep
                 // it in memory inside the kernel's loop.
-                epilogue(r + i, &row);
+                epilogue(r + i, &row, &aside);
             }
         }
         r += n;

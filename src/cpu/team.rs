@@ -167,13 +167,13 @@ impl Ctx<'_> {
                 let w = &pd.w_ih[tile * k * NC..][..k * NC];
                 let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
                 let base = d * rows * gx_width + tile * NC;
-                product::<FMA, MR, NC>(
+                product::<FMA, MR, NC, 0>(
                     block.clone(),
                     #[inline(always)]
                     |r| [&[], &x[r * k..][..k]],
                     [&[], w],
                     #[inline(always)]
-                    |r, acc| {
+                    |r, acc, _| {
                         // SAFETY: this tile's columns of `gx` for direction `d` are written by
                         // this thread only (it owns `item`), and read by nobody in this phase.
                         let out = unsafe { self.gx.slice_mut(base + r * gx_width, NC) };
@@ -191,6 +191,30 @@ impl Ctx<'_> {
     /// `x` is the layer's input.
     #[inline(always)]
     fn step<const FMA: bool, const L: usize, const NC: usize, const MR: usize>(
+        &self,
+        layer: usize,
+        s: usize,
+        x: &[f32],
+        items: std::ops::Range<usize>,
+    ) {
+        // The GRU's n gate keeps its input part apart from its recurrent part.
+        if self.fused && self.m.spec.cell == Cell::Gru {
+            self.step_items::<FMA, L, NC, MR, L>(layer, s, x, items);
+        } else {
+            self.step_items::<FMA, L, NC, MR, 0>(layer, s, x, items);
+        }
+    }
+
+    /// [`Self::step`], with the last `ASIDE` columns of the fused product's input part set
+    /// aside (see [`product`]).
+    #[inline(always)]
+    fn step_items<
+        const FMA: bool,
+        const L: usize,
+        const NC: usize,
+        const MR: usize,
+        const ASIDE: usize,
+    >(
         &self,
         layer: usize,
         s: usize,
@@ -225,7 +249,7 @@ impl Ctx<'_> {
                 &[]
             };
             let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
-            product::<FMA, MR, NC>(
+            product::<FMA, MR, NC, ASIDE>(
                 0..b,
                 #[inline(always)]
                 |r| {
@@ -243,8 +267,9 @@ impl Ctx<'_> {
                     [&x[(t * b + r) * k..][..k], h_r]
                 },
                 [w_x, w],
+                // `aside`: the GRU's n gate's input part when the input projection is fused.
                 #[inline(always)]
-                |r, acc| {
+                |r, acc, aside| {
                     let len = self.lengths[r];
                     // The previous state of these units (without a projection, H_out = H).
                     let keep = || &h_prev[r * h_out + u0..][..nu];
@@ -282,7 +307,11 @@ impl Ctx<'_> {
                         }
                         Cell::Gru => {
                             let b_hn = &pd.b_hn[tile * L..][..L];
-                            gru_epilogue::<FMA, L, NC>(acc, gx, b_hn, keep(), &mut out);
+                            let mut gx = *gx;
+                            for (g, x) in gx[NC - aside.len()..].iter_mut().zip(aside) {
+                                *g += x;
+                            }
+                            gru_epilogue::<FMA, L, NC>(acc, &gx, b_hn, keep(), &mut out);
                         }
                         Cell::RnnTanh => rnn_epilogue::<FMA, NC>(acc, gx, false, &mut out),
                         Cell::RnnRelu => rnn_epilogue::<FMA, NC>(acc, gx, true, &mut out),
@@ -342,10 +371,10 @@ impl Ctx<'_> {
             let run = |f: &mut dyn FnMut(usize, &[f32])| {
                 if L == 16 {
                     let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 32>(0..b, a, [&[], w], |r, acc| f(r, acc));
+                    product::<FMA, PR, 32, 0>(0..b, a, [&[], w], |r, acc, _| f(r, acc));
                 } else {
                     let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 16>(0..b, a, [&[], w], |r, acc| f(r, acc));
+                    product::<FMA, PR, 16, 0>(0..b, a, [&[], w], |r, acc, _| f(r, acc));
                 }
             };
             run(&mut |r, acc| {
