@@ -17,7 +17,7 @@
 use ndarray::Array3;
 use std::borrow::Cow;
 
-use super::pack::FastModel;
+use super::pack::{FastModel, Scratch};
 use super::pool::{Shared, SpinBarrier};
 use super::team::Ctx;
 use crate::error::Result;
@@ -65,18 +65,25 @@ impl FastModel {
             None => Cow::Owned(p.x.iter().copied().collect()),
         };
         let rows = t * b;
-        let mut y0 = vec![0.0f32; rows * dirs * h_out];
-        let mut y1 = if layers > 1 {
-            vec![0.0f32; rows * dirs * h_out]
-        } else {
-            Vec::new()
-        };
-        // Every element of `gx` is written by the input projection before it is read.
-        let mut gx = self
-            .gx_cache
+        let mut scratch = self
+            .scratch
             .try_lock()
             .map(|mut cached| std::mem::take(&mut *cached))
             .unwrap_or_default();
+        // Layer `l` writes `y[l % 2]`: the last layer the output returned, a fresh buffer; the
+        // others (if any) the scratch one, zeroed as a fresh one would be.
+        let y_len = rows * dirs * h_out;
+        let mut out = vec![0.0f32; y_len];
+        let mut between = std::mem::take(&mut scratch.y);
+        between.clear();
+        between.resize(if layers > 1 { y_len } else { 0 }, 0.0);
+        let (y0, y1) = if layers % 2 == 1 {
+            (&mut out, &mut between)
+        } else {
+            (&mut between, &mut out)
+        };
+        // Every element of `gx` is written by the input projection before it is read.
+        let mut gx = std::mem::take(&mut scratch.gx);
         let fused = b >= FUSE_MIN_BATCH;
         let gx_len = if fused {
             0
@@ -119,7 +126,7 @@ impl FastModel {
             batch: b,
             lengths: &lengths,
             x0: &x0,
-            y: [Shared::new(&mut y0), Shared::new(&mut y1)],
+            y: [Shared::new(y0), Shared::new(y1)],
             gx: Shared::new(&mut gx),
             h: Shared::new(&mut hs),
             c: Shared::new(&mut cs),
@@ -139,17 +146,16 @@ impl FastModel {
             _ => cx.run(0),
         }
 
-        let y = if layers % 2 == 1 { y0 } else { y1 };
-        let y = Array3::from_shape_vec((t, b, dirs * h_out), y).expect("sized above");
+        let y = Array3::from_shape_vec((t, b, dirs * h_out), out).expect("sized above");
         let last = t % 2;
         let h_n = Array3::from_shape_fn((ld, b, h_out), |(idx, bb, j)| {
             hs[((idx * 2 + last) * b + bb) * h_out + j]
         });
         let c_n = (spec.cell == Cell::Lstm)
             .then(|| Array3::from_shape_vec((ld, b, h), cs).expect("sized above"));
-        if let Ok(mut cached) = self.gx_cache.try_lock() {
-            if cached.capacity() < gx.capacity() {
-                *cached = gx;
+        if let Ok(mut cached) = self.scratch.try_lock() {
+            if cached.gx.capacity() + cached.y.capacity() < gx.capacity() + between.capacity() {
+                *cached = Scratch { gx, y: between };
             }
         }
         Ok((p.finish(y, h_n, c_n), barrier.solo()))

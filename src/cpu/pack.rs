@@ -187,6 +187,16 @@ mod tests {
     }
 }
 
+/// A forward's buffers that do not outlive it.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// The input projections `[D][T·B][tiles·width]` (when not fused into the steps).
+    pub(super) gx: Vec<f32>,
+    /// The output of every layer but the last, `[T·B][D·H_out]` (the layers take turns with
+    /// the returned output).
+    pub(super) y: Vec<f32>,
+}
+
 /// A model packed for the fast engine.
 #[derive(Debug)]
 pub(crate) struct FastModel {
@@ -198,10 +208,10 @@ pub(crate) struct FastModel {
     /// Every layer and direction, `layer · D + direction`.
     pub(super) dirs: Vec<PackedDirection>,
     pub(super) isa: Isa,
-    /// The input projections' buffer of the last forward, reused by the next one (it is the
-    /// largest buffer of a forward; allocating it afresh costs a page fault per 4 KiB). A
-    /// forward that finds it taken by a concurrent one allocates its own.
-    pub(super) gx_cache: Mutex<Vec<f32>>,
+    /// The working buffers of the last forward, reused by the next one (they are the largest
+    /// buffers of a forward; allocating them afresh costs a page fault per 4 KiB). A forward
+    /// that finds them taken by a concurrent one allocates its own.
+    pub(super) scratch: Mutex<Scratch>,
 }
 
 impl FastModel {
@@ -220,7 +230,7 @@ impl FastModel {
             dirs: pack(weights, lanes),
             isa,
             spec,
-            gx_cache: Mutex::default(),
+            scratch: Mutex::default(),
         }
     }
 
