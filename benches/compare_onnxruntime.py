@@ -5,7 +5,8 @@ Builds, for each shape of the default suite, the equivalent ONNX model (stacked 
 nodes; bidirectional outputs transposed and reshaped between layers). For each thread count
 and each shape it times onnxruntime (intra_op_num_threads = N) and then, right after,
 `wgpu-lstm bench --device cpu --threads N` on the same shape, so that both see the same load
-on a shared machine. Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above
+on a shared machine. Both are repeated alike (2 warm-up runs, then at least 10 timed runs and
+half a second of them; --quick: 1, 3 and a tenth of a second). Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above
 1 means wgpu-lstm is faster).
 
     pip install onnxruntime onnx numpy
@@ -82,7 +83,11 @@ def available_cores():
         return os.cpu_count()
 
 
-def time_ort(shape, threads, warmup, reps, rng):
+def time_ort(shape, threads, repeat, rng):
+    """Median ms of onnxruntime's forward, repeated as `wgpu-lstm bench` repeats its own: at
+    least `warmup` untimed runs (and a fifth of `min_s`), then at least `reps` timed runs and
+    `min_s` seconds of them (at most 10 000)."""
+    warmup, reps, min_s = repeat
     cell, inp, hidden, layers, bidir, batch, steps = shape
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -90,10 +95,12 @@ def time_ort(shape, threads, warmup, reps, rng):
     sess = ort.InferenceSession(build_model(cell, inp, hidden, layers, bidir, rng), opts,
                                 providers=["CPUExecutionProvider"])
     x = rng.uniform(-1, 1, (steps, batch, inp)).astype(np.float32)
-    for _ in range(warmup):
+    start, done = time.perf_counter(), 0
+    while done < warmup or time.perf_counter() - start < min_s / 5:
         sess.run(None, {"X": x})
+        done += 1
     runs = []
-    for _ in range(reps):
+    while len(runs) < reps or (sum(runs) < min_s * 1e3 and len(runs) < 10_000):
         t0 = time.perf_counter()
         sess.run(None, {"X": x})
         runs.append((time.perf_counter() - t0) * 1e3)
@@ -124,13 +131,14 @@ def main():
     args = ap.parse_args()
     names = args.suite.split(",")
     thread_counts = [int(t) for t in args.threads.split(",")]
-    warmup, reps = (1, 3) if args.quick else (2, 10)
+    # As `wgpu-lstm bench` (src/bench.rs, Repeat::QUICK / Repeat::FULL).
+    repeat = (1, 3, 0.1) if args.quick else (2, 10, 0.5)
     rows = []
     for threads in thread_counts:
         for n in names:
             rng = np.random.default_rng(0)
             print(f"{threads} threads, {n}: onnxruntime...", file=sys.stderr)
-            ort_ms = time_ort(SUITE[n], threads, warmup, reps, rng)
+            ort_ms = time_ort(SUITE[n], threads, repeat, rng)
             print(f"{threads} threads, {n}: wgpu-lstm...", file=sys.stderr)
             ours_ms, peak = time_ours(args.bin, n, threads, args.quick)
             rows.append(dict(shape=n, threads=threads, onnxruntime_ms=ort_ms,

@@ -3,7 +3,7 @@
 //! Every GPU result timed here is also compared with the CPU reference, so a fast wrong
 //! kernel cannot produce a good-looking table.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::Array3;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -105,31 +105,75 @@ impl Timings {
     }
 }
 
-/// Runs `f` `warmup` times untimed, then `reps` (at least 1) times timed.
-pub fn time(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timings> {
-    for _ in 0..warmup {
+/// How many times a measurement runs what it times.
+///
+/// A forward of a fraction of a millisecond is timed over hundreds of runs, so that one
+/// interruption of a shared machine, or a cold cache in the first runs, does not move its
+/// median; a forward of a second is timed `reps` times.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Repeat {
+    /// Untimed runs first: at least this many, and when it is not zero, on for at least a
+    /// fifth of `min_time`.
+    pub warmup: usize,
+    /// Timed runs: at least this many (and at least 1), then on until `min_time` has passed
+    /// in timed runs, at most [`Repeat::MAX_RUNS`].
+    pub reps: usize,
+    /// The least time spent in timed runs.
+    pub min_time: Duration,
+}
+
+impl Repeat {
+    /// The most timed runs, whatever `min_time` asks for.
+    pub const MAX_RUNS: usize = 10_000;
+    /// `bench`'s default: 2 warm-up runs, 10 timed, at least half a second timed.
+    pub const FULL: Repeat = Repeat {
+        warmup: 2,
+        reps: 10,
+        min_time: Duration::from_millis(500),
+    };
+    /// `bench --quick`: 1 warm-up run, 3 timed, at least a tenth of a second timed.
+    pub const QUICK: Repeat = Repeat {
+        warmup: 1,
+        reps: 3,
+        min_time: Duration::from_millis(100),
+    };
+}
+
+/// Runs `f` as `repeat` says: untimed warm-up runs, then timed runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use wgpu_lstm::bench::{time, Repeat};
+///
+/// let repeat = Repeat { warmup: 1, reps: 5, min_time: Duration::from_millis(2) };
+/// let t = time(repeat, || Ok(())).unwrap();
+/// assert!(t.runs_ms.len() >= 5 && t.min() <= t.median());
+/// ```
+pub fn time(repeat: Repeat, mut f: impl FnMut() -> Result<()>) -> Result<Timings> {
+    let start = Instant::now();
+    let mut done = 0;
+    while done < repeat.warmup || (done > 0 && start.elapsed() < repeat.min_time / 5) {
         f()?;
+        done += 1;
     }
-    let mut runs_ms = Vec::with_capacity(reps.max(1));
-    for _ in 0..reps.max(1) {
+    let mut runs_ms = Vec::with_capacity(repeat.reps.max(1));
+    let mut timed = Duration::ZERO;
+    while runs_ms.len() < repeat.reps.max(1)
+        || (timed < repeat.min_time && runs_ms.len() < Repeat::MAX_RUNS)
+    {
         let start = Instant::now();
         f()?;
-        runs_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        let run = start.elapsed();
+        timed += run;
+        runs_ms.push(run.as_secs_f64() * 1e3);
     }
     runs_ms.sort_by(f64::total_cmp);
     Ok(Timings { runs_ms })
 }
 
 /// One measured forward: end to end (input upload, compute, readback) for the GPU.
-pub fn measure(
-    model: &dyn Forward,
-    x: &Array3<f32>,
-    warmup: usize,
-    reps: usize,
-) -> Result<Timings> {
-    time(warmup, reps, || {
-        model.forward(&Input::new(x.view())).map(|_| ())
-    })
+pub fn measure(model: &dyn Forward, x: &Array3<f32>, repeat: Repeat) -> Result<Timings> {
+    time(repeat, || model.forward(&Input::new(x.view())).map(|_| ()))
 }
 
 /// Worst absolute error of `model` against `reference` on `x` over y, h_n and c_n, and whether

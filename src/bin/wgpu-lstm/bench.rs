@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use wgpu_lstm::bench::{self, BenchShape};
+use wgpu_lstm::bench::{self, BenchShape, Repeat};
 
 use crate::concurrency;
 use crate::memory::peak_bytes_of;
@@ -25,7 +25,8 @@ pub struct BenchArgs {
     /// Comma-separated shape names (default: the whole suite).
     #[arg(long, value_delimiter = ',')]
     pub suite: Vec<String>,
-    /// Fewer repetitions (1 warm-up, 3 timed).
+    /// Fewer repetitions: 1 warm-up, 3 timed runs and a tenth of a second timed (default: 2,
+    /// 10 and half a second).
     #[arg(long)]
     pub quick: bool,
     /// Which devices to run.
@@ -71,7 +72,11 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         }
         shapes.retain(|s| args.suite.iter().any(|n| n == s.name));
     }
-    let (warmup, reps, gemm_reps) = if args.quick { (1, 3, 3) } else { (2, 10, 10) };
+    let (repeat, gemm_reps) = if args.quick {
+        (Repeat::QUICK, 3)
+    } else {
+        (Repeat::FULL, 10)
+    };
     let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
 
     let mut contexts = Vec::new();
@@ -183,8 +188,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
                 cpu.threads(),
                 cpu.kernel().unwrap_or("-")
             );
-            let t = bench::measure(&cpu, &x, warmup, reps)?;
-            let mut r = Record::new(shape, "cpu", "fast", warmup, &t);
+            let t = bench::measure(&cpu, &x, repeat)?;
+            let mut r = Record::new(shape, "cpu", "fast", repeat.warmup, &t);
             r.threads = Some(cpu.threads());
             r.peak_bytes = Some(peak_bytes_of(|| {
                 cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
@@ -201,8 +206,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
         };
         for ((ctx, &ceiling), dtype, storage) in contexts.iter().zip(&best_gflops).flat_map(types) {
             let info = ctx.adapter_info();
-            let runs = Runs { warmup, reps };
-            match gpu_records(ctx, shape, &weights, &cpu, &x, runs, (dtype, storage)) {
+            match gpu_records(ctx, shape, &weights, &cpu, &x, repeat, (dtype, storage)) {
                 Ok(mut rs) => {
                     for r in &mut rs {
                         r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
@@ -229,7 +233,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
                 "concurrency on {} ({:?}), {}…",
                 info.name, info.backend, shape.name
             );
-            concurrency.push(concurrency::measure(ctx, shape, 4 * reps)?);
+            concurrency.push(concurrency::measure(ctx, shape, 4 * repeat.reps)?);
         }
     }
 
@@ -273,13 +277,6 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Untimed and timed runs of each measurement.
-#[derive(Clone, Copy)]
-struct Runs {
-    warmup: usize,
-    reps: usize,
-}
-
 /// Every step kernel of `shape` on `ctx` with weights stored as `dtype` in `storage`, each checked against
 /// the CPU and timed; the faster one is marked chosen. Float16 weights are checked against the
 /// reference engine on the same rounded weights, and their error reported against `cpu`'s
@@ -290,7 +287,7 @@ fn gpu_records(
     weights: &Weights,
     cpu: &CpuModel,
     x: &ndarray::Array3<f32>,
-    Runs { warmup, reps }: Runs,
+    repeat: Repeat,
     (dtype, storage): (Dtype, Storage),
 ) -> Result<Vec<Record>, Error> {
     let info = ctx.adapter_info();
@@ -326,16 +323,22 @@ fn gpu_records(
             )));
         }
         eprintln!("  {} ({:?}) {}…", info.name, info.backend, variant.name());
-        for _ in 0..warmup {
+        for _ in 0..repeat.warmup {
             forward()?;
         }
         let before = live_objects(ctx);
         let mut device_ms = Vec::new();
-        let t = bench::time(0, reps, || {
-            device_ms.extend(forward()?.1.device_ms);
-            Ok(())
-        })?;
-        let mut r = Record::new(shape, "gpu", variant.name(), warmup, &t);
+        let t = bench::time(
+            Repeat {
+                warmup: 0,
+                ..repeat
+            },
+            || {
+                device_ms.extend(forward()?.1.device_ms);
+                Ok(())
+            },
+        )?;
+        let mut r = Record::new(shape, "gpu", variant.name(), repeat.warmup, &t);
         r.adapter = Some(AdapterRecord::new(info));
         r.weights = Some(match model.weights_storage() {
             WeightsStorage::Texture => format!("{} texture", dtype.weights().name()),
