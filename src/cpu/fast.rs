@@ -11,14 +11,16 @@
 //!
 //! Between phases the threads meet at a barrier. Work is split by output columns (tiles of
 //! hidden units, of both directions), never along a sum, so every output element is computed
-//! the same way whatever the number of threads: results are bit-identical at any thread
-//! count. Nothing is allocated inside the step loop.
+//! the same way whatever the number of threads, and whichever thread computes it: results are
+//! bit-identical at any thread count. A step's tiles start out shared evenly; in a long step a
+//! thread that has done its own takes the last ones of a thread that has not (see
+//! [`super::pool::ItemQueue`]). Nothing is allocated inside the step loop.
 
 use ndarray::Array3;
 use std::borrow::Cow;
 
 use super::pack::{FastModel, Scratch};
-use super::pool::{Shared, SpinBarrier};
+use super::pool::{ItemQueue, Shared, SpinBarrier};
 use super::team::Ctx;
 use crate::error::Result;
 use crate::spec::Cell;
@@ -120,6 +122,7 @@ impl FastModel {
         // few such waits thread 0 finishes the forward alone.
         let short = self.step_work(b) < SHORT_STEP_WORK * threads;
         let barrier = SpinBarrier::new(threads, if short { SOLO_AFTER_YIELDS } else { usize::MAX });
+        let queues: Vec<ItemQueue> = (0..threads).map(|_| ItemQueue::default()).collect();
         let cx = Ctx {
             m: self,
             steps: t,
@@ -132,6 +135,8 @@ impl FastModel {
             c: Shared::new(&mut cs),
             m_buf: Shared::new(&mut m_buf),
             barrier: &barrier,
+            queues: &queues,
+            steal: threads > 1 && !short,
             threads,
             fused,
         };

@@ -4,10 +4,13 @@
 //! A forward runs as one team of threads for its whole length (on the model's persistent
 //! pool); between two phases (the input projection, a time step, the step's projection) every
 //! thread waits at the barrier. Within a phase each thread writes only the columns of the
-//! hidden units it owns, and reads only what no thread writes in that phase.
+//! hidden units it owns, and reads only what no thread writes in that phase. A time step's
+//! items (tiles of hidden units) start out shared evenly; a thread that has done its own takes
+//! the last ones of a thread that has not ([`ItemQueue`]), so that a thread slowed down by the
+//! rest of the machine does not hold the whole team at the barrier.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a thread spins at the barrier before it yields the core. Long enough for a partner
@@ -167,6 +170,67 @@ impl<'a> Shared<'a> {
     }
 }
 
+/// The items of one phase that one thread has not started yet: its own from the front, another
+/// thread's from the back. An item is taken once, whoever takes it; which thread computes it
+/// does not change its result (the work is split by output columns, never along a sum).
+///
+/// Aligned to two cache lines so that the threads' queues share none (each thread updates its
+/// own at every item).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct ItemQueue {
+    /// `front << 32 | back`: the items `front..back` are left.
+    range: AtomicU64,
+}
+
+impl ItemQueue {
+    fn pack(range: std::ops::Range<usize>) -> u64 {
+        let (front, back) = (range.start as u64, range.end as u64);
+        debug_assert!(front <= back && back <= u64::from(u32::MAX));
+        (front << 32) | back
+    }
+
+    /// The owner's items for a new phase. Called by the owner once it is past the barrier
+    /// that ended the previous phase, whose items were all taken (so that a thread looking
+    /// here before the reset finds nothing left).
+    pub(crate) fn reset(&self, items: std::ops::Range<usize>) {
+        self.range.store(Self::pack(items), Ordering::Release);
+    }
+
+    /// Takes the first item left (the owner) or the last (another thread).
+    pub(crate) fn take(&self, from_front: bool) -> Option<usize> {
+        let mut cur = self.range.load(Ordering::Acquire);
+        loop {
+            let (front, back) = ((cur >> 32) as usize, (cur & u64::from(u32::MAX)) as usize);
+            if front >= back {
+                return None;
+            }
+            let (item, rest) = if from_front {
+                (front, front + 1..back)
+            } else {
+                (back - 1, front..back - 1)
+            };
+            match self.range.compare_exchange_weak(
+                cur,
+                Self::pack(rest),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(item),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// The next item for thread `id` of a team whose queues are `queues`: its own first, then
+/// the last ones of the others.
+pub(crate) fn next_item(queues: &[ItemQueue], id: usize) -> Option<usize> {
+    queues[id]
+        .take(true)
+        .or_else(|| (1..queues.len()).find_map(|o| queues[(id + o) % queues.len()].take(false)))
+}
+
 /// The part of `0..items` that thread `id` of `threads` owns: contiguous, sizes differing by
 /// at most one.
 pub(crate) fn share(items: usize, threads: usize, id: usize) -> std::ops::Range<usize> {
@@ -176,6 +240,40 @@ pub(crate) fn share(items: usize, threads: usize, id: usize) -> std::ops::Range<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_item_is_taken_once_whoever_takes_it() {
+        for threads in [1, 2, 3, 5] {
+            for items in [0, 1, 4, 7, 64] {
+                let queues: Vec<ItemQueue> = (0..threads).map(|_| ItemQueue::default()).collect();
+                for (id, q) in queues.iter().enumerate() {
+                    q.reset(share(items, threads, id));
+                }
+                let mut taken: Vec<usize> = std::thread::scope(|s| {
+                    let handles: Vec<_> = (0..threads)
+                        .map(|id| {
+                            let queues = &queues;
+                            s.spawn(move || {
+                                std::iter::from_fn(|| next_item(queues, id)).collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap())
+                        .collect()
+                });
+                taken.sort_unstable();
+                assert_eq!(taken, (0..items).collect::<Vec<_>>(), "{threads} threads");
+            }
+        }
+        // A thread alone takes its own items in order, then another's from the back.
+        let queues = [ItemQueue::default(), ItemQueue::default()];
+        queues[0].reset(0..2);
+        queues[1].reset(2..5);
+        let order: Vec<usize> = std::iter::from_fn(|| next_item(&queues, 0)).collect();
+        assert_eq!(order, [0, 1, 4, 3, 2]);
+    }
 
     #[test]
     fn every_thread_sees_the_team_go_solo_after_the_same_wait() {

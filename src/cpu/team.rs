@@ -5,7 +5,7 @@
 use super::epilogue::{copy_units, gru_epilogue, lstm_epilogue, rnn_epilogue};
 use super::kernel::{product, Isa};
 use super::pack::FastModel;
-use super::pool::{share, PoisonOnPanic, Shared, SpinBarrier};
+use super::pool::{next_item, share, ItemQueue, PoisonOnPanic, Shared, SpinBarrier};
 use crate::spec::Cell;
 use std::ops::Range;
 
@@ -32,6 +32,12 @@ pub(super) struct Ctx<'a> {
     /// LSTM with a projection: `m_t = o ⊙ tanh(c_t)`, `[D][B][H]`.
     pub(super) m_buf: Shared<'a>,
     pub(super) barrier: &'a SpinBarrier,
+    /// The items of a time step left to each thread.
+    pub(super) queues: &'a [ItemQueue],
+    /// Whether a thread that has done its items of a step takes those another thread has not
+    /// started (long steps), or each keeps to its share (short steps, whose items last too
+    /// little for taking one to pay for moving its weights to another core).
+    pub(super) steal: bool,
     pub(super) threads: usize,
     /// The input projection runs inside each step's product (no `gx`) rather than for every
     /// step up front.
@@ -130,7 +136,14 @@ impl Ctx<'_> {
                 }
             }
             for s in 0..self.steps {
-                self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
+                if self.steal {
+                    self.queues[id].reset(mine.clone());
+                    while let Some(item) = next_item(self.queues, id) {
+                        self.step::<FMA, L, NC, MR>(layer, s, x, item..item + 1);
+                    }
+                } else {
+                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
+                }
                 if !sync(&mut mine, &mut mine_proj) {
                     return;
                 }
