@@ -19,6 +19,7 @@
 use ndarray::Array3;
 use std::borrow::Cow;
 
+use super::aligned::AlignedFloats;
 use super::pack::{FastModel, Scratch};
 use super::pool::{ItemQueue, Shared, SpinBarrier};
 use super::team::Ctx;
@@ -92,17 +93,16 @@ impl FastModel {
         } else {
             dirs * rows * self.tiling.tiles * self.tiling.width
         };
-        gx.resize(gx_len, 0.0);
-        let mut hs = vec![0.0f32; ld * 2 * b * h_out];
-        let mut cs = vec![
-            0.0f32;
-            if spec.cell == Cell::Lstm {
-                ld * b * h
-            } else {
-                0
-            }
-        ];
-        let mut m_buf = vec![0.0f32; if spec.proj_size > 0 { dirs * b * h } else { 0 }];
+        gx.resize(gx_len);
+        // The states in cache-line-aligned storage, as the weights: the cell updates load and
+        // store them 16 units at a time.
+        let mut hs = AlignedFloats::zeroed(ld * 2 * b * h_out);
+        let mut cs = AlignedFloats::zeroed(if spec.cell == Cell::Lstm {
+            ld * b * h
+        } else {
+            0
+        });
+        let mut m_buf = AlignedFloats::zeroed(if spec.proj_size > 0 { dirs * b * h } else { 0 });
         if let Some(h0) = &p.h0 {
             for (idx, s) in h0.outer_iter().enumerate() {
                 let dst = &mut hs[idx * 2 * b * h_out..][..b * h_out];
@@ -157,7 +157,7 @@ impl FastModel {
             hs[((idx * 2 + last) * b + bb) * h_out + j]
         });
         let c_n = (spec.cell == Cell::Lstm)
-            .then(|| Array3::from_shape_vec((ld, b, h), cs).expect("sized above"));
+            .then(|| Array3::from_shape_vec((ld, b, h), cs.to_vec()).expect("sized above"));
         if let Ok(mut cached) = self.scratch.try_lock() {
             if cached.gx.capacity() + cached.y.capacity() < gx.capacity() + between.capacity() {
                 *cached = Scratch { gx, y: between };

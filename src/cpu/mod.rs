@@ -16,6 +16,7 @@
 //!
 //! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
 
+mod aligned;
 mod cells;
 mod epilogue;
 mod fast;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use ndarray::ArrayView2;
 
+use super::aligned::AlignedFloats;
 use super::kernel::Isa;
 
 use crate::spec::{Cell, RnnSpec};
@@ -101,18 +102,18 @@ pub(crate) struct PackedDirection {
     /// Input features of this layer.
     pub input: usize,
     /// `W_ih` as `[tiles][input][width]`.
-    pub w_ih: Vec<f32>,
+    pub w_ih: AlignedFloats,
     /// `W_hh` as `[tiles][H_out][width]`.
-    pub w_hh: Vec<f32>,
+    pub w_hh: AlignedFloats,
     /// The bias added to the input projection, `[tiles][width]`: `b_ih + b_hh`, except the
     /// GRU's n gate, which gets `b_in` only.
-    pub bias: Vec<f32>,
+    pub bias: AlignedFloats,
     /// GRU: `b_hn` `[tiles][lanes]`, added to the recurrent part of n before `r ⊙ ·`.
-    pub b_hn: Vec<f32>,
+    pub b_hn: AlignedFloats,
     /// LSTM: peepholes `[tiles][3][lanes]` (i, f, o), zeros without peepholes.
-    pub peephole: Vec<f32>,
+    pub peephole: AlignedFloats,
     /// LSTM with a projection: `W_hr` as `[P tiles][H][2·lanes]`.
-    pub w_hr: Vec<f32>,
+    pub w_hr: AlignedFloats,
 }
 
 /// Packs every layer and direction of `weights` for vectors of `lanes` floats, indexed
@@ -151,12 +152,12 @@ pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
             });
             out.push(PackedDirection {
                 input: spec.layer_input_size(layer),
-                w_ih: tiling.pack(p.w_ih.view(), h),
-                w_hh: tiling.pack(p.w_hh.view(), h),
-                bias: tiling.pack_vector(&bias, h),
-                b_hn,
-                peephole,
-                w_hr,
+                w_ih: tiling.pack(p.w_ih.view(), h).into(),
+                w_hh: tiling.pack(p.w_hh.view(), h).into(),
+                bias: tiling.pack_vector(&bias, h).into(),
+                b_hn: b_hn.into(),
+                peephole: peephole.into(),
+                w_hr: w_hr.into(),
             });
         }
     }
@@ -191,7 +192,7 @@ mod tests {
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     /// The input projections `[D][T·B][tiles·width]` (when not fused into the steps).
-    pub(super) gx: Vec<f32>,
+    pub(super) gx: AlignedFloats,
     /// The output of every layer but the last, `[T·B][D·H_out]` (the layers take turns with
     /// the returned output).
     pub(super) y: Vec<f32>,
