@@ -144,16 +144,20 @@ def main():
             rows.append(dict(shape=n, threads=threads, onnxruntime_ms=ort_ms,
                              wgpu_lstm_cpu_ms=ours_ms, ratio=ort_ms / ours_ms,
                              wgpu_lstm_peak_bytes=peak))
+    if args.json:
+        # Written first (the table below may go to a pipe that closes early), whole or not at
+        # all: into a temporary file beside it, then renamed.
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(dict(onnxruntime=ort.__version__, cores=os.cpu_count(),
+                           available=available_cores(), rows=rows), f, indent=2)
+        os.replace(tmp, args.json)
     print(f"{'shape':<6} {'threads':>7} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}"
           "  (ratio = ort / ours; goal >= 1.0)")
     for r in rows:
         print(f"{r['shape']:<6} {r['threads']:>7} {r['onnxruntime_ms']:>15.3f} "
               f"{r['wgpu_lstm_cpu_ms']:>17.3f} {r['ratio']:>7.2f}")
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(onnxruntime=ort.__version__, cores=os.cpu_count(),
-                           available=available_cores(), rows=rows), f, indent=2)
 
 
 if __name__ == "__main__":
