@@ -3,15 +3,17 @@
 
 Builds, for each shape of the default suite, the equivalent ONNX model (stacked LSTM or GRU
 nodes; bidirectional outputs transposed and reshaped between layers). For each thread count
-and each shape it times onnxruntime (intra_op_num_threads = N) and then, right after,
-`wgpu-lstm bench --device cpu --threads N` on the same shape, so that both see the same load
-on a shared machine. Both are repeated alike (2 warm-up runs, then at least 10 timed runs and
-half a second of them; --quick: 1, 3 and a tenth of a second). Prints both medians and the ratio (onnxruntime ms / wgpu-lstm ms: above
-1 means wgpu-lstm is faster).
+and each shape it times onnxruntime (intra_op_num_threads = N) and
+`wgpu-lstm bench --device cpu --threads N` on the same shape one right after the other, in
+--rounds rounds (default 3) that alternate which goes first, so that both see the same load
+on a shared machine. Within a round both are repeated alike (2 warm-up runs, then at least 10
+timed runs and half a second of them; --quick: 1, 3 and a tenth of a second). Prints each
+side's median over the rounds of its medians, their ratio (onnxruntime ms / wgpu-lstm ms:
+above 1 means wgpu-lstm is faster) and the range of the rounds' own ratios.
 
     pip install onnxruntime onnx numpy
     cargo build --release
-    python3 benches/compare_onnxruntime.py [--quick] [--threads 2,1] [--json FILE]
+    python3 benches/compare_onnxruntime.py [--quick] [--threads 2,1] [--rounds 3] [--json FILE]
 """
 import argparse
 import json
@@ -83,11 +85,8 @@ def available_cores():
         return os.cpu_count()
 
 
-def time_ort(shape, threads, repeat, rng):
-    """Median ms of onnxruntime's forward, repeated as `wgpu-lstm bench` repeats its own: at
-    least `warmup` untimed runs (and a fifth of `min_s`), then at least `reps` timed runs and
-    `min_s` seconds of them (at most 10 000)."""
-    warmup, reps, min_s = repeat
+def ort_session(shape, threads, rng):
+    """onnxruntime's session for `shape` on `threads` threads, and its input."""
     cell, inp, hidden, layers, bidir, batch, steps = shape
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -95,6 +94,14 @@ def time_ort(shape, threads, repeat, rng):
     sess = ort.InferenceSession(build_model(cell, inp, hidden, layers, bidir, rng), opts,
                                 providers=["CPUExecutionProvider"])
     x = rng.uniform(-1, 1, (steps, batch, inp)).astype(np.float32)
+    return sess, x
+
+
+def time_ort(sess, x, repeat):
+    """Median ms of onnxruntime's forward, repeated as `wgpu-lstm bench` repeats its own: at
+    least `warmup` untimed runs (and a fifth of `min_s`), then at least `reps` timed runs and
+    `min_s` seconds of them (at most 10 000)."""
+    warmup, reps, min_s = repeat
     start, done = time.perf_counter(), 0
     while done < warmup or time.perf_counter() - start < min_s / 5:
         sess.run(None, {"X": x})
@@ -126,9 +133,15 @@ def main():
     ap.add_argument("--threads", default=str(available_cores()),
                     help="comma-separated thread counts, each run for both (default: the cores "
                          "this process may use)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds per shape and thread count, onnxruntime and wgpu-lstm "
+                         "alternating (default 3); each side's time is the median of its "
+                         "rounds' medians")
     ap.add_argument("--json", help="write the comparison here")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "wgpu-lstm"))
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     names = args.suite.split(",")
     thread_counts = [int(t) for t in args.threads.split(",")]
     # As `wgpu-lstm bench` (src/bench.rs, Repeat::QUICK / Repeat::FULL).
@@ -136,27 +149,40 @@ def main():
     rows = []
     for threads in thread_counts:
         for n in names:
-            rng = np.random.default_rng(0)
-            print(f"{threads} threads, {n}: onnxruntime...", file=sys.stderr)
-            ort_ms = time_ort(SUITE[n], threads, repeat, rng)
-            print(f"{threads} threads, {n}: wgpu-lstm...", file=sys.stderr)
-            ours_ms, peak = time_ours(args.bin, n, threads, args.quick)
+            sess, x = ort_session(SUITE[n], threads, np.random.default_rng(0))
+            ort_runs, our_runs, peak = [], [], None
+            for k in range(args.rounds):
+                print(f"{threads} threads, {n}: round {k + 1} of {args.rounds}", file=sys.stderr)
+                # Each side first in every other round, so that a drift in the machine's load
+                # falls on both alike.
+                first_ort = k % 2 == 0
+                if first_ort:
+                    ort_runs.append(time_ort(sess, x, repeat))
+                ours_ms, peak = time_ours(args.bin, n, threads, args.quick)
+                our_runs.append(ours_ms)
+                if not first_ort:
+                    ort_runs.append(time_ort(sess, x, repeat))
+            ort_ms, ours_ms = float(np.median(ort_runs)), float(np.median(our_runs))
+            ratios = [o / w for o, w in zip(ort_runs, our_runs)]
             rows.append(dict(shape=n, threads=threads, onnxruntime_ms=ort_ms,
                              wgpu_lstm_cpu_ms=ours_ms, ratio=ort_ms / ours_ms,
-                             wgpu_lstm_peak_bytes=peak))
+                             round_ratios=ratios, onnxruntime_rounds_ms=ort_runs,
+                             wgpu_lstm_rounds_ms=our_runs, wgpu_lstm_peak_bytes=peak))
     if args.json:
         # Written first (the table below may go to a pipe that closes early), whole or not at
         # all: into a temporary file beside it, then renamed.
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
             json.dump(dict(onnxruntime=ort.__version__, cores=os.cpu_count(),
-                           available=available_cores(), rows=rows), f, indent=2)
+                           available=available_cores(), rounds=args.rounds, rows=rows), f,
+                      indent=2)
         os.replace(tmp, args.json)
     print(f"{'shape':<6} {'threads':>7} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}"
-          "  (ratio = ort / ours; goal >= 1.0)")
+          f"  {'rounds':>11}  (ratio = ort / ours; goal >= 1.0)")
     for r in rows:
+        spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
         print(f"{r['shape']:<6} {r['threads']:>7} {r['onnxruntime_ms']:>15.3f} "
-              f"{r['wgpu_lstm_cpu_ms']:>17.3f} {r['ratio']:>7.2f}")
+              f"{r['wgpu_lstm_cpu_ms']:>17.3f} {r['ratio']:>7.2f}  {spread:>11}")
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available")
 
 

@@ -124,12 +124,15 @@ fn set_aside<const MR: usize, const NC: usize, const ASIDE: usize>(
 
 /// `init + Σ_k a[k] · w[k·NC + c]` for one row, as two running sums over the two halves of
 /// `k` in one loop, added at the end: twice the independent chains and two streams of the
-/// tile for a product that waits on the cache rather than on the multiply-adds.
+/// tile for a product that waits on the cache rather than on the multiply-adds. `backwards`:
+/// both halves summed from their last `k` down (the part of the tile read last is the part
+/// still in the nearest cache, for a next product that begins where this one ended).
 #[inline(always)]
 fn dot_halves<const FMA: bool, const NC: usize>(
     a: &[f32],
     w: &[f32],
     init: [f32; NC],
+    backwards: bool,
 ) -> [f32; NC] {
     let k = a.len();
     let half = k / 2;
@@ -138,16 +141,29 @@ fn dot_halves<const FMA: bool, const NC: usize>(
     let (w1, _) = w[half * NC..k * NC].as_chunks::<NC>();
     let mut s0 = init;
     let mut s1 = [0.0f32; NC];
-    for ((&x0, &x1), (v0, v1)) in a0.iter().zip(a1).zip(w0.iter().zip(w1)) {
+    let add = |s: &mut [f32; NC], x: f32, v: &[f32; NC]| {
         for c in 0..NC {
-            s0[c] = madd::<FMA>(x0, v0[c], s0[c]);
-            s1[c] = madd::<FMA>(x1, v1[c], s1[c]);
+            s[c] = madd::<FMA>(x, v[c], s[c]);
         }
-    }
-    if k % 2 == 1 {
-        let v = &w1[half];
-        for c in 0..NC {
-            s1[c] = madd::<FMA>(a1[half], v[c], s1[c]);
+    };
+    let pairs = a0.iter().zip(a1).zip(w0.iter().zip(w1));
+    // With an odd `k` the second half is one longer: its last element.
+    let odd = (k % 2 == 1).then(|| (a1[half], &w1[half]));
+    if backwards {
+        if let Some((x, v)) = odd {
+            add(&mut s1, x, v);
+        }
+        for ((&x0, &x1), (v0, v1)) in pairs.rev() {
+            add(&mut s0, x0, v0);
+            add(&mut s1, x1, v1);
+        }
+    } else {
+        for ((&x0, &x1), (v0, v1)) in pairs {
+            add(&mut s0, x0, v0);
+            add(&mut s1, x1, v1);
+        }
+        if let Some((x, v)) = odd {
+            add(&mut s1, x, v);
         }
     }
     std::array::from_fn(|c| s0[c] + s1[c])
@@ -161,13 +177,14 @@ fn dot_halves<const FMA: bool, const NC: usize>(
 /// loaded once for `MR` rows); a last block of 2 to `MR − 1` rows is padded to `MR` with
 /// copies of its last row (whose results are dropped), a single row goes alone; the sums are
 /// the same either way. A product of one row in all (batch 1) sums the two halves of its
-/// second segment apart ([`dot_halves`]): other bits than at a larger batch, the same at any
-/// thread count.
+/// second segment apart ([`dot_halves`]), from its last `k` down when `backwards`: other bits
+/// than at a larger batch, and than forwards, the same at any thread count.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize, const ASIDE: usize>(
     rows: Range<usize>,
     a: impl Fn(usize) -> [&'a [f32]; 2],
     w: [&[f32]; 2],
+    backwards: bool,
     mut epilogue: impl FnMut(usize, &[f32; NC], &[f32; ASIDE]),
 ) {
     let mut r = rows.start;
@@ -177,7 +194,7 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize, con
             let [a0, a1] = a(r);
             let (start, [aside]) =
                 set_aside::<1, NC, ASIDE>(dot::<FMA, 1, NC>([[0.0; NC]], [a0], w[0]));
-            let acc = dot_halves::<FMA, NC>(a1, w[1], start[0]);
+            let acc = dot_halves::<FMA, NC>(a1, w[1], start[0], backwards);
             epilogue(r, &acc, &aside);
         } else if n == 1 {
             let ([acc], [aside]) = dot2::<FMA, 1, NC, ASIDE>([a(r)], w);

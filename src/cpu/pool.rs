@@ -197,7 +197,7 @@ impl ItemQueue {
         self.range.store(Self::pack(items), Ordering::Release);
     }
 
-    /// Takes the first item left (the owner) or the last (another thread).
+    /// Takes the first item left or the last.
     pub(crate) fn take(&self, from_front: bool) -> Option<usize> {
         let mut cur = self.range.load(Ordering::Acquire);
         loop {
@@ -224,11 +224,12 @@ impl ItemQueue {
 }
 
 /// The next item for thread `id` of a team whose queues are `queues`: its own first, then
-/// the last ones of the others.
-pub(crate) fn next_item(queues: &[ItemQueue], id: usize) -> Option<usize> {
+/// those of the others. `forwards`: a thread takes its own items from the front and the
+/// others' from the back; otherwise the other way round.
+pub(crate) fn next_item(queues: &[ItemQueue], id: usize, forwards: bool) -> Option<usize> {
     queues[id]
-        .take(true)
-        .or_else(|| (1..queues.len()).find_map(|o| queues[(id + o) % queues.len()].take(false)))
+        .take(forwards)
+        .or_else(|| (1..queues.len()).find_map(|o| queues[(id + o) % queues.len()].take(!forwards)))
 }
 
 /// The part of `0..items` that thread `id` of `threads` owns: contiguous, sizes differing by
@@ -243,7 +244,10 @@ mod tests {
 
     #[test]
     fn every_item_is_taken_once_whoever_takes_it() {
-        for threads in [1, 2, 3, 5] {
+        for (threads, forwards) in [1, 2, 3, 5]
+            .into_iter()
+            .flat_map(|t| [(t, true), (t, false)])
+        {
             for items in [0, 1, 4, 7, 64] {
                 let queues: Vec<ItemQueue> = (0..threads).map(|_| ItemQueue::default()).collect();
                 for (id, q) in queues.iter().enumerate() {
@@ -254,7 +258,8 @@ mod tests {
                         .map(|id| {
                             let queues = &queues;
                             s.spawn(move || {
-                                std::iter::from_fn(|| next_item(queues, id)).collect::<Vec<_>>()
+                                std::iter::from_fn(|| next_item(queues, id, forwards))
+                                    .collect::<Vec<_>>()
                             })
                         })
                         .collect();
@@ -267,12 +272,16 @@ mod tests {
                 assert_eq!(taken, (0..items).collect::<Vec<_>>(), "{threads} threads");
             }
         }
-        // A thread alone takes its own items in order, then another's from the back.
-        let queues = [ItemQueue::default(), ItemQueue::default()];
-        queues[0].reset(0..2);
-        queues[1].reset(2..5);
-        let order: Vec<usize> = std::iter::from_fn(|| next_item(&queues, 0)).collect();
-        assert_eq!(order, [0, 1, 4, 3, 2]);
+        // A thread alone takes its own items in order, then another's from the back; or, not
+        // `forwards`, its own backwards, then another's from the front.
+        for (forwards, expect) in [(true, [0, 1, 4, 3, 2]), (false, [1, 0, 2, 3, 4])] {
+            let queues = [ItemQueue::default(), ItemQueue::default()];
+            queues[0].reset(0..2);
+            queues[1].reset(2..5);
+            let order: Vec<usize> =
+                std::iter::from_fn(|| next_item(&queues, 0, forwards)).collect();
+            assert_eq!(order, expect);
+        }
     }
 
     #[test]

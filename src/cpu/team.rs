@@ -136,13 +136,19 @@ impl Ctx<'_> {
                 }
             }
             for s in 0..self.steps {
+                // At batch 1, odd steps walk the tiles backwards, and each tile from its last
+                // `k` down (see `product`), so that a step begins with the weights the
+                // previous one ended with, still in the nearest cache.
+                let forwards = !self.zigzag(s);
                 if self.steal {
                     self.queues[id].reset(mine.clone());
-                    while let Some(item) = next_item(self.queues, id) {
+                    while let Some(item) = next_item(self.queues, id, forwards) {
                         self.step::<FMA, L, NC, MR>(layer, s, x, item..item + 1);
                     }
-                } else {
+                } else if forwards {
                     self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
+                } else {
+                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone().rev());
                 }
                 if !sync(&mut mine, &mut mine_proj) {
                     return;
@@ -155,6 +161,14 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+
+    /// Whether step `s` walks its weights backwards: the odd steps of a batch of one, whose
+    /// products stream the weights from the cache (a larger batch reuses each tile for several
+    /// rows, and gains nothing from it).
+    #[inline(always)]
+    fn zigzag(&self, s: usize) -> bool {
+        self.batch == 1 && s % 2 == 1
     }
 
     /// `Gx = X·W_ihᵀ + b` for the tiles `items` (of both directions), every row.
@@ -185,6 +199,7 @@ impl Ctx<'_> {
                     #[inline(always)]
                     |r| [&[], &x[r * k..][..k]],
                     [&[], w],
+                    false,
                     #[inline(always)]
                     |r, acc, _| {
                         // SAFETY: this tile's columns of `gx` for direction `d` are written by
@@ -208,7 +223,7 @@ impl Ctx<'_> {
         layer: usize,
         s: usize,
         x: &[f32],
-        items: std::ops::Range<usize>,
+        items: impl Iterator<Item = usize>,
     ) {
         // The GRU's n gate keeps its input part apart from its recurrent part.
         if self.fused && self.m.spec.cell == Cell::Gru {
@@ -232,7 +247,7 @@ impl Ctx<'_> {
         layer: usize,
         s: usize,
         x: &[f32],
-        items: std::ops::Range<usize>,
+        items: impl Iterator<Item = usize>,
     ) {
         let m = self.m;
         let spec = &m.spec;
@@ -245,6 +260,7 @@ impl Ctx<'_> {
         let y = &self.y[layer % 2];
         let projected = spec.proj_size > 0;
         let fused = self.fused;
+        let backwards = self.zigzag(s);
         for item in items {
             let (d, tile) = (item / tiles, item % tiles);
             let idx = layer * dirs + d;
@@ -280,6 +296,7 @@ impl Ctx<'_> {
                     [&x[(t * b + r) * k..][..k], h_r]
                 },
                 [w_x, w],
+                backwards,
                 // `aside`: the GRU's n gate's input part when the input projection is fused.
                 #[inline(always)]
                 |r, acc, aside| {
@@ -384,10 +401,10 @@ impl Ctx<'_> {
             let run = |f: &mut dyn FnMut(usize, &[f32])| {
                 if L == 16 {
                     let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 32, 0>(0..b, a, [&[], w], |r, acc, _| f(r, acc));
+                    product::<FMA, PR, 32, 0>(0..b, a, [&[], w], false, |r, acc, _| f(r, acc));
                 } else {
                     let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 16, 0>(0..b, a, [&[], w], |r, acc, _| f(r, acc));
+                    product::<FMA, PR, 16, 0>(0..b, a, [&[], w], false, |r, acc, _| f(r, acc));
                 }
             };
             run(&mut |r, acc| {
