@@ -23,10 +23,14 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
+# NumPy's BLAS threads would spin beside onnxruntime's after any BLAS call: one thread each.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 # name: (cell, input, hidden, layers, bidirectional, batch, steps) -- src/bench.rs default_suite
 SUITE = {
