@@ -5,9 +5,10 @@
 //! vector registers, and compiled several times: with AVX-512, or AVX2 and FMA, enabled
 //! (chosen at run time from what the processor has) and portably. Every output element is one
 //! running sum over `k` in ascending order (two, over the halves of `k`, for a product of a
-//! single row), whatever the row block, tile or thread that computes it, so results do not
-//! depend on the number of threads (they do depend on the instruction set: FMA rounds once per
-//! step, the portable build twice).
+//! single row: ascending, or descending on the odd steps of a batch of one), whatever the row
+//! block, tile or thread that computes it, so results do not depend on the number of threads
+//! (they do depend on the instruction set: FMA rounds once per step, the portable build
+//! twice).
 
 use std::ops::Range;
 
