@@ -17,10 +17,13 @@ pub(super) fn copy_units<const N: usize>(dst: &mut [f32], src: &[f32]) {
 }
 
 /// LSTM: gates i, f, g, o of `L` units (`acc` = `h·W_hh` part, `gx` = input part and
-/// biases, both `[4][L]`), peepholes `ph` `[3][L]`; updates the cell `c` (the tile's real
-/// units) and writes `m_t` into `out`. The equations of [`super::cells::lstm`].
+/// biases, both `[4][L]`), peepholes `ph` `[3][L]` (read only when `PEEP`: without them the
+/// o gate does not wait for the new cell, a shorter chain of dependent operations for a
+/// batch of one, and the same bits, since the peephole terms are `+0`); updates the cell `c`
+/// (the tile's real units) and writes `m_t` into `out`. The equations of
+/// [`super::cells::lstm`].
 #[inline(always)]
-pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize>(
+pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize, const PEEP: bool>(
     acc: &[f32; NC],
     gx: &[f32; NC],
     ph: &[f32],
@@ -32,11 +35,12 @@ pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize>(
     let mut c_new = [0.0f32; L];
     for j in 0..L {
         let cp = c_prev[j];
-        let i = sigmoid_f::<FMA>(acc[j] + gx[j] + ph[j] * cp);
-        let f = sigmoid_f::<FMA>(acc[L + j] + gx[L + j] + ph[L + j] * cp);
+        let peep = |p: usize, c: f32| if PEEP { ph[p] * c } else { -0.0 };
+        let i = sigmoid_f::<FMA>(acc[j] + gx[j] + peep(j, cp));
+        let f = sigmoid_f::<FMA>(acc[L + j] + gx[L + j] + peep(L + j, cp));
         let g = tanh_f::<FMA>(acc[2 * L + j] + gx[2 * L + j]);
         let cn = f * cp + i * g;
-        let o = sigmoid_f::<FMA>(acc[3 * L + j] + gx[3 * L + j] + ph[2 * L + j] * cn);
+        let o = sigmoid_f::<FMA>(acc[3 * L + j] + gx[3 * L + j] + peep(2 * L + j, cn));
         c_new[j] = cn;
         out[j] = o * tanh_f::<FMA>(cn);
     }

@@ -333,7 +333,11 @@ impl Ctx<'_> {
                             // written by this thread only.
                             let c = unsafe { self.c.slice_mut((idx * b + r) * h + u0, nu) };
                             let ph = &pd.peephole[tile * 3 * L..][..3 * L];
-                            lstm_epilogue::<FMA, L, NC>(acc, gx, ph, c, &mut out);
+                            if spec.peephole {
+                                lstm_epilogue::<FMA, L, NC, true>(acc, gx, ph, c, &mut out);
+                            } else {
+                                lstm_epilogue::<FMA, L, NC, false>(acc, gx, ph, c, &mut out);
+                            }
                         }
                         Cell::Gru => {
                             let b_hn = &pd.b_hn[tile * L..][..L];
