@@ -257,6 +257,35 @@ fn results_are_bit_identical_at_any_thread_count() {
     }
 }
 
+/// Without an initial state the first step's recurrent product is skipped (its `H_{t−1}` is
+/// zero); the results are those of an explicit zero state, bit for bit (each skipped term is
+/// an exact zero).
+#[test]
+fn a_missing_initial_state_equals_a_zero_one() {
+    let sd = seed("a_missing_initial_state_equals_a_zero_one", 1122);
+    let mut r = rng(sd);
+    for n in 0..24 {
+        let case = random_case(&mut r, sd + n);
+        let spec = &case.spec;
+        let (t, b) = (case.steps, case.batch);
+        let ld = spec.num_layers * spec.num_directions();
+        let x: Array3<f32> = uniform(&mut rng(case.seed), (t, b, spec.input_size), 1.0);
+        let h0 = Array3::<f32>::zeros((ld, b, spec.hidden_out()));
+        let c0 = Array3::<f32>::zeros((ld, b, spec.hidden_size));
+        let model = fast(Weights::random(spec, case.seed).unwrap(), 2);
+        let missing = model.forward(&Input::new(x.view())).unwrap();
+        let mut input = Input::new(x.view()).h0(h0.view());
+        if spec.cell.has_cell_state() {
+            input = input.c0(c0.view());
+        }
+        let zero = model.forward(&input).unwrap();
+        assert!(
+            missing == zero,
+            "seed {sd}, {case:?}: no initial state differs from a zero one"
+        );
+    }
+}
+
 /// Several threads calling one model at once: the pool serves one forward at a time, the
 /// others run on their calling thread; every result equals the serial one bit for bit.
 #[test]

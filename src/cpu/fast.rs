@@ -139,6 +139,7 @@ impl FastModel {
             steal: threads > 1 && !short,
             threads,
             fused,
+            zero_h0: p.h0.is_none(),
         };
         match pool {
             Some(pool) if threads > 1 => {

@@ -42,6 +42,9 @@ pub(super) struct Ctx<'a> {
     /// The input projection runs inside each step's product (no `gx`) rather than for every
     /// step up front.
     pub(super) fused: bool,
+    /// No initial hidden state was given: the first step's `H_{t−1}` is zero, and its
+    /// recurrent product is skipped.
+    pub(super) zero_h0: bool,
 }
 
 impl Ctx<'_> {
@@ -265,7 +268,10 @@ impl Ctx<'_> {
             let (d, tile) = (item / tiles, item % tiles);
             let idx = layer * dirs + d;
             let pd = &m.dirs[idx];
-            let w = &pd.w_hh[tile * h_out * NC..][..h_out * NC];
+            // The first step from a zero state adds nothing from `W_hh`: its `k` range is
+            // empty (`0 · w` terms, each exactly zero for finite weights, left out).
+            let k_h = if s == 0 && self.zero_h0 { 0 } else { h_out };
+            let w = &pd.w_hh[tile * h_out * NC..][..k_h * NC];
             let u0 = tile * m.tiling.units;
             let nu = m.tiling.units.min(h - u0);
             // SAFETY: slot `cur` of the hidden state is only read during a step.
@@ -282,7 +288,7 @@ impl Ctx<'_> {
                 0..b,
                 #[inline(always)]
                 |r| {
-                    let h_r = &h_prev[r * h_out..][..h_out];
+                    let h_r = &h_prev[r * h_out..][..k_h];
                     if !fused {
                         return [&[], h_r];
                     }
