@@ -5,15 +5,16 @@ Builds, for each shape of the default suite, the equivalent ONNX model (stacked 
 nodes; bidirectional outputs transposed and reshaped between layers). For each thread count
 and each shape it times onnxruntime (intra_op_num_threads = N) and
 `wgpu-lstm bench --device cpu --threads N` on the same shape one right after the other, in
---rounds rounds (default 3) that alternate which goes first, so that both see the same load
-on a shared machine. Within a round both are repeated alike (2 warm-up runs, then at least 10
+--rounds rounds (default 5) that alternate which goes first, so that both see the same load
+on a shared machine (a burst of load from elsewhere that slows one side for a round or two
+then moves neither median). Within a round both are repeated alike (2 warm-up runs, then at least 10
 timed runs and half a second of them; --quick: 1, 3 and a tenth of a second). Prints each
 side's median over the rounds of its medians, their ratio (onnxruntime ms / wgpu-lstm ms:
 above 1 means wgpu-lstm is faster) and the range of the rounds' own ratios.
 
     pip install onnxruntime onnx numpy
     cargo build --release
-    python3 benches/compare_onnxruntime.py [--quick] [--threads 2,1] [--rounds 3] [--json FILE]
+    python3 benches/compare_onnxruntime.py [--quick] [--threads 2,1] [--rounds 5] [--json FILE]
 """
 import argparse
 import json
@@ -137,9 +138,9 @@ def main():
     ap.add_argument("--threads", default=str(available_cores()),
                     help="comma-separated thread counts, each run for both (default: the cores "
                          "this process may use)")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="rounds per shape and thread count, onnxruntime and wgpu-lstm "
-                         "alternating (default 3); each side's time is the median of its "
+                         "alternating (default 5); each side's time is the median of its "
                          "rounds' medians")
     ap.add_argument("--json", help="write the comparison here")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "wgpu-lstm"))
