@@ -19,8 +19,8 @@ pub(super) fn copy_units<const N: usize>(dst: &mut [f32], src: &[f32]) {
 /// LSTM: gates i, f, g, o of `L` units (`acc` = `h·W_hh` part, `gx` = input part and
 /// biases, both `[4][L]`), peepholes `ph` `[3][L]` (read only when `PEEP`: without them the
 /// o gate does not wait for the new cell, a shorter chain of dependent operations for a
-/// batch of one, and the same bits, since the peephole terms are `+0`); updates the cell `c`
-/// (the tile's real units) and writes `m_t` into `out`. The equations of
+/// batch of one, and the same bits, since those terms are zeros there); updates the cell
+/// `c` (the tile's real units) and writes `m_t` into `out`. The equations of
 /// [`super::cells::lstm`].
 #[inline(always)]
 pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize, const PEEP: bool>(
