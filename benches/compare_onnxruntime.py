@@ -7,10 +7,10 @@ and each shape it times onnxruntime (intra_op_num_threads = N) and
 `wgpu-lstm bench --device cpu --threads N` on the same shape one right after the other, in
 --rounds rounds (default 5) that alternate which goes first, so that both see the same load
 on a shared machine (a burst of load from elsewhere that slows one side for a round or two
-then moves neither median). Within a round both are repeated alike (2 warm-up runs, then at least 10
-timed runs and half a second of them; --quick: 1, 3 and a tenth of a second). Prints each
-side's median over the rounds of its medians, their ratio (onnxruntime ms / wgpu-lstm ms:
-above 1 means wgpu-lstm is faster) and the range of the rounds' own ratios.
+then moves neither median). Within a round both are repeated alike (2 warm-up runs, then at
+least 10 timed runs and half a second of them; --quick: 1, 3 and a tenth of a second).
+Prints each side's median over the rounds of its medians, their ratio (onnxruntime ms /
+wgpu-lstm ms: above 1 means wgpu-lstm is faster) and the range of the rounds' own ratios.
 
     pip install onnxruntime onnx numpy
     cargo build --release
