@@ -93,7 +93,7 @@
 //! all gates, the activations and the state update for both directions. All dispatches of a
 //! forward go into one command encoder, submitted once, read back once. A second step kernel
 //! walks every time step inside one workgroup (one dispatch per layer), for small batches where
-//! dispatch latency dominates; see [`Variant`]. Which kernels run is measured per device at
+//! dispatch latency dominates; see [`StepVariant`]. Which kernels run is measured per device at
 //! the first forward of a shape class ([`GpuContext::tuning`]). Inputs beyond the device's limits run chunked
 //! over the batch and over time. Buffers and bind groups live in workspaces that serve every
 //! input up to their capacity, lent by each model's pool, so that forwards of many lengths
@@ -124,7 +124,7 @@ pub use cpu::{CpuModel, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
-    GemmVariant, GpuContext, GpuModel, GpuStream, TuneRecord, UploadOptions, Variant,
+    GemmVariant, GpuContext, GpuModel, GpuStream, StepVariant, TuneRecord, UploadOptions,
     WeightsStorage,
 };
 pub use spec::{Cell, Direction, RnnSpec};

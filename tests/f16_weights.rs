@@ -14,7 +14,7 @@ use rand::Rng;
 use wgpu_lstm::compare::{compare, Tolerance};
 use wgpu_lstm::{
     Cell, CpuModel, Direction, Forward, ForwardOptions, GpuModel, Input, Output, RnnSpec,
-    UploadOptions, Variant, Weights, WeightsDtype,
+    StepVariant, UploadOptions, Weights, WeightsDtype,
 };
 
 /// Float16 against float32 weights: weights ~ U(±1/√H) rounded to 11 significant bits, over a
@@ -64,7 +64,7 @@ fn f16_weights_compute_what_the_rounded_weights_give() {
             .forward(&input)
             .unwrap();
         let full = CpuModel::reference(weights).forward(&input).unwrap();
-        for variant in Variant::ALL {
+        for variant in StepVariant::ALL {
             let options = ForwardOptions::default().variant(variant);
             let (out, _) = model.forward_with(&input, &options).unwrap();
             let what = format!("{spec:?} T={t} B={b} {variant:?}");

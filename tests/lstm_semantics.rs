@@ -9,7 +9,7 @@ use common::{assert_close, assert_outputs_close, gpu, models, rng, seed, uniform
 use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis, ShapeBuilder};
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    CpuModel, Error, Forward, ForwardOptions, GpuModel, Input, RnnSpec, Variant, Weights,
+    CpuModel, Error, Forward, ForwardOptions, GpuModel, Input, RnnSpec, StepVariant, Weights,
 };
 
 /// Float32 rounding of a handful of operations.
@@ -272,7 +272,7 @@ fn dispatch_count_of_two_layers_fifty_steps() {
     let model = GpuModel::upload(ctx, &Weights::random(&spec, 3).unwrap()).unwrap();
     let x = Array3::<f32>::zeros((50, 4, 8));
     let xf = Array3::<f32>::zeros((50, 4, 8).f());
-    let stats = |x: &Array3<f32>, variant: Variant| {
+    let stats = |x: &Array3<f32>, variant: StepVariant| {
         let options = ForwardOptions::default().variant(variant);
         model
             .forward_with(&Input::new(x.view()), &options)
@@ -280,10 +280,10 @@ fn dispatch_count_of_two_layers_fifty_steps() {
             .1
     };
     for (variant, expected) in [
-        (Variant::Stepwise, 102),
-        (Variant::Sequence, 4),
-        (Variant::StepwiseWide, 102),
-        (Variant::SequenceWide, 4),
+        (StepVariant::Stepwise, 102),
+        (StepVariant::Sequence, 4),
+        (StepVariant::StepwiseWide, 102),
+        (StepVariant::SequenceWide, 4),
     ] {
         for input in [&x, &xf] {
             let s = stats(input, variant);
@@ -294,9 +294,9 @@ fn dispatch_count_of_two_layers_fifty_steps() {
     // Auto runs the kernel the device's tuner measured to be faster, and says which.
     for b in [4, 8] {
         let xb = Array3::<f32>::zeros((50, b, 8));
-        let s = stats(&xb, Variant::Auto);
+        let s = stats(&xb, StepVariant::Auto);
         let expected = if s.variant.is_sequence() { 4 } else { 102 };
-        assert_ne!(s.variant, Variant::Auto);
+        assert_ne!(s.variant, StepVariant::Auto);
         assert_eq!((s.dispatches, s.submits), (expected, 1), "batch {b}: {s:?}");
     }
 }
@@ -400,7 +400,7 @@ fn whole_sequence_kernel_on_long_sequences() {
             .forward(&Input::new(x.view()))
             .unwrap();
         let model = GpuModel::upload(ctx, &w).unwrap();
-        let options = ForwardOptions::default().variant(Variant::Sequence);
+        let options = ForwardOptions::default().variant(StepVariant::Sequence);
         let (out, stats) = model.forward_with(&Input::new(x.view()), &options).unwrap();
         let v = stats.variant;
         eprintln!("H={h} T={t}: ran {v:?}");
@@ -412,5 +412,5 @@ fn whole_sequence_kernel_on_long_sequences() {
         );
         ran.push(v);
     }
-    assert!(ran.contains(&Variant::Sequence));
+    assert!(ran.contains(&StepVariant::Sequence));
 }

@@ -9,7 +9,7 @@ use ndarray::Array3;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
     ContextOptions, CpuModel, Forward, ForwardOptions, GemmVariant, GpuContext, GpuModel, Input,
-    RnnSpec, Variant, Weights, WeightsStorage,
+    RnnSpec, StepVariant, Weights, WeightsStorage,
 };
 
 /// The class suffix of a model whose weights live in a texture.
@@ -82,7 +82,7 @@ fn auto_measures_once_per_class_and_reports() {
     assert_eq!(ctx.tuning().len(), records.len(), "nothing measured again");
 }
 
-/// The step kernel too: `Variant::Auto` runs the input with both kernels the first time a
+/// The step kernel too: `StepVariant::Auto` runs the input with both kernels the first time a
 /// shape class comes, keeps the faster, and says which ran; the results are those of the CPU.
 #[test]
 fn auto_step_kernel_is_measured_once_per_class() {
@@ -99,7 +99,7 @@ fn auto_step_kernel_is_measured_once_per_class() {
             .unwrap();
         let expected = cpu.forward(&Input::new(x.view())).unwrap();
         assert_outputs_close("auto step kernel", &expected, &out, Tolerance::GPU_VS_CPU);
-        assert!(Variant::ALL.contains(&stats.variant), "{stats:?}");
+        assert!(StepVariant::ALL.contains(&stats.variant), "{stats:?}");
     }
     let steps: Vec<_> = ctx
         .tuning()
@@ -111,10 +111,10 @@ fn auto_step_kernel_is_measured_once_per_class() {
     let class = format!("gru-h64-l1-d2-b4-t32{}", suffix(&model));
     assert_eq!(steps[0].class, class);
     let names: Vec<&str> = steps[0].candidates.iter().map(|c| c.0).collect();
-    let expected: Vec<&str> = Variant::ALL
+    let expected: Vec<&str> = StepVariant::ALL
         .into_iter()
         .filter(|v| ctx.supports_subgroups() || !v.needs_subgroups())
-        .map(Variant::name)
+        .map(StepVariant::name)
         .collect();
     assert_eq!(names, expected);
     eprintln!("{:?}", steps[0]);

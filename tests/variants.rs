@@ -16,7 +16,7 @@ use ndarray::{arr1, arr2, s, Array3, ArrayD, Axis};
 use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    Cell, CpuModel, Forward, ForwardOptions, GpuModel, Input, RnnSpec, Variant, Weights,
+    Cell, CpuModel, Forward, ForwardOptions, GpuModel, Input, RnnSpec, StepVariant, Weights,
 };
 
 /// Float32 rounding of a handful of operations.
@@ -459,9 +459,9 @@ fn every_batch_tile_matches_the_cpu() {
         let lengths: Vec<usize> = (0..b).map(|_| r.random_range(0..=t)).collect();
         let input = Input::new(x.view()).lengths(&lengths);
         let expected = CpuModel::new(w.clone()).forward(&input).unwrap();
-        for variant in Variant::ALL {
+        for variant in StepVariant::ALL {
             // Every tile with the stepwise kernel; 1, 3 and 8 rows with the others.
-            let tiles = if variant == Variant::Stepwise {
+            let tiles = if variant == StepVariant::Stepwise {
                 &[1, 2, 3, 4, 5, 6, 7, 8][..]
             } else {
                 &[1, 3, 8][..]

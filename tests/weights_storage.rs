@@ -10,7 +10,7 @@ use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
     Cell, CpuModel, Direction, Forward, ForwardOptions, GemmVariant, GpuModel, Input, RnnSpec,
-    UploadOptions, Variant, Weights, WeightsDtype, WeightsStorage,
+    StepVariant, UploadOptions, Weights, WeightsDtype, WeightsStorage,
 };
 
 #[test]
@@ -53,7 +53,7 @@ fn texture_and_buffer_weights_give_the_same_bits() {
             let reference = CpuModel::reference(weights.rounded(dtype))
                 .forward(&input)
                 .unwrap();
-            for (i, variant) in Variant::ALL.into_iter().enumerate() {
+            for (i, variant) in StepVariant::ALL.into_iter().enumerate() {
                 let options = ForwardOptions::default()
                     .variant(variant)
                     .gemm(gemms[i % gemms.len()])

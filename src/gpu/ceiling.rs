@@ -1,10 +1,10 @@
 //! The adapter's ceiling: a large plain matrix product with the crate's own GEMM kernel
-//! (`shaders/gemm.wgsl`), so that each recurrent-layer figure can be read as a fraction of it.
+//! (`shaders/gemm/`), so that each recurrent-layer figure can be read as a fraction of it.
 
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
-use crate::gpu::kernels::WeightsStorage;
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::tune::time_gemm;
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
@@ -32,7 +32,7 @@ pub fn gemm_ceiling(
 ) -> Result<GemmCeiling> {
     let storage = ctx.weights_storage(storage)?;
     let _device = ctx.exclusive();
-    let kernel = ctx.kernel(&gemm::specialization(variant).storage(storage))?;
+    let kernel = ctx.kernel(&gemm::specialization(variant).storage(storage.binding()))?;
     let n = n.next_multiple_of(4).max(4);
     let reps = reps.max(1);
     let params = GemmParams::dense(n, n, n / 4)?;

@@ -3,8 +3,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::gpu::kernels::cache::{Family, Kernel, KernelCache, Specialization};
 use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::{Family, Kernel, KernelCache, Specialization, WeightsStorage};
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::tune::{GemmClass, TuneRecord, Tuner};
 
 /// How to choose the adapter of a [`GpuContext`].
@@ -233,11 +234,11 @@ impl GpuContext {
             .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
-    /// Whether the subgroup kernels ([`Variant::StepwiseWideSubgroup`],
+    /// Whether the subgroup kernels ([`StepVariant::StepwiseWideSubgroup`],
     /// [`GemmVariant::Wide4Subgroup`]) run here: the device has subgroup operations and its
     /// subgroups have at least 8 invocations.
     ///
-    /// [`Variant::StepwiseWideSubgroup`]: crate::Variant::StepwiseWideSubgroup
+    /// [`StepVariant::StepwiseWideSubgroup`]: crate::StepVariant::StepwiseWideSubgroup
     pub fn supports_subgroups(&self) -> bool {
         self.inner
             .device
@@ -312,12 +313,12 @@ impl GpuContext {
     /// The bind-group layout every pipeline of `family` reading weights from `storage` shares.
     pub(crate) fn bind_group_layout(
         &self,
-        family: Family,
+        family: &'static Family,
         storage: WeightsStorage,
     ) -> wgpu::BindGroupLayout {
         self.inner
             .kernels
-            .layout(&self.inner.device, family, storage)
+            .layout(&self.inner.device, family, storage.binding())
     }
 
     /// Whether this device serialises the threads that use it (GL; see

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::device::{self, TIMESTAMP_BYTES};
-use crate::gpu::kernels::Kernel;
+use crate::gpu::kernels::cache::Kernel;
 use crate::gpu::plan::Schedule;
 use crate::gpu::workspace::{StateBuffers, Workspace};
 

@@ -20,6 +20,7 @@
 //! projection for all time steps and both directions, then the fused steps (plus two
 //! projection GEMMs per layer for an LSTM with `proj_size`) — submits once and reads back once.
 
+mod catalog;
 pub mod ceiling;
 pub mod context;
 mod device;
@@ -35,13 +36,14 @@ mod tune;
 mod weights;
 mod workspace;
 
+pub use crate::weights::WeightsDtype;
+pub use catalog::{catalog as kernel_catalog, KernelSource};
 pub use ceiling::{gemm_ceiling, GemmCeiling};
 pub use context::{list_adapters, AdapterSummary, ContextOptions, GpuContext};
 pub use kernels::gemm::GemmVariant;
-pub use kernels::step::Variant;
-pub use kernels::{catalog as kernel_catalog, KernelSource, WeightsDtype, WeightsStorage};
+pub use kernels::step::StepVariant;
 pub use model::GpuModel;
-pub use options::{ForwardOptions, ForwardStats, UploadOptions};
+pub use options::{ForwardOptions, ForwardStats, UploadOptions, WeightsStorage};
 pub use split::forward_split;
 pub use stream::GpuStream;
 pub use tune::TuneRecord;

@@ -1,9 +1,47 @@
 //! The settings a GPU forward takes and the statistics it returns, per call, so that threads
 //! sharing one model neither change each other's behaviour nor read each other's figures.
 
+use crate::gpu::kernels::bindings::WeightsBinding;
 use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::step::Variant;
-use crate::gpu::kernels::{WeightsDtype, WeightsStorage};
+use crate::gpu::kernels::step::StepVariant;
+use crate::weights::WeightsDtype;
+
+/// Where a model's weights live on the device and how the kernels read them; the values read
+/// are the same bits either way, so results do not depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum WeightsStorage {
+    /// Chosen by measurement on the device at the first upload (a GEMM timed reading its
+    /// weights each way; kept with the context and in the tuning cache).
+    #[default]
+    Auto,
+    /// A read-only storage buffer.
+    Buffer,
+    /// A 2D texture (`rgba32float`, or `rgba16float` for float16 weights) read with
+    /// `textureLoad`; models whose weights exceed the device's texture size use a buffer.
+    Texture,
+}
+
+impl WeightsStorage {
+    /// The storages a choice is made between.
+    pub const CHOICES: [WeightsStorage; 2] = [WeightsStorage::Buffer, WeightsStorage::Texture];
+
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightsStorage::Auto => "auto",
+            WeightsStorage::Buffer => "buffer",
+            WeightsStorage::Texture => "texture",
+        }
+    }
+
+    /// How the kernels bind weights kept here (`Auto`, before a choice: a buffer).
+    pub(crate) fn binding(self) -> WeightsBinding {
+        match self {
+            WeightsStorage::Texture => WeightsBinding::Texture,
+            WeightsStorage::Auto | WeightsStorage::Buffer => WeightsBinding::Buffer,
+        }
+    }
+}
 
 /// Settings of an upload ([`GpuModel::upload_with`](crate::GpuModel::upload_with)), fixed for
 /// the model's life.
@@ -42,16 +80,16 @@ impl UploadOptions {
 /// Settings of one GPU forward ([`GpuModel::forward_with`](crate::GpuModel::forward_with)).
 ///
 /// ```
-/// use wgpu_lstm::{ForwardOptions, Variant};
-/// let options = ForwardOptions::default().variant(Variant::Stepwise).timing(true);
+/// use wgpu_lstm::{ForwardOptions, StepVariant};
+/// let options = ForwardOptions::default().variant(StepVariant::Stepwise).timing(true);
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ForwardOptions {
-    /// How the time steps are dispatched (default [`Variant::Auto`]); every variant gives the
+    /// How the time steps are dispatched (default [`StepVariant::Auto`]); every variant gives the
     /// same results within float32 rounding.
-    pub variant: Variant,
+    pub variant: StepVariant,
     /// Time the forward's compute passes with timestamp queries, where the device supports
     /// them ([`GpuContext::supports_timestamps`](crate::GpuContext::supports_timestamps)); the time comes back in
     /// [`ForwardStats::device_ms`].
@@ -69,7 +107,7 @@ pub struct ForwardOptions {
 
 impl ForwardOptions {
     /// Sets [`ForwardOptions::variant`].
-    pub fn variant(mut self, variant: Variant) -> Self {
+    pub fn variant(mut self, variant: StepVariant) -> Self {
         self.variant = variant;
         self
     }
@@ -105,9 +143,9 @@ pub struct ForwardStats {
     pub submits: usize,
     /// Chunks the input ran in (1 unless it exceeded the device's limits).
     pub chunks: usize,
-    /// The step kernel that ran (never [`Variant::Auto`]; of the first chunk where the input
+    /// The step kernel that ran (never [`StepVariant::Auto`]; of the first chunk where the input
     /// ran chunked).
-    pub variant: Variant,
+    pub variant: StepVariant,
     /// The GEMM kernel that ran (never [`GemmVariant::Auto`]).
     pub gemm: GemmVariant,
     /// Batch rows per invocation of the step kernel that ran.

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job};
 use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::step::Variant;
+use crate::gpu::kernels::step::StepVariant;
 use crate::gpu::model::{contiguous, GpuModel};
 use crate::gpu::plan::{Extent, Layout, Schedule, Sizes};
 use crate::gpu::workspace::{StateBuffers, Workspace};
@@ -128,8 +128,13 @@ impl Stream for GpuStream<'_> {
             let len = window.min(p.steps - start);
             let extent = Extent::new(len, p.batch);
             let gemm = self.model.gemm_variant(GemmVariant::Auto, extent)?;
-            let schedule =
-                Schedule::new(&spec, self.model.limits(), extent, (Variant::Auto, 0), gemm)?;
+            let schedule = Schedule::new(
+                &spec,
+                self.model.limits(),
+                extent,
+                (StepVariant::Auto, 0),
+                gemm,
+            )?;
             let pipelines = self.model.pipelines(&schedule)?;
             let x = p.x.slice(s![start..start + len, .., ..]);
             let x = x.as_standard_layout();

@@ -2,17 +2,15 @@
 
 use crate::error::Result;
 use crate::gpu::device;
-use crate::gpu::kernels::{WeightsDtype, WeightsStorage};
+use crate::gpu::kernels::weights::TEXTURE_WIDTH;
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::pack::{self, LayerLayout};
 use crate::gpu::plan::Limits;
 use crate::weights::Weights;
+use crate::weights::WeightsDtype;
 
 /// Bytes of a vec4 of f32 (biases are float32 whatever the weights' type).
 const VEC4: u64 = 16;
-
-/// Texels per row of a weights texture: `shaders/weights_texture.wgsl` finds packed vec4 `i`
-/// at (i mod 4096, i / 4096).
-pub(crate) const TEXTURE_WIDTH: u32 = 4096;
 
 /// One weight matrix on the device, where [`WeightsStorage`] says.
 #[derive(Debug)]

@@ -193,7 +193,7 @@ impl Workspace {
                 entries: &entries,
             })
         };
-        // Bindings as `kernels::gemm::layout_entries`: params, a, w, bias, out.
+        // Bindings as the GEMM family's layout: params, a, w, bias, out.
         let gemm = |label: &str,
                     a: &wgpu::Buffer,
                     w: &WeightStore,
@@ -228,7 +228,7 @@ impl Workspace {
                     Some(p) => (&p.m, &p.mn),
                     None => (output, &state.hn),
                 };
-                // Bindings as `kernels::step::layout_entries`: params, gx, weights, h0, m, c,
+                // Bindings as the step family's layout: params, gx, weights, h0, m, c,
                 // mn, lens.
                 let step = group(
                     &format!("step layer {layer}"),

@@ -122,7 +122,7 @@ pub struct Config {
 /// returns the worst absolute error.
 #[track_caller]
 pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
-    use wgpu_lstm::{CpuModel, Forward, ForwardOptions, GpuModel, Input, Variant, Weights};
+    use wgpu_lstm::{CpuModel, Forward, ForwardOptions, GpuModel, Input, StepVariant, Weights};
     let mut r = rng(cfg.seed);
     let spec = &cfg.spec;
     let weights = Weights::random(spec, cfg.seed).unwrap();
@@ -154,7 +154,7 @@ pub fn check_config(ctx: &GpuContext, what: &str, cfg: &Config) -> f32 {
     // Both step variants, each from NaN-poisoned buffers (debug builds fill a workspace with
     // NaN before every forward). The whole-sequence kernel falls back to the stepwise one
     // where the driver's loop budget is too small for it.
-    for variant in Variant::ALL {
+    for variant in StepVariant::ALL {
         let options = ForwardOptions::default().variant(variant);
         let (actual, stats) = model.forward_with(&input, &options).unwrap();
         let ran = stats.variant;

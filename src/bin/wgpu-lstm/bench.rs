@@ -14,7 +14,7 @@ use crate::memory::peak_bytes_of;
 use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report, TuningRecord};
 use wgpu_lstm::{
     gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, ForwardOptions,
-    GemmVariant, GpuContext, GpuModel, Variant, Weights, WeightsStorage,
+    GemmVariant, GpuContext, GpuModel, StepVariant, Weights, WeightsStorage,
 };
 
 use crate::gpu_args::{Dtype, GpuArgs, Storage};
@@ -295,7 +295,7 @@ fn gpu_records(
     let rounded =
         (dtype != Dtype::F32).then(|| CpuModel::reference(weights.rounded(dtype.weights())));
     let mut out: Vec<Record> = Vec::new();
-    for variant in Variant::ALL {
+    for variant in StepVariant::ALL {
         let options = ForwardOptions::default().variant(variant).timing(true);
         let input = wgpu_lstm::Input::new(x.view());
         let forward = || model.forward_with(&input, &options);

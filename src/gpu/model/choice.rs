@@ -4,10 +4,10 @@
 
 use crate::error::Result;
 use crate::gpu::kernels::gemm::GemmVariant;
-use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::WeightsStorage;
+use crate::gpu::kernels::step::{self, StepVariant};
 use crate::gpu::model::GpuModel;
 use crate::gpu::options::ForwardOptions;
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::plan::{self, Chunk, Extent};
 use crate::gpu::tune::GemmClass;
 use crate::tensor::Prepared;
@@ -17,7 +17,7 @@ use crate::tensor::Prepared;
 const TUNE_STEPS: usize = 16;
 
 impl GpuModel {
-    /// `options.variant`, or where it is [`Variant::Auto`] the step kernel the context's tuner
+    /// `options.variant`, or where it is [`StepVariant::Auto`] the step kernel the context's tuner
     /// chose for this model's shape class (cell, hidden size, layers, directions, and batch
     /// and steps rounded up to powers of two) — measured, on first request, by running this
     /// very input with each kernel.
@@ -26,20 +26,20 @@ impl GpuModel {
         p: &Prepared<'_>,
         chunks: &[Chunk],
         options: &ForwardOptions,
-    ) -> Result<Variant> {
-        if options.variant != Variant::Auto {
+    ) -> Result<StepVariant> {
+        if options.variant != StepVariant::Auto {
             return Ok(options.variant);
         }
         let class = self.step_class(chunks[0].extent());
         let subgroups = self.ctx.supports_subgroups();
-        let candidates: Vec<Variant> = Variant::ALL
+        let candidates: Vec<StepVariant> = StepVariant::ALL
             .into_iter()
             .filter(|v| subgroups || !v.needs_subgroups())
             .collect();
         let mut sample = None;
         self.ctx
             .tuner()
-            .choose("step", class, &candidates, Variant::name, |variant| {
+            .choose("step", class, &candidates, StepVariant::name, |variant| {
                 let timed = ForwardOptions {
                     variant,
                     ..*options

@@ -3,9 +3,9 @@
 
 use super::sizes::{Extent, Limits, Sizes};
 use crate::error::Result;
+use crate::gpu::kernels::bindings::param as index;
 use crate::gpu::kernels::gemm::{GemmParams, GemmVariant};
-use crate::gpu::kernels::param as index;
-use crate::gpu::kernels::step::{self, StepParams, Variant};
+use crate::gpu::kernels::step::{self, StepParams, StepVariant};
 use crate::gpu::pack::{self, LayerLayout};
 use crate::spec::RnnSpec;
 
@@ -54,8 +54,8 @@ pub(crate) struct Schedule {
     pub extent: Extent,
     /// Sizes of the forward's data: where the readback puts each tensor.
     pub sizes: Sizes,
-    /// The step kernel that runs (never [`Variant::Auto`]).
-    pub variant: Variant,
+    /// The step kernel that runs (never [`StepVariant::Auto`]).
+    pub variant: StepVariant,
     /// The GEMM kernel of the input projections and projections.
     pub gemm: GemmVariant,
     /// Batch rows per invocation of the step kernel.
@@ -93,7 +93,7 @@ impl Schedule {
         spec: &RnnSpec,
         limits: &Limits,
         extent: Extent,
-        (requested, tile): (Variant, usize),
+        (requested, tile): (StepVariant, usize),
         gemm: GemmVariant,
     ) -> Result<Self> {
         let Extent { steps, batch } = extent;
@@ -199,7 +199,7 @@ impl Schedule {
 pub(super) fn check_dispatches(spec: &RnnSpec, limits: &Limits, extent: Extent) -> Result<()> {
     let Extent { steps, batch } = extent;
     let shape = format!("{steps} steps × batch {batch}");
-    for variant in Variant::ALL {
+    for variant in StepVariant::ALL {
         for tile in step::BATCH_TILES {
             limits.check_workgroups(
                 &format!("the step kernel for {shape}"),
@@ -274,9 +274,9 @@ fn effective_variant(
     spec: &RnnSpec,
     limits: &Limits,
     extent: Extent,
-    requested: Variant,
+    requested: StepVariant,
     tile: usize,
-) -> Variant {
+) -> StepVariant {
     let v = requested.resolve(extent.batch).on(limits.subgroups);
     let fits = |budget: u64| {
         step::sequence_loop_iterations(spec, extent.batch, tile, extent.steps) <= budget * 9 / 10
@@ -302,20 +302,27 @@ mod tests {
             &spec,
             &roomy(),
             e,
-            (Variant::Stepwise, 0),
+            (StepVariant::Stepwise, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
         assert_eq!(step.dispatches(), 2 * 51);
-        assert_eq!(step.variant, Variant::Stepwise);
-        let seq = Schedule::new(&spec, &roomy(), e, (Variant::Auto, 0), GemmVariant::Wide).unwrap();
-        assert_eq!((seq.dispatches(), seq.variant), (4, Variant::Sequence));
+        assert_eq!(step.variant, StepVariant::Stepwise);
+        let seq = Schedule::new(
+            &spec,
+            &roomy(),
+            e,
+            (StepVariant::Auto, 0),
+            GemmVariant::Wide,
+        )
+        .unwrap();
+        assert_eq!((seq.dispatches(), seq.variant), (4, StepVariant::Sequence));
         let proj = RnnSpec::lstm(3, 5).proj_size(2);
         let p = Schedule::new(
             &proj,
             &roomy(),
             e,
-            (Variant::Stepwise, 0),
+            (StepVariant::Stepwise, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
@@ -348,19 +355,19 @@ mod tests {
             &spec,
             &limits,
             Extent::new(2, 1),
-            (Variant::Sequence, 0),
+            (StepVariant::Sequence, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
-        assert_eq!(short.variant, Variant::Sequence);
+        assert_eq!(short.variant, StepVariant::Sequence);
         let long = Schedule::new(
             &spec,
             &limits,
             Extent::new(500, 1),
-            (Variant::Sequence, 0),
+            (StepVariant::Sequence, 0),
             GemmVariant::Rows4,
         )
         .unwrap();
-        assert_eq!(long.variant, Variant::Stepwise);
+        assert_eq!(long.variant, StepVariant::Stepwise);
     }
 }

@@ -156,7 +156,7 @@ impl Sizes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::kernels::param as index;
+    use crate::gpu::kernels::bindings::param as index;
     use crate::gpu::plan::test_limits::roomy;
 
     #[test]

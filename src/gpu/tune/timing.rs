@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::device::{self, Timestamps, TIMESTAMP_BYTES};
+use crate::gpu::kernels::cache::Kernel;
 use crate::gpu::kernels::gemm::{GemmParams, GemmVariant};
-use crate::gpu::kernels::{Kernel, WeightsDtype, WeightsStorage};
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::weights::WeightStore;
+use crate::weights::WeightsDtype;
 
 /// Wall and device time of a timed GEMM run.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,4 @@
-//! `shaders/gemm.wgsl` on its own: integer-valued inputs, so every result is exact in float32
+//! `shaders/gemm/` on its own: integer-valued inputs, so every result is exact in float32
 //! and must equal the host's product bit for bit; every m, k, n in 1..=12 plus awkward large
 //! sizes; strides, offsets and the batched `z` dimension; NaN in every gap of the inputs (a
 //! read outside the operands poisons a result) and of the output (a write outside the result
@@ -228,5 +228,36 @@ fn awkward_large_sizes() {
         (63, 65, 255, 2, 7),
     ] {
         check(ctx, Case { m, k, n, z, gap });
+    }
+}
+
+/// `GemmParams` and the constants both sides hold, in every GEMM module (read by naga, no
+/// device needed).
+#[test]
+fn params_and_constants_match_the_wgsl() {
+    use super::super::contract::{fields, Shader};
+    use super::{source, ROWS_PER_INVOCATION, WG_X, WG_Y};
+    use crate::gpu::kernels::bindings::WeightsBinding;
+    use crate::weights::WeightsDtype;
+    let gemm_params = fields!(GemmParams: m, k, n4, n_valid, a_offset, a_stride, a_batch,
+        w_batch, bias_batch, out_offset, out_stride, out_batch);
+    for dtype in [WeightsDtype::F32, WeightsDtype::F16] {
+        for binding in [WeightsBinding::Buffer, WeightsBinding::Texture] {
+            for subgroups in [false, true] {
+                let what = format!("gemm {dtype:?} {binding:?} subgroups={subgroups}");
+                let shader = Shader::parse(&what, source(dtype, binding, subgroups));
+                let size = std::mem::size_of::<GemmParams>();
+                shader.check_struct("GemmParams", size, gemm_params);
+                assert_eq!(shader.constant("TM"), ROWS_PER_INVOCATION as f64);
+                assert_eq!(shader.override_default("WG_X"), f64::from(WG_X));
+                assert_eq!(shader.override_default("WG_Y"), f64::from(WG_Y));
+                // The block kernel's register arrays hold MAX_B rows and columns.
+                let max_b = shader.constant("MAX_B") as usize;
+                for v in GemmVariant::ALL {
+                    assert!(v.rows_per_invocation() <= max_b, "{v:?}");
+                    assert!(v.columns_per_invocation() <= max_b, "{v:?}");
+                }
+            }
+        }
     }
 }

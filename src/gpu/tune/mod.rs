@@ -11,9 +11,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::gpu::kernels::cache::KernelCache;
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
-use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::{KernelCache, WeightsStorage};
+use crate::gpu::kernels::step::{self, StepVariant};
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::weights;
 
 mod timing;
@@ -357,7 +358,7 @@ impl GemmTimer<'_> {
         variant: GemmVariant,
         storage: WeightsStorage,
     ) -> Result<f64> {
-        let spec = gemm::specialization(variant).storage(storage);
+        let spec = gemm::specialization(variant).storage(storage.binding());
         let kernel = self.kernels.get(self.device, &spec)?;
         let timestamps = self
             .device
@@ -381,7 +382,7 @@ impl GemmTimer<'_> {
 /// The static name of a variant read from a file (`unknown` for a name no variant has; such a
 /// choice is measured again when it is asked for).
 fn known_name(name: &str) -> &'static str {
-    let step = Variant::ALL.map(Variant::name);
+    let step = StepVariant::ALL.map(StepVariant::name);
     let tiles = (1..=step::MAX_BATCH_TILE).map(step::tile_name);
     let storages = WeightsStorage::CHOICES.map(WeightsStorage::name);
     GemmVariant::ALL

@@ -81,7 +81,7 @@ override B_H1: f32 = 0.0;
 
 @group(0) @binding(0) var<uniform> p: StepParams;
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;   // [D, T, B, n4]
-// binding 2, `w` (step-0 | recurrent | peephole weights): see weights_f32.wgsl / weights_f16.wgsl
+// binding 2, `w` (step-0 | recurrent | peephole weights): see shaders/weights/
 @group(0) @binding(3) var<storage, read> h0: array<f32>;         // [L·D, B, k0]
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;    // [T, B, D·H]
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;    // [L·D, B, H]
@@ -357,7 +357,7 @@ fn product_start(j4: u32, d: u32, s: u32, acc: ptr<function, array<vec4<f32>, MA
 }
 
 // The recurrent product of a step, `recurrent`, is `product` below, or in the subgroup kernels
-// (`step_subgroup.wgsl`) its subgroup form; `step_plain.wgsl` or that file defines it.
+// (`subgroup.wgsl`) its subgroup form; `plain.wgsl` or that file defines it.
 //
 // acc[r] = Σ_k v[base[r] + k] · w[d][k][j4] (and, with CT = 2, acc2[r] the same for column
 // j4 + 1, clamped to the last column) with the step-0 weights at s = 0 and the recurrent ones

@@ -31,7 +31,7 @@ const TM: u32 = 4u;       // rows per invocation (mirrored by gemm::ROWS_PER_INV
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-// binding 2, `w`, read through `load_w`: see weights_f32.wgsl / weights_f16.wgsl
+// binding 2, `w`, read through `load_w`: see shaders/weights/
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 

@@ -1,14 +1,20 @@
-//! Host side of `shaders/gemm.wgsl`: `out[z] = a[z] · w[z] + bias[z]` with the weights in vec4
+//! Host side of `shaders/gemm/`: `out[z] = a[z] · w[z] + bias[z]` with the weights in vec4
 //! columns.
 //!
 //! Used for the hoisted input projection of every layer (z = direction), for the output
 //! projection of an LSTM with `proj_size`, and, with zero bias, as the plain matrix product
 //! that measures an adapter's ceiling.
+//!
+//! The module is `gemm.wgsl`, after a weight reader (`shaders/weights/`), then, on devices
+//! with subgroups, `subgroup.wgsl` (the `wide4` product sharing `a` through broadcasts).
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{div_ceil, dynamic_uniform, param, storage, Family, Specialization};
+use super::bindings::{dynamic_uniform, param, storage, WeightsBinding};
+use super::cache::{Family, Specialization};
+use super::weights::{wgsl, Reader};
 use crate::error::Result;
+use crate::weights::WeightsDtype;
 
 /// Invocations per workgroup along vec4 columns (`WG_X` in the shader).
 pub(crate) const WG_X: u32 = 16;
@@ -58,20 +64,19 @@ impl GemmParams {
 
     /// Workgroups to dispatch for `z` products with `variant`.
     pub fn workgroups(&self, z: usize, variant: GemmVariant) -> [usize; 3] {
-        let columns = div_ceil(self.n4 as usize, variant.columns_per_invocation());
+        let columns = (self.n4 as usize).div_ceil(variant.columns_per_invocation());
         let [wg_x, wg_y] = variant.workgroup();
         [
-            div_ceil(columns, wg_x as usize),
-            div_ceil(
-                div_ceil(self.m as usize, variant.rows_per_invocation()),
-                wg_y as usize,
-            ),
+            columns.div_ceil(wg_x as usize),
+            (self.m as usize)
+                .div_ceil(variant.rows_per_invocation())
+                .div_ceil(wg_y as usize),
             z,
         ]
     }
 }
 
-/// The GEMM kernels of `shaders/gemm.wgsl`: what one invocation computes. Every variant gives
+/// The GEMM kernels of `shaders/gemm/`: what one invocation computes. Every variant gives
 /// the same sums in the same order (bit-identical results); they differ in speed by device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GemmVariant {
@@ -94,7 +99,7 @@ pub enum GemmVariant {
     /// real GPUs. Needs 256 invocations and 8 KiB of workgroup memory per workgroup.
     Tiled,
     /// [`GemmVariant::Wide4`] loading `a` once per 8 inner elements and sharing the values
-    /// through subgroup broadcasts (`wide4_sg` in `shaders/gemm_subgroup.wgsl`; same bits).
+    /// through subgroup broadcasts (`wide4_sg` in `shaders/gemm/subgroup.wgsl`; same bits).
     /// Only on devices with subgroup operations and subgroups of at least 8 invocations
     /// ([`GpuContext::supports_subgroups`](crate::GpuContext::supports_subgroups)).
     Wide4Subgroup,
@@ -192,6 +197,7 @@ impl GemmVariant {
     }
 }
 
+/// The pipeline of `variant`, reading float32 weights from a buffer.
 pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
     let mut constants = vec![("WG_X", WG_X.into()), ("WG_Y", WG_Y.into())];
     if variant.entry() == "block" {
@@ -199,26 +205,51 @@ pub(crate) fn specialization(variant: GemmVariant) -> Specialization {
         constants.push(("BC", (variant.columns_per_invocation() as u32).into()));
     }
     Specialization {
-        family: Family::Gemm,
-        weights: Default::default(),
-        storage: super::WeightsStorage::Buffer,
+        family: &FAMILY,
+        weights: WeightsDtype::F32,
+        storage: WeightsBinding::Buffer,
         subgroups: variant.needs_subgroups(),
         entry: variant.entry(),
         constants,
     }
 }
 
+/// The GEMM family.
+pub(crate) static FAMILY: Family = Family {
+    name: "gemm",
+    source,
+    layout: layout_entries,
+};
+
+/// The GEMM module for weights of type `dtype` bound as `binding`, with the subgroup kernels
+/// where `subgroups`.
+fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
+    match (Reader::of(dtype, binding), subgroups) {
+        (Reader::F32, false) => wgsl!("weights/f32.wgsl", "gemm/gemm.wgsl"),
+        (Reader::F16, false) => wgsl!("weights/f16.wgsl", "gemm/gemm.wgsl"),
+        (Reader::Texture, false) => wgsl!("weights/texture.wgsl", "gemm/gemm.wgsl"),
+        (Reader::F32, true) => wgsl!("weights/f32.wgsl", "gemm/gemm.wgsl", "gemm/subgroup.wgsl"),
+        (Reader::F16, true) => wgsl!("weights/f16.wgsl", "gemm/gemm.wgsl", "gemm/subgroup.wgsl"),
+        (Reader::Texture, true) => {
+            wgsl!(
+                "weights/texture.wgsl",
+                "gemm/gemm.wgsl",
+                "gemm/subgroup.wgsl"
+            )
+        }
+    }
+}
+
 /// Bindings: params (dynamic uniform), a, w, bias, out.
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+fn layout_entries(weights: WeightsBinding) -> Vec<wgpu::BindGroupLayoutEntry> {
     vec![
         dynamic_uniform::<GemmParams>(0),
         storage(1, true),
-        storage(2, true),
+        weights.entry(2),
         storage(3, true),
         storage(4, false),
     ]
 }
 
 #[cfg(test)]
-#[path = "gemm_tests.rs"]
 mod tests;

@@ -12,9 +12,10 @@ use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job, Kernels};
+use crate::gpu::kernels::cache::{Kernel, Specialization};
 use crate::gpu::kernels::gemm::{self, GemmVariant};
-use crate::gpu::kernels::step::{self, Variant};
-use crate::gpu::kernels::{Family, Kernel, Specialization, WeightsDtype, WeightsStorage};
+use crate::gpu::kernels::step::{self, StepVariant};
+use crate::gpu::options::WeightsStorage;
 use crate::gpu::options::{ForwardOptions, ForwardStats, UploadOptions};
 use crate::gpu::plan::{self, Chunk, Extent, Layout, Limits, Schedule};
 use crate::gpu::weights::DeviceWeights;
@@ -22,6 +23,7 @@ use crate::gpu::workspace::{BindLayouts, Pool, StateBuffers, Workspace};
 use crate::spec::RnnSpec;
 use crate::tensor::{standard, Forward, Input, Output, Prepared};
 use crate::weights::Weights;
+use crate::weights::WeightsDtype;
 
 mod choice;
 
@@ -88,11 +90,11 @@ impl GpuModel {
         ctx.kernel(
             &gemm::specialization(GemmVariant::default())
                 .weights(dtype)
-                .storage(storage),
+                .storage(storage.binding()),
         )?;
         let bind = BindLayouts {
-            gemm: ctx.bind_group_layout(Family::Gemm, storage),
-            step: ctx.bind_group_layout(Family::Step, storage),
+            gemm: ctx.bind_group_layout(&gemm::FAMILY, storage),
+            step: ctx.bind_group_layout(&step::FAMILY, storage),
         };
         Ok(GpuModel {
             ctx: ctx.clone(),
@@ -131,7 +133,7 @@ impl GpuModel {
         self.ctx.kernel(
             &spec
                 .weights(self.weights.dtype)
-                .storage(self.weights.storage),
+                .storage(self.weights.storage.binding()),
         )
     }
 
@@ -145,11 +147,11 @@ impl GpuModel {
     /// A forward with per-call settings; returns the output and what the forward did.
     ///
     /// ```no_run
-    /// use wgpu_lstm::{ContextOptions, ForwardOptions, GpuContext, GpuModel, Input, RnnSpec, Variant, Weights};
+    /// use wgpu_lstm::{ContextOptions, ForwardOptions, GpuContext, GpuModel, Input, RnnSpec, StepVariant, Weights};
     /// let ctx = GpuContext::new(&ContextOptions::default())?;
     /// let model = GpuModel::upload(&ctx, &Weights::random(&RnnSpec::lstm(40, 128), 0)?)?;
     /// let x = ndarray::Array3::<f32>::zeros((100, 1, 40));
-    /// let options = ForwardOptions::default().variant(Variant::Sequence).timing(true);
+    /// let options = ForwardOptions::default().variant(StepVariant::Sequence).timing(true);
     /// let (out, stats) = model.forward_with(&Input::new(x.view()), &options)?;
     /// println!("{} dispatches, {:?} kernel, {:?} ms on the device", stats.dispatches, stats.variant, stats.device_ms);
     /// # let _ = out;
@@ -201,7 +203,7 @@ impl GpuModel {
             dispatches: 0,
             submits: 0,
             chunks: chunks.len(),
-            variant: Variant::Auto,
+            variant: StepVariant::Auto,
             gemm: options.gemm,
             batch_tile: 0,
             device_ms: None,

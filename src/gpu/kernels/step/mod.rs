@@ -1,18 +1,25 @@
-//! Host side of `shaders/step.wgsl`: one fused recurrent time step (recurrent product of
-//! every gate, activations, state update) for every direction of a layer, for every cell.
+//! Host side of `shaders/step/`: one fused recurrent time step (recurrent product of every
+//! gate, activations, state update) for every direction of a layer, for every cell.
+//!
+//! The module is `step.wgsl` (parameters, gate math, the kernels' bodies), after a weight
+//! reader (`shaders/weights/`), then `subgroup.wgsl` (the recurrent product through subgroup
+//! shuffles) on devices with subgroups or `plain.wgsl` (the same product without them).
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{div_ceil, dynamic_uniform, storage, Constant, Family, Specialization};
+use super::bindings::{dynamic_uniform, storage, WeightsBinding};
+use super::cache::{Constant, Family, Specialization};
+use super::weights::{wgsl, Reader};
 use crate::activation::Activations;
 use crate::spec::{Cell, RnnSpec};
+use crate::weights::WeightsDtype;
 
 /// Invocations per workgroup along weight columns (`WG` in the shader).
 pub(crate) const WG: u32 = 64;
 /// Most batch rows one invocation handles (`MAX_BT` in the shader).
 pub(crate) const MAX_BATCH_TILE: usize = 8;
 /// Batch rows per invocation where nothing chose a tile (and the batch up to which
-/// `Variant::Auto` without a measurement means the whole-sequence kernel).
+/// `StepVariant::Auto` without a measurement means the whole-sequence kernel).
 pub(crate) const DEFAULT_BATCH_TILE: usize = 4;
 /// The batch tiles the tuner times (those up to the batch).
 pub(crate) const BATCH_TILES: [usize; 4] = [1, 2, 4, 8];
@@ -50,7 +57,7 @@ fn cell_id(cell: Cell) -> u32 {
 pub(crate) fn columns(cell: Cell, hidden: usize) -> usize {
     match cell {
         Cell::Lstm | Cell::Gru => hidden,
-        Cell::RnnTanh | Cell::RnnRelu => div_ceil(hidden, 4),
+        Cell::RnnTanh | Cell::RnnRelu => hidden.div_ceil(4),
     }
 }
 
@@ -85,29 +92,29 @@ pub(crate) fn tile_name(tile: usize) -> &'static str {
 
 /// How a layer's time steps are dispatched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Variant {
+pub enum StepVariant {
     /// One dispatch per time step (`main` in the shader): many workgroups per step, best for
     /// large batches and hidden sizes.
     Stepwise,
     /// One dispatch per layer (`sequence` in the shader): one workgroup per batch tile and
     /// direction walks every time step, best where per-dispatch cost dominates (small batches).
     Sequence,
-    /// [`Variant::Stepwise`] with two neighbouring vec4 columns (hidden units) per invocation:
+    /// [`StepVariant::Stepwise`] with two neighbouring vec4 columns (hidden units) per invocation:
     /// each value of `h_{t−1}` loaded once feeds twice the multiply-adds, half as many
     /// invocations.
     StepwiseWide,
-    /// [`Variant::Sequence`] with two vec4 columns per invocation.
+    /// [`StepVariant::Sequence`] with two vec4 columns per invocation.
     SequenceWide,
     /// One dispatch per time step, one workgroup per vec4 column (and batch tile, direction)
     /// whose 64 invocations split the sum over the hidden units and reduce it in workgroup
     /// memory (`split` in the shader): many more invocations per step, for small batches on
     /// GPUs with many cores.
     Split,
-    /// [`Variant::StepwiseWide`] loading `h_{t−1}` once per 8 hidden units and sharing the
-    /// values through subgroup broadcasts (`main_sg` in `shaders/step_subgroup.wgsl`; same
+    /// [`StepVariant::StepwiseWide`] loading `h_{t−1}` once per 8 hidden units and sharing the
+    /// values through subgroup broadcasts (`main_sg` in `shaders/step/subgroup.wgsl`; same
     /// bits). Only on devices with subgroup operations and subgroups of at least 8
     /// invocations ([`GpuContext::supports_subgroups`](crate::GpuContext::supports_subgroups));
-    /// elsewhere it runs as [`Variant::StepwiseWide`].
+    /// elsewhere it runs as [`StepVariant::StepwiseWide`].
     StepwiseWideSubgroup,
     /// Chosen by measurement: at the first forward of a shape class (cell, hidden size,
     /// layers, directions, batch and steps rounded up to powers of two) on a device, the
@@ -117,50 +124,52 @@ pub enum Variant {
     Auto,
 }
 
-impl Variant {
+impl StepVariant {
     /// Every variant that names a kernel (all but `Auto`), the tuner's candidates.
-    pub const ALL: [Variant; 6] = [
-        Variant::Stepwise,
-        Variant::Sequence,
-        Variant::StepwiseWide,
-        Variant::SequenceWide,
-        Variant::Split,
-        Variant::StepwiseWideSubgroup,
+    pub const ALL: [StepVariant; 6] = [
+        StepVariant::Stepwise,
+        StepVariant::Sequence,
+        StepVariant::StepwiseWide,
+        StepVariant::SequenceWide,
+        StepVariant::Split,
+        StepVariant::StepwiseWideSubgroup,
     ];
 
     /// Whether the kernel uses subgroup operations.
     pub fn needs_subgroups(self) -> bool {
-        self == Variant::StepwiseWideSubgroup
+        self == StepVariant::StepwiseWideSubgroup
     }
 
     /// This variant where the device runs it; the variant without subgroups where it does not
     /// have them.
-    pub(crate) fn on(self, subgroups: bool) -> Variant {
+    pub(crate) fn on(self, subgroups: bool) -> StepVariant {
         match self {
-            Variant::StepwiseWideSubgroup if !subgroups => Variant::StepwiseWide,
+            StepVariant::StepwiseWideSubgroup if !subgroups => StepVariant::StepwiseWide,
             v => v,
         }
     }
 
     /// Whether one dispatch walks every time step (`sequence`, `sequence-wide`).
     pub fn is_sequence(self) -> bool {
-        matches!(self, Variant::Sequence | Variant::SequenceWide)
+        matches!(self, StepVariant::Sequence | StepVariant::SequenceWide)
     }
 
     /// Vec4 columns per invocation (`CT` in the shader).
     pub fn columns(self) -> usize {
         match self {
-            Variant::StepwiseWide | Variant::SequenceWide | Variant::StepwiseWideSubgroup => 2,
+            StepVariant::StepwiseWide
+            | StepVariant::SequenceWide
+            | StepVariant::StepwiseWideSubgroup => 2,
             _ => 1,
         }
     }
 
     /// The stepwise kernel with this variant's columns per invocation (where the
     /// whole-sequence one cannot run).
-    pub(crate) fn stepwise(self) -> Variant {
+    pub(crate) fn stepwise(self) -> StepVariant {
         match self {
-            Variant::SequenceWide => Variant::StepwiseWide,
-            Variant::Sequence => Variant::Stepwise,
+            StepVariant::SequenceWide => StepVariant::StepwiseWide,
+            StepVariant::Sequence => StepVariant::Stepwise,
             v => v,
         }
     }
@@ -168,10 +177,10 @@ impl Variant {
     /// The variant `Auto` stands for where nothing was measured (a stream's chunks, which
     /// cannot be run twice): the whole-sequence kernel when the batch fits one tile (≤ 4
     /// sequences), else the stepwise one.
-    pub fn resolve(self, batch: usize) -> Variant {
+    pub fn resolve(self, batch: usize) -> StepVariant {
         match self {
-            Variant::Auto if batch <= DEFAULT_BATCH_TILE => Variant::Sequence,
-            Variant::Auto => Variant::Stepwise,
+            StepVariant::Auto if batch <= DEFAULT_BATCH_TILE => StepVariant::Sequence,
+            StepVariant::Auto => StepVariant::Stepwise,
             v => v,
         }
     }
@@ -179,13 +188,13 @@ impl Variant {
     /// Lowercase name.
     pub fn name(self) -> &'static str {
         match self {
-            Variant::Stepwise => "stepwise",
-            Variant::Sequence => "sequence",
-            Variant::StepwiseWide => "stepwise-wide",
-            Variant::SequenceWide => "sequence-wide",
-            Variant::Split => "split",
-            Variant::StepwiseWideSubgroup => "stepwise-wide-subgroup",
-            Variant::Auto => "auto",
+            StepVariant::Stepwise => "stepwise",
+            StepVariant::Sequence => "sequence",
+            StepVariant::StepwiseWide => "stepwise-wide",
+            StepVariant::SequenceWide => "sequence-wide",
+            StepVariant::Split => "split",
+            StepVariant::StepwiseWideSubgroup => "stepwise-wide-subgroup",
+            StepVariant::Auto => "auto",
         }
     }
 }
@@ -276,13 +285,13 @@ pub(crate) fn specialization(
     spec: &RnnSpec,
     batch: usize,
     tile: usize,
-    variant: Variant,
+    variant: StepVariant,
 ) -> Specialization {
     let variant = variant.resolve(batch);
     let (entry, wg) = match variant {
         v if v.is_sequence() => ("sequence", sequence_workgroup(spec)),
-        Variant::Split => ("split", WG),
-        Variant::StepwiseWideSubgroup => ("main_sg", WG),
+        StepVariant::Split => ("split", WG),
+        StepVariant::StepwiseWideSubgroup => ("main_sg", WG),
         _ => ("main", WG),
     };
     let mut constants = vec![
@@ -299,9 +308,9 @@ pub(crate) fn specialization(
     }
     constants.extend(gate_constants(spec));
     Specialization {
-        family: Family::Step,
-        weights: Default::default(),
-        storage: super::WeightsStorage::Buffer,
+        family: &FAMILY,
+        weights: WeightsDtype::F32,
+        storage: WeightsBinding::Buffer,
         subgroups: variant.needs_subgroups(),
         entry,
         constants,
@@ -315,13 +324,13 @@ pub(crate) fn reset_specialization(
     spec: &RnnSpec,
     batch: usize,
     tile: usize,
-    variant: Variant,
+    variant: StepVariant,
 ) -> Option<Specialization> {
     let variant = variant.resolve(batch);
     (two_pass(spec) && !variant.is_sequence()).then(|| Specialization {
         entry: match variant {
-            Variant::Split => "split_reset",
-            Variant::StepwiseWideSubgroup => "reset_sg",
+            StepVariant::Split => "split_reset",
+            StepVariant::StepwiseWideSubgroup => "reset_sg",
             _ => "reset",
         },
         ..specialization(spec, batch, tile, variant)
@@ -333,28 +342,56 @@ pub(crate) fn workgroups(
     spec: &RnnSpec,
     batch: usize,
     tile: usize,
-    variant: Variant,
+    variant: StepVariant,
 ) -> [usize; 3] {
     let variant = variant.resolve(batch);
     let cols = columns(spec.cell, spec.hidden_size);
     let x = match variant {
         v if v.is_sequence() => 1,
-        Variant::Split => cols,
-        v => div_ceil(cols, WG as usize * v.columns()),
+        StepVariant::Split => cols,
+        v => cols.div_ceil(WG as usize * v.columns()),
     };
     [
         x,
-        div_ceil(batch, batch_tile(batch, tile)),
+        batch.div_ceil(batch_tile(batch, tile)),
         spec.num_directions(),
     ]
 }
 
+/// The step family.
+pub(crate) static FAMILY: Family = Family {
+    name: "step",
+    source,
+    layout: layout_entries,
+};
+
+/// The step module for weights of type `dtype` bound as `binding`, with the subgroup product
+/// where `subgroups`.
+fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
+    match (Reader::of(dtype, binding), subgroups) {
+        (Reader::F32, false) => wgsl!("weights/f32.wgsl", "step/step.wgsl", "step/plain.wgsl"),
+        (Reader::F16, false) => wgsl!("weights/f16.wgsl", "step/step.wgsl", "step/plain.wgsl"),
+        (Reader::Texture, false) => {
+            wgsl!("weights/texture.wgsl", "step/step.wgsl", "step/plain.wgsl")
+        }
+        (Reader::F32, true) => wgsl!("weights/f32.wgsl", "step/step.wgsl", "step/subgroup.wgsl"),
+        (Reader::F16, true) => wgsl!("weights/f16.wgsl", "step/step.wgsl", "step/subgroup.wgsl"),
+        (Reader::Texture, true) => {
+            wgsl!(
+                "weights/texture.wgsl",
+                "step/step.wgsl",
+                "step/subgroup.wgsl"
+            )
+        }
+    }
+}
+
 /// Bindings: params (dynamic uniform), gx, weights, h0, m, c, mn, lens.
-pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
+fn layout_entries(weights: WeightsBinding) -> Vec<wgpu::BindGroupLayoutEntry> {
     vec![
         dynamic_uniform::<StepParams>(0),
         storage(1, true),
-        storage(2, true),
+        weights.entry(2),
         storage(3, true),
         storage(4, false),
         storage(5, false),
@@ -362,3 +399,6 @@ pub(crate) fn layout_entries() -> Vec<wgpu::BindGroupLayoutEntry> {
         storage(7, true),
     ]
 }
+
+#[cfg(test)]
+mod tests;
