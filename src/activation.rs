@@ -27,17 +27,41 @@ pub enum Activation {
     /// `max(x, 0)`.
     Relu,
     /// `clamp(alpha·x + beta, 0, 1)` (ONNX defaults alpha 0.2, beta 0.5).
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+        /// The offset or inner scale `beta` (ONNX's `activation_beta`).
+        beta: f32,
+    },
     /// `x` for `x ≥ 0`, else `alpha·x` (ONNX default alpha 0.01).
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+    },
     /// `x` for `x > alpha`, else 0 (ONNX default alpha 1.0).
-    ThresholdedRelu { alpha: f32 },
+    ThresholdedRelu {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+    },
     /// `alpha·tanh(beta·x)` (no defaults: both must be given).
-    ScaledTanh { alpha: f32, beta: f32 },
+    ScaledTanh {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+        /// The offset or inner scale `beta` (ONNX's `activation_beta`).
+        beta: f32,
+    },
     /// `alpha·x + beta` (defaults alpha 1.0, beta 0.0, as ONNX's former `Affine` operator).
-    Affine { alpha: f32, beta: f32 },
+    Affine {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+        /// The offset or inner scale `beta` (ONNX's `activation_beta`).
+        beta: f32,
+    },
     /// `x` for `x ≥ 0`, else `alpha·(e^x − 1)` (ONNX default alpha 1.0).
-    Elu { alpha: f32 },
+    Elu {
+        /// The scale `alpha` (ONNX's `activation_alpha`).
+        alpha: f32,
+    },
     /// `x / (1 + |x|)`.
     Softsign,
     /// `ln(1 + e^x)`.
@@ -76,7 +100,8 @@ impl Activation {
         ONNX_NAMES[self.code() as usize]
     }
 
-    /// The function's number: its index in [`ONNX_NAMES`] (and the kernels' `ACT_*` codes).
+    /// The function's number: its index in the table of ONNX names (and the kernels' `ACT_*`
+    /// codes).
     pub fn code(self) -> u32 {
         match self {
             Activation::Sigmoid => 0,
@@ -252,8 +277,11 @@ fn tanh(x: f32) -> f32 {
 /// Roles a cell does not have are ignored. [`Activations::of`] gives a cell's own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Activations {
+    /// The gates' function (LSTM i, f, o; GRU z, r; the RNN cell's).
     pub f: Activation,
+    /// The cell input's (LSTM) or candidate's (GRU) function.
     pub g: Activation,
+    /// The cell output's function (LSTM: `h = o ⊙ h(c)`).
     pub h: Activation,
 }
 

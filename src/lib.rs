@@ -107,6 +107,8 @@
 //! the chart font, the JSON report). A library user leaves it out with
 //! `default-features = false`.
 
+#![warn(missing_docs)]
+
 mod activation;
 pub mod bench;
 pub mod compare;

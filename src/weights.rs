@@ -226,6 +226,8 @@ impl Weights {
         }
     }
 
+    /// Every tensor under its PyTorch name ([`param_name`]), in PyTorch's order (layer by
+    /// layer, forward direction first): what a safetensors file of this model holds.
     pub fn tensors(&self) -> Vec<(String, ArrayViewD<'_, f32>)> {
         let mut out = Vec::new();
         for layer in 0..self.spec.num_layers {

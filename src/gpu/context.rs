@@ -321,8 +321,9 @@ impl GpuContext {
             .layout(&self.inner.device, family, storage.binding())
     }
 
-    /// Whether this device serialises the threads that use it (GL; see
-    /// [`GpuContext::exclusive`]).
+    /// Whether this device serialises the threads that use it (GL: wgpu's GL backend hands its
+    /// one context between threads unreliably, so a context on GL lets one thread at a time
+    /// use the device).
     pub fn serializes_threads(&self) -> bool {
         self.inner.exclusive.is_some()
     }

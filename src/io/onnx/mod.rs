@@ -8,7 +8,7 @@
 //! `onnx.proto`), checks every node, folds constants, converts the weights of each recurrent
 //! node to PyTorch's layout and stacks consecutive compatible nodes into one multi-layer
 //! [`Weights`] ([`Stack`]). [`OnnxModel::run`] takes the graph's inputs by name in the shapes the
-//! graph declares, evaluates the glue, runs each stack on a [`Forward`] model built from its
+//! graph declares, evaluates the glue, runs each stack on a [`Forward`](crate::Forward) model built from its
 //! weights ([`CpuModel`] or [`GpuModel`](crate::GpuModel)), and returns every graph output by
 //! name in the graph's own shapes (a single node's `Y` is `[T, D, B, H]`, or `[B, T, D, H]`
 //! with `layout = 1`).
@@ -41,7 +41,7 @@
 //! zero final states, as onnxruntime gives), `initial_h`/`initial_c`, peepholes `P`, `clip`,
 //! `input_forget`, `activations` with `activation_alpha`/`activation_beta`, GRU
 //! `linear_before_reset` 0 and 1; they become the options of each stack's
-//! [`RnnSpec`](crate::RnnSpec). A file that is not a valid model, or holds any other operator
+//! [`RnnSpec`]. A file that is not a valid model, or holds any other operator
 //! or pattern, is an [`Error::InvalidFile`] naming the node, its operator and what is
 //! supported.
 //!
