@@ -172,44 +172,10 @@ impl Workspace {
         let staging = buffer("readback", layout.staging, U::MAP_READ | U::COPY_DST);
         let timestamps = timestamps.then(|| Timestamps::new(device, "forward timestamps"));
 
-        let uniform = |size: usize| {
-            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params,
-                offset: 0,
-                size: NonZeroU64::new(size as u64),
-            })
-        };
-        let group = |label: &str,
-                     layout: &wgpu::BindGroupLayout,
-                     resources: Vec<wgpu::BindingResource<'_>>| {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
-                .into_iter()
-                .zip(0u32..)
-                .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
-                .collect();
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(label),
-                layout,
-                entries: &entries,
-            })
-        };
-        // Bindings as the GEMM family's layout: params, a, w, bias, out.
-        let gemm = |label: &str,
-                    a: &wgpu::Buffer,
-                    w: &WeightStore,
-                    bias: &wgpu::Buffer,
-                    out: &wgpu::Buffer| {
-            group(
-                label,
-                &bind.gemm,
-                vec![
-                    uniform(std::mem::size_of::<GemmParams>()),
-                    a.as_entire_binding(),
-                    w.binding(),
-                    bias.as_entire_binding(),
-                    out.as_entire_binding(),
-                ],
-            )
+        let binder = Binder {
+            device,
+            bind,
+            params: &params,
         };
         let layers = weights
             .layers
@@ -228,40 +194,28 @@ impl Workspace {
                     Some(p) => (&p.m, &p.mn),
                     None => (output, &state.hn),
                 };
-                // Bindings as the step family's layout: params, gx, weights, h0, m, c,
-                // mn, lens.
-                let step = group(
-                    &format!("step layer {layer}"),
-                    &bind.step,
-                    vec![
-                        uniform(std::mem::size_of::<StepParams>()),
-                        gx.as_entire_binding(),
-                        lw.w_step.binding(),
-                        state.h0.as_entire_binding(),
-                        m.as_entire_binding(),
-                        state.c.as_entire_binding(),
-                        mn.as_entire_binding(),
-                        lens.as_entire_binding(),
-                    ],
-                );
                 LayerGroups {
-                    input: gemm(
+                    input: binder.gemm(
                         &format!("input projection layer {layer}"),
                         input,
                         &lw.w_ih,
                         &lw.bias,
                         &gx,
                     ),
-                    step,
+                    step: binder.step(
+                        &format!("step layer {layer}"),
+                        [&gx, &state.h0, m, &state.c, mn, &lens],
+                        &lw.w_step,
+                    ),
                     proj: lw.w_hr.as_ref().map(|p| Projected {
-                        y: gemm(
+                        y: binder.gemm(
                             &format!("projection of y, layer {layer}"),
                             m,
                             &p.weights,
                             &p.zero_bias,
                             output,
                         ),
-                        h_n: gemm(
+                        h_n: binder.gemm(
                             &format!("projection of h_n, layer {layer}"),
                             mn,
                             &p.weights,
@@ -316,6 +270,80 @@ impl Workspace {
 
 /// Most idle workspaces a pool keeps; beyond that the smallest is dropped.
 const MAX_IDLE: usize = 16;
+
+/// Creates a workspace's bind groups, each binding the dispatch-parameter buffer at binding 0
+/// (one parameter struct per dispatch, at a dynamic offset).
+struct Binder<'a> {
+    device: &'a wgpu::Device,
+    bind: &'a BindLayouts,
+    params: &'a wgpu::Buffer,
+}
+
+impl<'a> Binder<'a> {
+    /// One `T` of the parameter buffer, at the offset each dispatch gives.
+    fn uniform<T>(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.params,
+            offset: 0,
+            size: NonZeroU64::new(std::mem::size_of::<T>() as u64),
+        })
+    }
+
+    /// A bind group of `layout` with `resources` at bindings 0, 1, 2, …
+    fn group(
+        &self,
+        label: &str,
+        layout: &wgpu::BindGroupLayout,
+        resources: Vec<wgpu::BindingResource<'_>>,
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = resources
+            .into_iter()
+            .zip(0u32..)
+            .map(|(resource, binding)| wgpu::BindGroupEntry { binding, resource })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries: &entries,
+        })
+    }
+
+    /// A GEMM's group, bindings as the GEMM family's layout: params, a, w, bias, out.
+    fn gemm(
+        &self,
+        label: &str,
+        a: &wgpu::Buffer,
+        w: &WeightStore,
+        bias: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> wgpu::BindGroup {
+        let resources = vec![
+            self.uniform::<GemmParams>(),
+            a.as_entire_binding(),
+            w.binding(),
+            bias.as_entire_binding(),
+            out.as_entire_binding(),
+        ];
+        self.group(label, &self.bind.gemm, resources)
+    }
+
+    /// A step's group, bindings as the step family's layout: params, gx, weights, h0, m, c,
+    /// mn, lens (`buffers` holds gx, h0, m, c, mn, lens).
+    fn step(&self, label: &str, buffers: [&wgpu::Buffer; 6], w: &WeightStore) -> wgpu::BindGroup {
+        let [gx, h0, m, c, mn, lens] = buffers;
+        let resources = vec![
+            self.uniform::<StepParams>(),
+            gx.as_entire_binding(),
+            w.binding(),
+            h0.as_entire_binding(),
+            m.as_entire_binding(),
+            c.as_entire_binding(),
+            mn.as_entire_binding(),
+            lens.as_entire_binding(),
+        ];
+        self.group(label, &self.bind.step, resources)
+    }
+}
 
 /// Idle workspaces of one model, lent to one forward at a time each, so that forwards on
 /// several threads run at once.
