@@ -138,3 +138,8 @@ pub use weights::{param_name, DirectionWeights, Weights, WeightsDtype};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
+
+/// The Rust examples of `docs/ONNX.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/ONNX.md")]
+struct OnnxDocExamples;
