@@ -52,12 +52,8 @@
 //! inputs and of the recurrent outputs — no chain of nodes can grow memory beyond that.
 
 mod graph;
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-#[rustfmt::skip]
-mod pb {
-    include!("onnx_pb.rs");
-}
 mod ops;
+mod pb;
 mod rnn;
 mod run;
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, Axis, Ix3};
 
-use super::pb::NodeProto;
+use crate::io::onnx::pb::NodeProto;
 use super::value::Value;
 use crate::spec::Cell;
 use crate::weights::DirectionWeights;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::super::ops::{Op, SUPPORTED};
-use super::super::pb;
+use crate::io::onnx::pb;
 use super::super::rnn::{self, Refusal, RnnOp, Slots};
 use super::super::value::{decode, DataDir, Kind, Value};
 use super::ports::{port_of, Names};

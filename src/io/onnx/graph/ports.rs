@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::super::pb;
 use super::super::value::{type_name, Kind};
 use super::{invalid, Dim, LoadError, Port};
+use crate::io::onnx::pb;
 
 pub(super) struct Names {
     pub(super) ids: HashMap<String, usize>,

@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::super::pb::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use super::super::value::{decode, DataDir, Value};
+use crate::io::onnx::pb::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 
 pub(super) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute
