@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use ndarray::{s, Array3, ArrayD, Axis, Ix3, IxDyn};
 
-use super::graph::{self, Graph, NodeKind, Unit};
+use super::graph::{self, Graph, Group, NodeKind, Unit};
 use super::rnn;
 use super::{Dim, OnnxModel, Port, Value};
 use crate::error::{Error, Result};
-use crate::tensor::{Forward, Input};
+use crate::tensor::{Forward, Input, Output};
 
 impl OnnxModel {
     /// [`OnnxModel::run`] on the CPU.
@@ -113,21 +113,78 @@ impl OnnxModel {
         engine: &dyn Forward,
         env: &[Option<Value>],
     ) -> Result<Vec<(usize, Value)>> {
-        let g = &self.graph;
-        let group = &g.groups[gi];
+        let run = GroupRun::new(&self.graph, &self.graph.groups[gi], env)?;
+
+        // The glue between layers must hand Y on as the engine does.
+        for bd in &run.group.boundaries {
+            check_boundary(run.g, env, bd, run.bf, [run.t, run.d, run.b, run.h])?;
+        }
+
+        let lengths = run.lengths()?;
+        let h0 = run.states(&|r| r.slots.init_h, "initial_h")?;
+        let c0 = run.states(&|r| r.slots.init_c, "initial_c")?;
+        let mut input = Input::new(run.x.view()).batch_first(run.bf);
+        if let Some(h0) = &h0 {
+            input = input.h0(h0.view());
+        }
+        if let Some(c0) = &c0 {
+            input = input.c0(c0.view());
+        }
+        if let Some(l) = &lengths {
+            input = input.lengths(l);
+        }
+        let mut out = engine.forward(&input).map_err(|e| run.err(e.to_string()))?;
+        // A sequence of length 0 ends in zero states (as onnxruntime has it), not in its
+        // initial ones.
+        for (row, _) in lengths
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, &n)| n == 0)
+        {
+            out.h_n.slice_mut(s![.., row, ..]).fill(0.0);
+            if let Some(c) = &mut out.c_n {
+                c.slice_mut(s![.., row, ..]).fill(0.0);
+            }
+        }
+        run.outputs(&out)
+    }
+}
+
+/// A group being run: its bottom node's sequence input `X`, checked, and the sizes it gives.
+struct GroupRun<'a> {
+    /// The graph.
+    g: &'a Graph,
+    /// The group.
+    group: &'a Group,
+    /// The values computed so far.
+    env: &'a [Option<Value>],
+    /// The bottom node's label, for messages.
+    label: String,
+    /// `X`.
+    x: ArrayD<f32>,
+    /// Whether the nodes have `layout = 1`.
+    bf: bool,
+    /// Time steps.
+    t: usize,
+    /// Batch elements.
+    b: usize,
+    /// Directions.
+    d: usize,
+    /// Hidden size.
+    h: usize,
+    /// Layers (members of the group).
+    layers: usize,
+}
+
+impl<'a> GroupRun<'a> {
+    /// Reads `X` of `group`'s bottom node: a float tensor of 3 dimensions, with time steps and
+    /// batch elements.
+    fn new(g: &'a Graph, group: &'a Group, env: &'a [Option<Value>]) -> Result<Self> {
         let first = g.rnn(group.members[0]);
         let label = g.nodes[group.members[0]].label();
-        let err = |m: String| Error::InvalidInput(format!("{label}: {m}"));
-        let float = |v: usize, what: &str| -> Result<ArrayD<f32>> {
-            match get(g, env, v) {
-                Some(Value::F32(a)) => Ok(a.clone()),
-                _ => Err(err(format!(
-                    "input {what} (`{}`) is not a float tensor",
-                    g.names[v]
-                ))),
-            }
-        };
-        let x = float(first.slots.x.expect("checked"), "X")?;
+        let err = |m: String| invalid_input(&label, m);
+        let x = float_input(g, env, first.slots.x.expect("checked"), "X", err)?;
         if x.ndim() != 3 {
             return Err(err(format!(
                 "input X has shape {:?}; expected 3 dimensions",
@@ -151,93 +208,99 @@ impl OnnxModel {
                 }
             )));
         }
-        let (d, h, layers) = (first.directions, first.hidden, group.members.len());
+        Ok(GroupRun {
+            g,
+            group,
+            env,
+            label,
+            x,
+            bf,
+            t,
+            b,
+            d: first.directions,
+            h: first.hidden,
+            layers: group.members.len(),
+        })
+    }
 
-        // The glue between layers must hand Y on as the engine does.
-        for bd in &group.boundaries {
-            check_boundary(g, env, bd, bf, [t, d, b, h])?;
-        }
+    /// An invalid input, the message prefixed with the bottom node's label.
+    fn err(&self, m: String) -> Error {
+        invalid_input(&self.label, m)
+    }
 
-        let lengths: Option<Vec<usize>> = match first.slots.seq_lens {
-            None => None,
-            Some(v) => {
-                let Some(Value::I64(l)) = get(g, env, v) else {
-                    return Err(err("sequence_lens is not an integer tensor".into()));
-                };
-                if l.shape() != [b] {
-                    return Err(err(format!(
-                        "sequence_lens has shape {:?}; expected [{b}] (the batch)",
-                        l.shape()
-                    )));
-                }
-                let mut out = Vec::with_capacity(b);
-                for (i, &n) in l.iter().enumerate() {
-                    if n < 0 || n as u64 > t as u64 {
-                        return Err(err(format!(
-                            "sequence_lens[{i}] = {n} is outside 0..={t} (the input's time steps)"
-                        )));
-                    }
-                    out.push(n as usize);
-                }
-                Some(out)
-            }
+    /// Value `v`, input `what` of a node, which must be a float tensor.
+    fn float(&self, v: usize, what: &str) -> Result<ArrayD<f32>> {
+        float_input(self.g, self.env, v, what, |m| self.err(m))
+    }
+
+    /// The bottom node's `sequence_lens`, when it has them: one per batch element, each
+    /// within the time steps.
+    fn lengths(&self) -> Result<Option<Vec<usize>>> {
+        let first = self.g.rnn(self.group.members[0]);
+        let Some(v) = first.slots.seq_lens else {
+            return Ok(None);
         };
-        let states = |which: &dyn Fn(&rnn::RnnNode) -> Option<usize>,
-                      what: &str|
-         -> Result<Option<Array3<f32>>> {
-            if !group.members.iter().any(|&m| which(g.rnn(m)).is_some()) {
-                return Ok(None);
-            }
-            let mut all = Array3::<f32>::zeros((layers * d, b, h));
-            for (k, &m) in group.members.iter().enumerate() {
-                let Some(v) = which(g.rnn(m)) else { continue };
-                let s = float(v, what)?;
-                let want = if bf { [b, d, h] } else { [d, b, h] };
-                if s.shape() != want {
-                    return Err(Error::InvalidInput(format!(
-                        "{}: input {what} (`{}`) has shape {:?}; expected {want:?}",
-                        g.nodes[m].label(),
-                        g.names[v],
-                        s.shape()
-                    )));
-                }
-                let mut s = s.into_dimensionality::<Ix3>().expect("rank checked");
-                if bf {
-                    s = s.permuted_axes([1, 0, 2]);
-                }
-                all.slice_mut(s![k * d..(k + 1) * d, .., ..]).assign(&s);
-            }
-            Ok(Some(all))
+        let (t, b) = (self.t, self.b);
+        let Some(Value::I64(l)) = get(self.g, self.env, v) else {
+            return Err(self.err("sequence_lens is not an integer tensor".into()));
         };
-        let h0 = states(&|r| r.slots.init_h, "initial_h")?;
-        let c0 = states(&|r| r.slots.init_c, "initial_c")?;
-        let mut input = Input::new(x.view()).batch_first(bf);
-        if let Some(h0) = &h0 {
-            input = input.h0(h0.view());
+        if l.shape() != [b] {
+            return Err(self.err(format!(
+                "sequence_lens has shape {:?}; expected [{b}] (the batch)",
+                l.shape()
+            )));
         }
-        if let Some(c0) = &c0 {
-            input = input.c0(c0.view());
-        }
-        if let Some(l) = &lengths {
-            input = input.lengths(l);
-        }
-        let mut out = engine
-            .forward(&input)
-            .map_err(|e| Error::InvalidInput(format!("{label}: {e}")))?;
-        // A sequence of length 0 ends in zero states (as onnxruntime has it), not in its
-        // initial ones.
-        for (row, _) in lengths
-            .iter()
-            .flatten()
-            .enumerate()
-            .filter(|(_, &n)| n == 0)
-        {
-            out.h_n.slice_mut(s![.., row, ..]).fill(0.0);
-            if let Some(c) = &mut out.c_n {
-                c.slice_mut(s![.., row, ..]).fill(0.0);
+        let mut out = Vec::with_capacity(b);
+        for (i, &n) in l.iter().enumerate() {
+            if n < 0 || n as u64 > t as u64 {
+                return Err(self.err(format!(
+                    "sequence_lens[{i}] = {n} is outside 0..={t} (the input's time steps)"
+                )));
             }
+            out.push(n as usize);
         }
+        Ok(Some(out))
+    }
 
+    /// The initial states `[layers·D, B, H]` of the members' inputs `which` (input `what`):
+    /// `None` when no member has one, zeros for the members without.
+    fn states(
+        &self,
+        which: &dyn Fn(&rnn::RnnNode) -> Option<usize>,
+        what: &str,
+    ) -> Result<Option<Array3<f32>>> {
+        let (g, group) = (self.g, self.group);
+        let (bf, b, d, h) = (self.bf, self.b, self.d, self.h);
+        if !group.members.iter().any(|&m| which(g.rnn(m)).is_some()) {
+            return Ok(None);
+        }
+        let mut all = Array3::<f32>::zeros((self.layers * d, b, h));
+        for (k, &m) in group.members.iter().enumerate() {
+            let Some(v) = which(g.rnn(m)) else { continue };
+            let s = self.float(v, what)?;
+            let want = if bf { [b, d, h] } else { [d, b, h] };
+            if s.shape() != want {
+                return Err(Error::InvalidInput(format!(
+                    "{}: input {what} (`{}`) has shape {:?}; expected {want:?}",
+                    g.nodes[m].label(),
+                    g.names[v],
+                    s.shape()
+                )));
+            }
+            let mut s = s.into_dimensionality::<Ix3>().expect("rank checked");
+            if bf {
+                s = s.permuted_axes([1, 0, 2]);
+            }
+            all.slice_mut(s![k * d..(k + 1) * d, .., ..]).assign(&s);
+        }
+        Ok(Some(all))
+    }
+
+    /// The values of the members' outputs from the engine's `out`, in the graph's shapes: the
+    /// top node's `Y`, each member's `Y_h` and `Y_c`.
+    fn outputs(&self, out: &Output) -> Result<Vec<(usize, Value)>> {
+        let (g, group) = (self.g, self.group);
+        let (bf, t, b, d, h) = (self.bf, self.t, self.b, self.d, self.h);
         let mut values = Vec::new();
         let last = g.rnn(*group.members.last().expect("a member"));
         if let Some(y) = last.slots.y {
@@ -282,6 +345,29 @@ impl OnnxModel {
             }
         }
         Ok(values)
+    }
+}
+
+/// An invalid input, the message prefixed with `label`.
+fn invalid_input(label: &str, m: String) -> Error {
+    Error::InvalidInput(format!("{label}: {m}"))
+}
+
+/// Value `v` (computed in `env`, or constant), input `what` of a node, which must be a float
+/// tensor; `err` makes the error.
+fn float_input(
+    g: &Graph,
+    env: &[Option<Value>],
+    v: usize,
+    what: &str,
+    err: impl Fn(String) -> Error,
+) -> Result<ArrayD<f32>> {
+    match get(g, env, v) {
+        Some(Value::F32(a)) => Ok(a.clone()),
+        _ => Err(err(format!(
+            "input {what} (`{}`) is not a float tensor",
+            g.names[v]
+        ))),
     }
 }
 
