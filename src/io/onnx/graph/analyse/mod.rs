@@ -41,7 +41,7 @@ pub(crate) fn analyse(model: &pb::ModelProto, dir: DataDir<'_>) -> Result<Graph,
     a.initializers(g)?;
     a.graph_inputs(g)?;
     a.nodes(g)?;
-    a.order = topo_order(&a.nodes, &a.producer).map_err(LoadError::Invalid)?;
+    a.topological_order()?;
     a.kinds_constants_and_sources()?;
     a.graph_outputs(g)?;
     a.live_nodes()?;
@@ -225,6 +225,12 @@ impl<'a> Analysis<'a> {
             inputs: ins,
             outputs: outs,
         });
+        Ok(())
+    }
+
+    /// Topological order of the nodes (an error names a node on a cycle).
+    fn topological_order(&mut self) -> Result<(), LoadError> {
+        self.order = topo_order(&self.nodes, &self.producer).map_err(LoadError::Invalid)?;
         Ok(())
     }
 
