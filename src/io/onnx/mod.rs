@@ -120,6 +120,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<OnnxModel> {
     parse("<bytes>", bytes, DataDir(None))
 }
 
+/// Decodes, analyses and converts the model in `bytes` (`path` names it in errors).
 fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
     let bad = |m: String| Error::InvalidFile {
         path: path.to_string(),
@@ -197,6 +198,7 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
     })
 }
 
+/// `s` on one line, its whitespace runs made single spaces.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

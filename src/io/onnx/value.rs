@@ -196,6 +196,7 @@ fn from_le(t: DataType, bytes: &[u8]) -> Value {
     }
 }
 
+/// `v` as a 1-D tensor.
 fn flat<T>(v: Vec<T>) -> ArrayD<T> {
     let n = v.len();
     ArrayD::from_shape_vec(IxDyn(&[n]), v).expect("1-D")
