@@ -52,12 +52,8 @@
 //! inputs and of the recurrent outputs — no chain of nodes can grow memory beyond that.
 
 mod graph;
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-#[rustfmt::skip]
-mod pb {
-    include!("onnx_pb.rs");
-}
 mod ops;
+mod pb;
 mod rnn;
 mod run;
 #[cfg(test)]
@@ -124,6 +120,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<OnnxModel> {
     parse("<bytes>", bytes, DataDir(None))
 }
 
+/// Decodes, analyses and converts the model in `bytes` (`path` names it in errors).
 fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
     let bad = |m: String| Error::InvalidFile {
         path: path.to_string(),
@@ -201,6 +198,7 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
     })
 }
 
+/// `s` on one line, its whitespace runs made single spaces.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::pb::{tensor_proto::DataType, TensorProto};
+use crate::io::onnx::pb::{tensor_proto::DataType, TensorProto};
 
 /// A tensor flowing through an ONNX graph: floating point (every float type is read as f32) or
 /// integer (every integer type is read as i64).
@@ -196,6 +196,7 @@ fn from_le(t: DataType, bytes: &[u8]) -> Value {
     }
 }
 
+/// `v` as a 1-D tensor.
 fn flat<T>(v: Vec<T>) -> ArrayD<T> {
     let n = v.len();
     ArrayD::from_shape_vec(IxDyn(&[n]), v).expect("1-D")

@@ -2,16 +2,18 @@
 
 use std::collections::HashMap;
 
-use super::super::pb;
 use super::super::value::{type_name, Kind};
 use super::{invalid, Dim, LoadError, Port};
+use crate::io::onnx::pb;
 
+/// The graph's value names and the id of each (ids in order of first mention).
 pub(super) struct Names {
     pub(super) ids: HashMap<String, usize>,
     pub(super) names: Vec<String>,
 }
 
 impl Names {
+    /// The id of `name`, a new one the first time.
     pub(super) fn id(&mut self, name: &str) -> usize {
         if let Some(&i) = self.ids.get(name) {
             return i;
@@ -22,6 +24,7 @@ impl Names {
     }
 }
 
+/// The graph input or output `v` (`what` names which, in errors) with value id `id`.
 pub(super) fn port_of(v: &pb::ValueInfoProto, what: &str, id: usize) -> Result<Port, LoadError> {
     let name = v.name.clone().unwrap_or_default();
     let tensor = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {

@@ -7,6 +7,7 @@ use super::super::rnn::RnnNode;
 use super::super::value::Value;
 use super::{Boundary, Group, Node, NodeKind, Source, Unit};
 
+/// What stacking and scheduling read of the analysed graph.
 pub(super) struct Ctx<'a> {
     pub(super) nodes: &'a [Node],
     pub(super) producer: &'a HashMap<usize, usize>,
@@ -19,6 +20,7 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Node `i` when it is recurrent.
     fn rnn(&self, i: usize) -> Option<&RnnNode> {
         match &self.nodes[i].kind {
             NodeKind::Rnn(r) => Some(r),

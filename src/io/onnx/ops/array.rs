@@ -16,6 +16,7 @@ pub(super) fn axis(a: i64, rank: usize) -> Result<usize, String> {
     }
 }
 
+/// Checks that a tensor of `shape` holds at most `cap` elements.
 pub(super) fn check_cap(shape: &[usize], cap: usize) -> Result<(), String> {
     let n = count(shape)?;
     if n > cap {
@@ -26,6 +27,7 @@ pub(super) fn check_cap(shape: &[usize], cap: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The shape `v` (a shape input's values), checked to hold at most `cap` elements.
 pub(super) fn dims_of(v: &[i64], cap: usize) -> Result<Vec<usize>, String> {
     element_count(v)?;
     let shape: Vec<usize> = v.iter().map(|&d| d as usize).collect();
@@ -42,6 +44,7 @@ pub(super) fn count(shape: &[usize]) -> Result<usize, String> {
     element_count(&dims)
 }
 
+/// `x` with its elements in row-major order laid out in `shape` (the same count).
 pub(super) fn reshape(x: &Value, shape: &[usize]) -> Result<Value, String> {
     let n = count(shape).map_err(|e| format!("cannot reshape: {e}"))?;
     if n != x.len() {
@@ -150,10 +153,12 @@ pub(super) fn select_range(x: &Value, a: usize, first: i64, count: usize, step: 
     select(x, a, &idx)
 }
 
+/// The entries `idx` of axis `a` of `x`, in that order.
 pub(super) fn select(x: &Value, a: usize, idx: &[usize]) -> Value {
     map!(x, |v| v.select(Axis(a), idx))
 }
 
+/// The shape `a` and `b` broadcast to (numpy's rules).
 pub(super) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let r = a.len().max(b.len());
     let get = |s: &[usize], i: usize| {
@@ -173,6 +178,7 @@ pub(super) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, St
         .collect()
 }
 
+/// `a` broadcast to `shape` (numpy's rules), owned.
 pub(super) fn broadcast_to<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
     let mut s = vec![1; shape.len().saturating_sub(a.ndim())];
     s.extend_from_slice(a.shape());

@@ -2,31 +2,37 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::super::pb::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use super::super::value::{decode, DataDir, Value};
+use crate::io::onnx::pb::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 
+/// The attribute `name` of `node`.
 pub(super) fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute
         .iter()
         .find(|a| a.name.as_deref() == Some(name))
 }
 
+/// The integer attribute `name` of `node`.
 pub(crate) fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
     attr(node, name).and_then(|a| a.i)
 }
 
+/// The integer list attribute `name` of `node`.
 pub(crate) fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
     attr(node, name).map(|a| a.ints.clone())
 }
 
+/// The float attribute `name` of `node`.
 pub(crate) fn attr_float(node: &NodeProto, name: &str) -> Option<f32> {
     attr(node, name).and_then(|a| a.f)
 }
 
+/// The float list attribute `name` of `node`.
 pub(crate) fn attr_floats(node: &NodeProto, name: &str) -> Option<Vec<f32>> {
     attr(node, name).map(|a| a.floats.clone())
 }
 
+/// The string attribute `name` of `node` (bytes read as UTF-8, lossily).
 pub(crate) fn attr_string(node: &NodeProto, name: &str) -> Option<String> {
     attr(node, name).and_then(|a| {
         a.s.as_ref()
@@ -34,6 +40,7 @@ pub(crate) fn attr_string(node: &NodeProto, name: &str) -> Option<String> {
     })
 }
 
+/// The string list attribute `name` of `node` (bytes read as UTF-8, lossily).
 pub(crate) fn attr_strings(node: &NodeProto, name: &str) -> Option<Vec<String>> {
     attr(node, name).map(|a| {
         a.strings

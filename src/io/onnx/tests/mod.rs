@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use ndarray::{ArrayD, IxDyn};
 use prost::Message;
 
-use super::pb::{self, tensor_proto::DataType};
 use super::*;
+use crate::io::onnx::pb::{self, tensor_proto::DataType};
 
 fn tensor_type(elem: DataType, dims: &[i64]) -> pb::TypeProto {
     pb::TypeProto {

@@ -3,8 +3,8 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::pb::NodeProto;
 use super::value::{decode, DataDir, Kind, Value};
+use crate::io::onnx::pb::NodeProto;
 
 /// Applies a generic array function to either kind of value.
 macro_rules! map {

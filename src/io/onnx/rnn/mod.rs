@@ -5,15 +5,17 @@
 //! recurrent biases) and `P` `[D, 3·H]`, with gate blocks LSTM i, o, f, c (PyTorch i, f, g, o),
 //! GRU z, r, h (PyTorch r, z, n) and peepholes i, o, f (ours i, f, o).
 
-use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, Axis, Ix3};
+mod attributes;
 
-use super::pb::NodeProto;
+use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, Axis, Ix3};
+
+use super::ops::{attr_int, attr_string};
 use super::value::Value;
+use crate::activation::Activations;
+use crate::io::onnx::pb::NodeProto;
 use crate::spec::Cell;
 use crate::weights::DirectionWeights;
-
-use super::ops::{attr_float, attr_floats, attr_int, attr_string, attr_strings};
-use crate::activation::{Activation, Activations, ONNX_NAMES};
+use attributes::attributes;
 
 /// Why a recurrent node was refused.
 #[derive(Debug)]
@@ -22,6 +24,7 @@ pub(crate) enum Refusal {
     Invalid(String),
 }
 
+/// A [`Refusal::Invalid`] with message `m`.
 fn invalid<T>(m: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal::Invalid(m.into()))
 }
@@ -35,6 +38,7 @@ pub(crate) enum RnnOp {
 }
 
 impl RnnOp {
+    /// The operator of ONNX op type `op`, `None` for other op types.
     pub fn from_op_type(op: &str) -> Option<RnnOp> {
         match op {
             "LSTM" => Some(RnnOp::Lstm),
@@ -116,10 +120,12 @@ pub(crate) struct RnnNode {
 }
 
 impl RnnNode {
+    /// Whether the node has biases (`B`).
     pub fn has_bias(&self) -> bool {
         self.params.iter().any(|p| p.b_ih.is_some())
     }
 
+    /// Whether the node has peepholes (`P`).
     pub fn has_peephole(&self) -> bool {
         self.params.iter().any(|p| p.w_ph.is_some())
     }
@@ -138,33 +144,6 @@ impl RnnNode {
     }
 }
 
-/// The activation functions `names` (every direction's, in order) with their parameters:
-/// `alphas` and `betas` are consumed in order by the functions that take them (as onnxruntime
-/// does); a function left without one takes the default of the ONNX operator of its name.
-fn resolve_activations(
-    names: &[String],
-    alphas: Vec<f32>,
-    betas: Vec<f32>,
-) -> Result<Vec<Activation>, Refusal> {
-    let (mut alphas, mut betas) = (alphas.into_iter(), betas.into_iter());
-    let mut out = Vec::new();
-    for name in names {
-        let Some((takes_alpha, takes_beta)) = Activation::takes(name) else {
-            return invalid(format!(
-                "activation `{name}` in attribute `activations` is not an ONNX activation ({})",
-                ONNX_NAMES.join(", ")
-            ));
-        };
-        let alpha = if takes_alpha { alphas.next() } else { None };
-        let beta = if takes_beta { betas.next() } else { None };
-        out.push(
-            Activation::from_onnx(name, alpha, beta)
-                .map_err(|e| Refusal::Invalid(format!("attribute `activations`: {e}")))?,
-        );
-    }
-    Ok(out)
-}
-
 /// Checks and converts `node`. `konst` gives the constant value of a value id (initializers
 /// and folded constants), `name` its name.
 pub(crate) fn parse(
@@ -174,8 +153,7 @@ pub(crate) fn parse(
     konst: &dyn Fn(usize) -> Option<Value>,
     name: &dyn Fn(usize) -> String,
 ) -> Result<RnnNode, Refusal> {
-    let op_name = node.op_type.clone().unwrap_or_default();
-    // --- ONNX validity ---
+    // `direction` and `layout` first: the checks of the inputs need them.
     let direction = attr_string(node, "direction").unwrap_or_else(|| "forward".into());
     let directions = match direction.as_str() {
         "forward" | "reverse" => 1,
@@ -190,24 +168,60 @@ pub(crate) fn parse(
     if !(0..=1).contains(&layout) {
         return invalid(format!("attribute `layout` = {layout} must be 0 or 1"));
     }
-    let Some(x) = slots.x else {
+    let inputs = inputs(node, op, &slots, &direction, directions, konst, name)?;
+    let attrs = attributes(node, op, &direction, directions)?;
+    let params = (0..directions)
+        .map(|d| direction_weights(op, &inputs, d))
+        .collect();
+    Ok(RnnNode {
+        op,
+        cell: attrs.cell,
+        directions,
+        reverse: direction == "reverse",
+        activations: attrs.activations,
+        clip: attrs.clip.filter(|c| c.is_finite()),
+        input_forget: attrs.input_forget,
+        linear_before_reset: op != RnnOp::Gru || attrs.linear_before_reset,
+        layout: layout as usize,
+        hidden: inputs.hidden,
+        input_size: inputs.input_size,
+        slots,
+        params,
+    })
+}
+
+/// The weights of a node in ONNX's layout, their shapes checked, and the sizes they give.
+struct Inputs {
+    /// `W` `[D, G·H, I]`.
+    w: Array3<f32>,
+    /// `R` `[D, G·H, H]`.
+    r: Array3<f32>,
+    /// `B` `[D, 2·G·H]`, when the node has it.
+    b: Option<ArrayD<f32>>,
+    /// `P` `[D, 3·H]` (LSTM only), when the node has it.
+    p: Option<ArrayD<f32>>,
+    /// The hidden size `H`.
+    hidden: usize,
+    /// The input size `I`.
+    input_size: usize,
+}
+
+/// The node's inputs: `X` present, the weights `W`, `R` (required), `B` and `P` (LSTM)
+/// constants of the shapes `direction` (`directions` of them) and the hidden size (the
+/// attribute, or `R`'s) need.
+fn inputs(
+    node: &NodeProto,
+    op: RnnOp,
+    slots: &Slots,
+    direction: &str,
+    directions: usize,
+    konst: &dyn Fn(usize) -> Option<Value>,
+    name: &dyn Fn(usize) -> String,
+) -> Result<Inputs, Refusal> {
+    if slots.x.is_none() {
         return invalid("input X is missing");
-    };
-    let _ = x;
-    let weight = |slot: Option<usize>, what: &str| -> Result<Option<ArrayD<f32>>, Refusal> {
-        let Some(id) = slot else { return Ok(None) };
-        match konst(id) {
-            Some(Value::F32(a)) => Ok(Some(a)),
-            Some(Value::I64(_)) => invalid(format!(
-                "input {what} (`{}`) is an integer tensor; weights are float",
-                name(id)
-            )),
-            None => invalid(format!(
-                "input {what} is `{}`, a value computed at run time; weights (W, R, B, P) must be initializers or constants",
-                name(id)
-            )),
-        }
-    };
+    }
+    let weight = |slot: Option<usize>, what: &str| constant_weight(slot, what, konst, name);
     let w = weight(slots.w, "W")?.ok_or_else(|| Refusal::Invalid("input W is missing".into()))?;
     let r = weight(slots.r, "R")?.ok_or_else(|| Refusal::Invalid("input R is missing".into()))?;
     let b = weight(slots.b, "B")?;
@@ -253,144 +267,83 @@ pub(crate) fn parse(
             r.shape()
         ));
     }
-    if let Some(b) = &b {
-        if b.shape() != [directions, 2 * gh] {
-            return invalid(format!(
-                "{hs_note} needs B [{directions}, {}], got {:?}",
-                2 * gh,
-                b.shape()
-            ));
-        }
-    }
-    if let Some(p) = &p {
-        if p.shape() != [directions, 3 * hidden] {
-            return invalid(format!(
-                "{hs_note} needs P [{directions}, {}], got {:?}",
-                3 * hidden,
-                p.shape()
-            ));
-        }
-    }
-    let per_dir = op.activations();
-    let names = match attr_strings(node, "activations") {
-        None => None,
-        Some(list) => {
-            if list.len() != per_dir * directions {
+    for (what, v, len) in [("B", &b, 2 * gh), ("P", &p, 3 * hidden)] {
+        if let Some(v) = v {
+            if v.shape() != [directions, len] {
                 return invalid(format!(
-                    "attribute `activations` has {} entries, {op_name} with direction \"{direction}\" needs {}",
-                    list.len(),
-                    per_dir * directions
+                    "{hs_note} needs {what} [{directions}, {len}], got {:?}",
+                    v.shape()
                 ));
             }
-            Some(list)
-        }
-    };
-    let input_forget = attr_int(node, "input_forget").unwrap_or(0);
-    if !(0..=1).contains(&input_forget) {
-        return invalid(format!(
-            "attribute `input_forget` = {input_forget} must be 0 or 1"
-        ));
-    }
-    let lbr = attr_int(node, "linear_before_reset").unwrap_or(0);
-    if !(0..=1).contains(&lbr) {
-        return invalid(format!(
-            "attribute `linear_before_reset` = {lbr} must be 0 or 1"
-        ));
-    }
-    let clip = attr_float(node, "clip");
-    if let Some(c) = clip {
-        if c.is_nan() || c <= 0.0 {
-            return invalid(format!("attribute `clip` = {c} must be positive"));
         }
     }
-    // An RNN whose activations are all Relu is PyTorch's relu RNN; any other is the tanh
-    // cell with its activations replaced.
-    let cell = match (op, &names) {
-        (RnnOp::Lstm, _) => Cell::Lstm,
-        (RnnOp::Gru, _) => Cell::Gru,
-        (RnnOp::Rnn, Some(a)) if a.iter().all(|f| f.eq_ignore_ascii_case("Relu")) => Cell::RnnRelu,
-        (RnnOp::Rnn, _) => Cell::RnnTanh,
-    };
-    let activations = match &names {
-        None => Vec::new(),
-        Some(names) => {
-            let list = resolve_activations(
-                names,
-                attr_floats(node, "activation_alpha").unwrap_or_default(),
-                attr_floats(node, "activation_beta").unwrap_or_default(),
-            )?;
-            let acts: Vec<Activations> = list
-                .chunks(per_dir)
-                .map(|c| {
-                    let mut a = Activations::of(cell);
-                    a.f = c[0];
-                    if let Some(&g) = c.get(1) {
-                        a.g = g;
-                    }
-                    if let Some(&h) = c.get(2) {
-                        a.h = h;
-                    }
-                    a
-                })
-                .collect();
-            if acts.iter().all(|a| a.is_default(cell)) {
-                Vec::new()
-            } else {
-                acts
-            }
-        }
-    };
-
-    // --- conversion ---
-    let w = w.into_dimensionality::<Ix3>().expect("rank checked");
-    let r = r.into_dimensionality::<Ix3>().expect("rank checked");
-    let order = op.gate_order();
-    let mut params = Vec::new();
-    for d in 0..directions {
-        let w_ih = reorder(w.index_axis(Axis(0), d), hidden, order);
-        let w_hh = reorder(r.index_axis(Axis(0), d), hidden, order);
-        let (b_ih, b_hh) = match &b {
-            Some(b) => {
-                let row = b.index_axis(Axis(0), d);
-                let wb = row.slice(s![..gh]).to_owned().insert_axis(Axis(1));
-                let rb = row.slice(s![gh..]).to_owned().insert_axis(Axis(1));
-                (
-                    Some(column(reorder(wb.view(), hidden, order))),
-                    Some(column(reorder(rb.view(), hidden, order))),
-                )
-            }
-            None => (None, None),
-        };
-        let w_ph = p.as_ref().map(|p| {
-            let row = p.index_axis(Axis(0), d).to_owned().insert_axis(Axis(1));
-            // ONNX i, o, f → ours i, f, o.
-            let m = row.into_dimensionality::<ndarray::Ix2>().expect("2-D");
-            column(reorder(m.view(), hidden, &[0, 2, 1]))
-        });
-        params.push(DirectionWeights {
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-            w_hr: None,
-            w_ph,
-        });
-    }
-    Ok(RnnNode {
-        op,
-        cell,
-        directions,
-        reverse: direction == "reverse",
-        activations,
-        clip: clip.filter(|c| c.is_finite()),
-        input_forget: input_forget == 1,
-        linear_before_reset: op != RnnOp::Gru || lbr == 1,
-        layout: layout as usize,
+    Ok(Inputs {
+        w: w.into_dimensionality::<Ix3>().expect("rank checked"),
+        r: r.into_dimensionality::<Ix3>().expect("rank checked"),
+        b,
+        p,
         hidden,
         input_size,
-        slots,
-        params,
     })
+}
+
+/// The weight input `what` in `slot`: `None` when absent, else a float constant (`konst`
+/// gives the constant of a value id, `name` its name).
+fn constant_weight(
+    slot: Option<usize>,
+    what: &str,
+    konst: &dyn Fn(usize) -> Option<Value>,
+    name: &dyn Fn(usize) -> String,
+) -> Result<Option<ArrayD<f32>>, Refusal> {
+    let Some(id) = slot else { return Ok(None) };
+    match konst(id) {
+        Some(Value::F32(a)) => Ok(Some(a)),
+        Some(Value::I64(_)) => invalid(format!(
+            "input {what} (`{}`) is an integer tensor; weights are float",
+            name(id)
+        )),
+        None => invalid(format!(
+            "input {what} is `{}`, a value computed at run time; weights (W, R, B, P) must be initializers or constants",
+            name(id)
+        )),
+    }
+}
+
+/// The weights of direction `d` of the node in PyTorch's layout: gate blocks reordered
+/// (see [`RnnOp::gate_order`]), `B` split into input and recurrent biases, peepholes
+/// reordered to ours.
+fn direction_weights(op: RnnOp, inputs: &Inputs, d: usize) -> DirectionWeights {
+    let Inputs { hidden, .. } = *inputs;
+    let gh = op.gates() * hidden;
+    let order = op.gate_order();
+    let w_ih = reorder(inputs.w.index_axis(Axis(0), d), hidden, order);
+    let w_hh = reorder(inputs.r.index_axis(Axis(0), d), hidden, order);
+    let (b_ih, b_hh) = match &inputs.b {
+        Some(b) => {
+            let row = b.index_axis(Axis(0), d);
+            let wb = row.slice(s![..gh]).to_owned().insert_axis(Axis(1));
+            let rb = row.slice(s![gh..]).to_owned().insert_axis(Axis(1));
+            (
+                Some(column(reorder(wb.view(), hidden, order))),
+                Some(column(reorder(rb.view(), hidden, order))),
+            )
+        }
+        None => (None, None),
+    };
+    let w_ph = inputs.p.as_ref().map(|p| {
+        let row = p.index_axis(Axis(0), d).to_owned().insert_axis(Axis(1));
+        // ONNX i, o, f → ours i, f, o.
+        let m = row.into_dimensionality::<ndarray::Ix2>().expect("2-D");
+        column(reorder(m.view(), hidden, &[0, 2, 1]))
+    });
+    DirectionWeights {
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        w_hr: None,
+        w_ph,
+    }
 }
 
 /// Rows of `m` regrouped by gate: block `j` of the result is block `order[j]` of `m`.
@@ -402,6 +355,7 @@ fn reorder(m: ArrayView2<'_, f32>, hidden: usize, order: &[usize]) -> Array2<f32
     ndarray::concatenate(Axis(0), &blocks).expect("same widths")
 }
 
+/// The one column of `m`.
 fn column(m: Array2<f32>) -> Array1<f32> {
     let n = m.len();
     m.into_shape_with_order(n).expect("one column")

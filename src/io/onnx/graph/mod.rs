@@ -96,12 +96,15 @@ enum Source {
     Rnn(usize, usize),
 }
 
+/// What a node computes.
 #[derive(Debug, Clone)]
 pub(crate) enum NodeKind {
     Glue(Op),
     Rnn(Box<RnnNode>),
 }
 
+/// A node of the graph: its name, operator, and the value ids it reads and writes (`None`
+/// for an absent optional input or unused output).
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub name: String,
@@ -150,6 +153,7 @@ pub(crate) enum LoadError {
     Invalid(String),
 }
 
+/// A [`LoadError::Invalid`] with message `m`.
 fn invalid<T>(m: impl Into<String>) -> Result<T, LoadError> {
     Err(LoadError::Invalid(m.into()))
 }
@@ -168,6 +172,7 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// The recurrent node at node index `node` (a group member).
     pub fn rnn(&self, node: usize) -> &RnnNode {
         match &self.nodes[node].kind {
             NodeKind::Rnn(r) => r,
