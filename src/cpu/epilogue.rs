@@ -1,6 +1,6 @@
 //! The cell updates applied in the step product's epilogue, on one tile of hidden units while
-//! their gates are still in registers: the equations of [`super::cells`], with the same
-//! activation functions.
+//! their gates are still in registers: the equations of [`super::cells`], with σ and tanh
+//! from the polynomials of [`super::math`].
 
 use super::math::{sigmoid_f, tanh_f};
 

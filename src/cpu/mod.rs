@@ -14,7 +14,9 @@
 //!   part: [`RnnSpec::plain_gates`](crate::RnnSpec::plain_gates) is false), which the fast
 //!   engine's fused epilogues do not compute; [`CpuModel::engine`] tells which one a model runs.
 //!
-//! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
+//! The two differ by float32 rounding only (the order of the sums, fused multiply-adds, σ and
+//! tanh: the reference computes them from `f32::exp`, the fast engine with polynomials of its
+//! own); the reference uses none of the fast engine's code.
 
 mod aligned;
 mod cells;
