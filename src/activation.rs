@@ -220,7 +220,7 @@ impl Activation {
 }
 
 /// σ(x) from `e^{−|x|}`: never overflows. The CPU reference engine's σ (the fast engine has
-/// its own polynomial, `src/cpu/math.rs`, and the GPU its WGSL).
+/// its own polynomial, `src/cpu/fast/math.rs`, and the GPU its WGSL).
 fn sigmoid(x: f32) -> f32 {
     let e = (-x.abs()).exp();
     let s = 1.0 / (1.0 + e);

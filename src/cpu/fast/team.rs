@@ -1,6 +1,6 @@
 //! One thread's part of a fast forward: per layer the input projection, then the steps, each
 //! phase split between the team's threads by tiles of output columns and ended by a barrier
-//! (see [`super::fast`]).
+//! (see [the engine](super)).
 
 use super::epilogue::{copy_units, gru_epilogue, lstm_epilogue, rnn_epilogue};
 use super::kernel::{product, Isa};
