@@ -20,6 +20,7 @@
 //!
 //! ```text
 //! mod.rs        CpuModel and Engine: which engine a model runs, its threads
+//! stream.rs     CpuStream: a sequence fed chunk by chunk
 //! reference/    the plain engine: the forward (mod.rs), the cell equations (cells.rs)
 //! fast/         the fast engine: the forward (mod.rs), packed weights (pack.rs), one thread's
 //!               part (team.rs), the product kernel (kernel.rs) and its epilogues
@@ -29,6 +30,9 @@
 
 mod fast;
 mod reference;
+mod stream;
+
+pub use stream::CpuStream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
