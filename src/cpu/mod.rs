@@ -23,9 +23,10 @@
 //! stream.rs     CpuStream: a sequence fed chunk by chunk
 //! reference/    the plain engine: the forward (mod.rs), the cell equations (cells.rs)
 //! fast/         the fast engine: the forward (mod.rs), packed weights (pack.rs), one thread's
-//!               part (team.rs), the product kernel (kernel.rs) and its epilogues
-//!               (epilogue.rs), σ and tanh polynomials (math.rs), the threads' barrier and
-//!               shared buffers (pool.rs), cache-line-aligned storage (aligned.rs)
+//!               part (team.rs) and of a time step (step.rs), the product kernel
+//!               (kernel.rs) and its epilogues (epilogue.rs), σ and tanh polynomials
+//!               (math.rs), the threads' barrier and shared buffers (pool.rs),
+//!               cache-line-aligned storage (aligned.rs)
 //! ```
 
 mod fast;

@@ -22,6 +22,7 @@ mod kernel;
 mod math;
 mod pack;
 mod pool;
+mod step;
 mod team;
 
 use ndarray::Array3;
