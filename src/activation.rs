@@ -244,7 +244,8 @@ impl Activation {
     }
 }
 
-/// σ(x) from `e^{−|x|}`: never overflows.
+/// σ(x) from `e^{−|x|}`: never overflows. The CPU reference engine's σ (the fast engine has
+/// its own polynomial, `src/cpu/fast/math.rs`, and the GPU its WGSL).
 fn sigmoid(x: f32) -> f32 {
     let e = (-x.abs()).exp();
     let s = 1.0 / (1.0 + e);
@@ -255,7 +256,8 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// tanh(x) from `e^{−2|x|}`: never overflows (and `tanh(±∞) = ±1`).
+/// tanh(x) from `e^{−2|x|}`: never overflows (and `tanh(±∞) = ±1`). The CPU reference
+/// engine's tanh, as [`sigmoid`] is its σ.
 fn tanh(x: f32) -> f32 {
     let e = (-2.0 * x.abs()).exp();
     let t = (1.0 - e) / (1.0 + e);
@@ -341,6 +343,21 @@ mod tests {
             .apply(-5.0),
             0.0,
         );
+    }
+
+    /// σ and tanh, the reference engine's, are within float32 rounding of the exact values.
+    #[test]
+    fn sigmoid_and_tanh_within_float32_rounding() {
+        let mut worst = [0.0f64; 2];
+        let mut x = -30.0f32;
+        while x < 30.0 {
+            let s = 1.0 / (1.0 + (-f64::from(x)).exp());
+            worst[0] = worst[0].max((f64::from(sigmoid(x)) - s).abs());
+            worst[1] = worst[1].max((f64::from(tanh(x)) - f64::from(x).tanh()).abs());
+            x += 0.001_7;
+        }
+        assert!(worst[0] < 1.2e-7, "sigmoid error {}", worst[0]);
+        assert!(worst[1] < 1.2e-7, "tanh error {}", worst[1]);
     }
 
     #[test]

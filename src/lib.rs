@@ -122,7 +122,7 @@ mod tensor;
 mod weights;
 
 pub use activation::{Activation, Activations};
-pub use cpu::{CpuModel, Engine};
+pub use cpu::{CpuModel, CpuStream, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{
     gemm_ceiling, list_adapters, AdapterSummary, ContextOptions, ForwardOptions, ForwardStats,
@@ -130,7 +130,7 @@ pub use gpu::{
     WeightsStorage,
 };
 pub use spec::{Cell, Direction, RnnSpec};
-pub use stream::{CpuStream, Stream, StreamState};
+pub use stream::{Stream, StreamState};
 pub use tensor::{Forward, Input, Output};
 pub use weights::{param_name, DirectionWeights, Weights, WeightsDtype};
 

@@ -3,6 +3,11 @@
 //! Feeding a sequence in chunks gives the same outputs as feeding it whole. On the GPU the
 //! state never leaves the device between chunks; it is read back only when asked for.
 //!
+//! This module holds what both paths share: the [`Stream`] trait, [`StreamState`] and the
+//! checks of chunks and states. The streams themselves live with their path:
+//! [`CpuStream`](crate::CpuStream) in `src/cpu/stream.rs`, [`GpuStream`](crate::GpuStream) in
+//! `src/gpu/stream.rs`.
+//!
 //! ```no_run
 //! use ndarray::Array3;
 //! use wgpu_lstm::{ContextOptions, GpuContext, GpuModel, RnnSpec, Stream, Weights};
@@ -21,10 +26,8 @@
 
 use ndarray::{Array3, ArrayView3};
 
-use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
-use crate::tensor::{Forward, Input};
 
 /// The recurrent state of a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,52 +103,6 @@ pub(crate) fn zero_state(spec: &RnnSpec, batch: usize) -> StreamState {
             .cell
             .has_cell_state()
             .then(|| Array3::zeros((ld, batch, spec.hidden_size))),
-    }
-}
-
-/// A stream on the CPU: each chunk is a forward from the previous chunk's final state.
-#[derive(Debug)]
-pub struct CpuStream<'m> {
-    model: &'m CpuModel,
-    batch: usize,
-    state: StreamState,
-}
-
-impl CpuModel {
-    /// A stream of `batch` sequences starting from zero state (unidirectional models only).
-    pub fn stream(&self, batch: usize) -> Result<CpuStream<'_>> {
-        check_streamable(self.weights().spec())?;
-        Ok(CpuStream {
-            model: self,
-            batch,
-            state: zero_state(self.weights().spec(), batch),
-        })
-    }
-}
-
-impl Stream for CpuStream<'_> {
-    fn feed(&mut self, chunk: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
-        check_chunk(self.batch, &chunk)?;
-        let mut input = Input::new(chunk).h0(self.state.h.view());
-        if let Some(c) = &self.state.c {
-            input = input.c0(c.view());
-        }
-        let out = self.model.forward(&input)?;
-        let as3 = |a: ndarray::ArrayD<f32>| a.into_dimensionality().expect("batched output");
-        self.state = StreamState {
-            h: as3(out.h_n),
-            c: out.c_n.map(as3),
-        };
-        Ok(as3(out.y))
-    }
-
-    fn state(&self) -> Result<StreamState> {
-        Ok(self.state.clone())
-    }
-
-    fn set_state(&mut self, h: ArrayView3<'_, f32>, c: Option<ArrayView3<'_, f32>>) -> Result<()> {
-        self.state = check_state(self.model.weights().spec(), self.batch, h, c)?;
-        Ok(())
     }
 }
 

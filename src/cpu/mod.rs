@@ -8,24 +8,32 @@
 //!   epilogue, SIMD kernels (AVX2/FMA when the processor has them), and one team of threads
 //!   for the whole forward on the model's own pool. Work is split by hidden units, never
 //!   along a sum, so results are bit-identical whatever the thread count.
-//! - [`Engine::Reference`]: the equations as written, with `ndarray` (`src/cpu/reference.rs`);
-//!   the oracle of the tests. It also runs the models whose gates have ONNX's options
-//!   (other activation functions, `clip`, `input_forget`, a GRU's reset before its linear
-//!   part: [`RnnSpec::plain_gates`](crate::RnnSpec::plain_gates) is false), which the fast
-//!   engine's fused epilogues do not compute; [`CpuModel::engine`] tells which one a model runs.
+//! - [`Engine::Reference`]: the equations as written, with `ndarray`; the oracle of the tests.
+//!   It also runs the models whose gates have ONNX's options (other activation functions,
+//!   `clip`, `input_forget`, a GRU's reset before its linear part:
+//!   [`RnnSpec::plain_gates`](crate::RnnSpec::plain_gates) is false), which the fast engine's
+//!   fused epilogues do not compute; [`CpuModel::engine`] tells which one a model runs.
 //!
-//! The two differ by float32 rounding only (the order of the sums, fused multiply-adds).
+//! The two differ by float32 rounding only (the order of the sums, fused multiply-adds, σ and
+//! tanh: the reference computes them from `f32::exp`, the fast engine with polynomials of its
+//! own); the reference uses none of the fast engine's code.
+//!
+//! ```text
+//! mod.rs        CpuModel and Engine: which engine a model runs, its threads
+//! stream.rs     CpuStream: a sequence fed chunk by chunk
+//! reference/    the plain engine: the forward (mod.rs), the cell equations (cells.rs)
+//! fast/         the fast engine: the forward (mod.rs), packed weights (pack.rs), one thread's
+//!               part (team.rs) and of a time step (step.rs), the product kernel
+//!               (kernel.rs) and its epilogues (epilogue.rs), σ and tanh polynomials
+//!               (math.rs), the threads' barrier and shared buffers (pool.rs),
+//!               cache-line-aligned storage (aligned.rs)
+//! ```
 
-mod aligned;
-mod cells;
-mod epilogue;
 mod fast;
-mod kernel;
-mod math;
-mod pack;
-mod pool;
 mod reference;
-mod team;
+mod stream;
+
+pub use stream::CpuStream;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{Forward, Input, Output};
 use crate::weights::Weights;
 
-use pack::FastModel;
+use fast::FastModel;
 
 /// Which implementation a [`CpuModel`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

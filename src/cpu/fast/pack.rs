@@ -164,30 +164,6 @@ pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ndarray::Array2;
-
-    #[test]
-    fn a_units_gates_share_a_tile() {
-        const LANES: usize = 8;
-        // LSTM, H = 9: rows g·9 + u; unit 8 is the first unit of tile 1.
-        let t = Tiling::gated(4, 9, LANES);
-        assert_eq!(t.tiles, 2);
-        assert_eq!(t.place(0, 9), (0, 0));
-        assert_eq!(t.place(9 + 3, 9), (0, LANES + 3));
-        assert_eq!(t.place(3 * 9 + 8, 9), (1, 3 * LANES));
-        let w = Array2::from_shape_fn((36, 2), |(r, k)| (r * 10 + k) as f32);
-        let p = t.pack(w.view(), 9);
-        assert_eq!(p.len(), 2 * 2 * 32);
-        // Tile 1, k = 1, column 3·LANES (gate o of unit 8): row 35.
-        assert_eq!(p[(2 + 1) * 32 + 3 * LANES], 351.0);
-        // Padding (unit 9 of tile 1 does not exist) stays zero.
-        assert_eq!(p[(2 + 1) * 32 + 1], 0.0);
-    }
-}
-
 /// A forward's buffers that do not outlive it.
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
@@ -252,5 +228,29 @@ impl FastModel {
         let per_layer = s.num_directions() * s.hidden_out() * s.gate_rows()
             + s.num_directions() * s.proj_size * s.hidden_size;
         batch * per_layer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn a_units_gates_share_a_tile() {
+        const LANES: usize = 8;
+        // LSTM, H = 9: rows g·9 + u; unit 8 is the first unit of tile 1.
+        let t = Tiling::gated(4, 9, LANES);
+        assert_eq!(t.tiles, 2);
+        assert_eq!(t.place(0, 9), (0, 0));
+        assert_eq!(t.place(9 + 3, 9), (0, LANES + 3));
+        assert_eq!(t.place(3 * 9 + 8, 9), (1, 3 * LANES));
+        let w = Array2::from_shape_fn((36, 2), |(r, k)| (r * 10 + k) as f32);
+        let p = t.pack(w.view(), 9);
+        assert_eq!(p.len(), 2 * 2 * 32);
+        // Tile 1, k = 1, column 3·LANES (gate o of unit 8): row 35.
+        assert_eq!(p[(2 + 1) * 32 + 3 * LANES], 351.0);
+        // Padding (unit 9 of tile 1 does not exist) stays zero.
+        assert_eq!(p[(2 + 1) * 32 + 1], 0.0);
     }
 }

@@ -1,8 +1,10 @@
 //! Branch-free float32 exp, sigmoid and tanh that the compiler vectorises over slices, with
 //! errors at float32 rounding (a few ulp; ≤ 1.2e-7 absolute for σ and tanh).
 //!
-//! The cell loops spend most of their time here: calling the C library's `expf` element by
-//! element was the CPU path's largest cost.
+//! The fast engine's cell updates spend most of their time here: calling the C library's
+//! `expf` element by element was the CPU path's largest cost. (The reference engine computes
+//! σ and tanh from `f32::exp`, with [`Activation::apply`](crate::Activation::apply), so that
+//! the oracle shares none of this code.)
 
 // The polynomial coefficients are written as published (Cephes), digits beyond f32 included.
 #![allow(clippy::excessive_precision)]
@@ -14,18 +16,6 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding 1.5·2²³ rounds a float of magnitude < 2²² to an integer held in the low mantissa bits.
 const ROUND: f32 = 12_582_912.0;
-
-/// Logistic sigmoid `1 / (1 + e^{−x})`; never NaN for finite `x`.
-#[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    sigmoid_f::<false>(x)
-}
-
-/// `tanh(x)`: Cephes' odd polynomial for |x| < 0.625, `1 − 2/(e^{2|x|} + 1)` beyond.
-#[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    tanh_f::<false>(x)
-}
 
 /// `e^x` (Cephes' polynomial), saturating to 0 below −87 and to 2¹²⁸ (∞-free) above 88; its
 /// multiply-adds fused (one rounding, half the latency) when `FMA`.
@@ -51,13 +41,14 @@ pub(crate) fn exp_f<const FMA: bool>(x: f32) -> f32 {
     e * f32::from_bits(bits as u32)
 }
 
-/// [`sigmoid`] with [`exp_f`] (the same bits when `FMA` is false).
+/// Logistic sigmoid `1 / (1 + e^{−x})` with [`exp_f`]; never NaN for finite `x`.
 #[inline(always)]
 pub(crate) fn sigmoid_f<const FMA: bool>(x: f32) -> f32 {
     1.0 / (1.0 + exp_f::<FMA>(-x))
 }
 
-/// [`tanh`] with fused multiply-adds when `FMA` (the same bits when it is false).
+/// `tanh(x)`: Cephes' odd polynomial for |x| < 0.625, `1 − 2/(e^{2|x|} + 1)` beyond; its
+/// multiply-adds fused when `FMA`.
 #[inline(always)]
 pub(crate) fn tanh_f<const FMA: bool>(x: f32) -> f32 {
     let a = x.abs();
@@ -86,6 +77,8 @@ mod tests {
 
     #[test]
     fn close_to_the_standard_library() {
+        // The variants without fused multiply-adds.
+        let (sigmoid, tanh) = (sigmoid_f::<false>, tanh_f::<false>);
         let mut worst = [0.0f64; 3];
         let mut x = -30.0f32;
         while x < 30.0 {

@@ -3,14 +3,15 @@
 //! It is the oracle the fast engine ([`super::fast`]) and the GPU are tested against. For each
 //! layer and direction it computes the input projection of all time steps in one matrix
 //! product (`Gx = X·W_ihᵀ + b_ih`), then walks the sequence: per step one matrix product for
-//! the recurrent part (`Gh = H·W_hhᵀ + b_hh`) and the cell equations (`src/cpu/cells.rs`) row
+//! the recurrent part (`Gh = H·W_hhᵀ + b_hh`) and the cell equations ([`cells`]) row
 //! by row (a GRU whose reset gate applies before its linear part takes a second product per
 //! step, `W_hn (r ⊙ h)`). It favours readability over speed, and computes every option of
 //! [`RnnSpec`].
 
+mod cells;
+
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 
-use super::cells;
 use crate::error::Result;
 use crate::spec::{Cell, RnnSpec};
 use crate::tensor::{Input, Output, Prepared};

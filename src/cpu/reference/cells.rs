@@ -5,11 +5,13 @@
 //! PyTorch (`[G·H]`), and updates the row's state. [`Gates`] holds the options ONNX adds to
 //! PyTorch's equations: the activation functions `f`, `g`, `h`, the `clip` of every
 //! pre-activation, LSTM `input_forget`; with PyTorch's options they are PyTorch's equations.
+//!
+//! The activation functions are [`Activation::apply`](crate::Activation::apply)'s: σ and tanh
+//! from `f32::exp`, none of the fast engine's code.
 
 use ndarray::{ArrayView1, ArrayViewMut1};
 
-use super::math;
-use crate::activation::{Activation, Activations};
+use crate::activation::Activations;
 use crate::spec::RnnSpec;
 
 /// A row of a standard-layout array as a slice (rows of the arrays the CPU path makes are
@@ -43,21 +45,11 @@ impl Gates {
     }
 
     fn f(&self, x: f32) -> f32 {
-        apply(self.act.f, self.pre(x))
+        self.act.f.apply(self.pre(x))
     }
 
     fn g(&self, x: f32) -> f32 {
-        apply(self.act.g, self.pre(x))
-    }
-}
-
-/// `a(x)`, with the CPU path's own σ and tanh.
-#[inline]
-fn apply(a: Activation, x: f32) -> f32 {
-    match a {
-        Activation::Sigmoid => math::sigmoid(x),
-        Activation::Tanh => math::tanh(x),
-        other => other.apply(x),
+        self.act.g.apply(self.pre(x))
     }
 }
 
@@ -98,7 +90,7 @@ pub(crate) fn lstm(
         let c_new = f * c_prev + i * g;
         let o = gates.f(gx[3 * h + j] + gh[3 * h + j] + p[2 * h + j] * c_new);
         c[j] = c_new;
-        m[j] = o * apply(gates.act.h, c_new);
+        m[j] = o * gates.act.h.apply(c_new);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fast CPU engine.
 //!
-//! Weights are packed once ([`super::pack`]). A forward runs as one team of threads for its
+//! Weights are packed once ([`pack`]). A forward runs as one team of threads for its
 //! whole length, on the model's persistent pool; per layer:
 //!
 //! 1. the input projection of every time step and direction, `Gx = X·W_ihᵀ + b`, one product
@@ -14,25 +14,35 @@
 //! the same way whatever the number of threads, and whichever thread computes it: results are
 //! bit-identical at any thread count. A step's tiles start out shared evenly; in a long step a
 //! thread that has done its own takes the last ones of a thread that has not (see
-//! [`super::pool::ItemQueue`]). Nothing is allocated inside the step loop.
+//! [`pool::ItemQueue`]). Nothing is allocated inside the step loop.
+
+mod aligned;
+mod epilogue;
+mod kernel;
+mod math;
+mod pack;
+mod pool;
+mod step;
+mod team;
 
 use ndarray::Array3;
 use std::borrow::Cow;
 
-use super::aligned::AlignedFloats;
-use super::pack::{FastModel, Scratch};
-use super::pool::{ItemQueue, Shared, SpinBarrier};
-use super::team::Ctx;
 use crate::error::Result;
 use crate::spec::Cell;
 use crate::tensor::{Input, Output, Prepared};
+use aligned::AlignedFloats;
+pub(super) use pack::FastModel;
+use pack::Scratch;
+use pool::{ItemQueue, Shared, SpinBarrier};
+use team::Ctx;
 
 /// Batches from this size on run the input projection inside each step's product, as one
 /// running sum with the recurrent part: the weights' rows are loaded once for `MR` batch rows,
 /// and no `T·B·G·H` buffer of projections is written and read back. Smaller batches project
 /// every step up front, `MR` time steps at a time, so that a step streams only `W_hh`. (The
 /// GRU's n gate keeps its input part apart from its recurrent part, `r ⊙ (W_hn h + b_hn)`: the
-/// fused product sets it aside, see [`super::kernel::product`].)
+/// fused product sets it aside, see [`kernel::product`].)
 const FUSE_MIN_BATCH: usize = 4;
 
 /// Multiply-adds per thread of a time step below which a team whose threads had to yield at

@@ -1,6 +1,6 @@
 //! The cell updates applied in the step product's epilogue, on one tile of hidden units while
-//! their gates are still in registers: the equations of [`super::cells`], with the same
-//! activation functions.
+//! their gates are still in registers: the equations of [`crate::cpu::reference::cells`], with σ and tanh
+//! from the polynomials of [`super::math`].
 
 use super::math::{sigmoid_f, tanh_f};
 
@@ -21,7 +21,7 @@ pub(super) fn copy_units<const N: usize>(dst: &mut [f32], src: &[f32]) {
 /// o gate does not wait for the new cell, a shorter chain of dependent operations for a
 /// batch of one, and the same bits, since those terms are zeros there); updates the cell
 /// `c` (the tile's real units) and writes `m_t` into `out`. The equations of
-/// [`super::cells::lstm`].
+/// [`crate::cpu::reference::cells::lstm`].
 #[inline(always)]
 pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize, const PEEP: bool>(
     acc: &[f32; NC],
@@ -48,7 +48,7 @@ pub(super) fn lstm_epilogue<const FMA: bool, const L: usize, const NC: usize, co
 }
 
 /// GRU: gates r, z, n of `L` units, `h_prev` the tile's real units. The equations of
-/// [`super::cells::gru`].
+/// [`crate::cpu::reference::cells::gru`].
 #[inline(always)]
 pub(super) fn gru_epilogue<const FMA: bool, const L: usize, const NC: usize>(
     acc: &[f32; NC],

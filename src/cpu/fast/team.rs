@@ -1,0 +1,218 @@
+//! One thread's part of a fast forward: per layer the input projection, then the steps (one
+//! step's work in [`super::step`]), each phase split between the team's threads by tiles of
+//! output columns and ended by a barrier (see [the engine](super)).
+
+use super::kernel::{product, Isa};
+use super::pack::FastModel;
+use super::pool::{next_item, share, ItemQueue, PoisonOnPanic, Shared, SpinBarrier};
+use crate::spec::Cell;
+use std::ops::Range;
+
+/// Rows of the input projection computed against one tile before moving to the next tile
+/// (so that these rows of `X` stay in cache while the tiles stream past).
+const ROW_BLOCK: usize = 64;
+
+/// Everything the threads of one forward share.
+pub(super) struct Ctx<'a> {
+    pub(super) m: &'a FastModel,
+    pub(super) steps: usize,
+    pub(super) batch: usize,
+    pub(super) lengths: &'a [usize],
+    /// Layer 0's input `[T·B, I]`.
+    pub(super) x0: &'a [f32],
+    /// Layer outputs `[T·B, D·H_out]`, layer `l` writing `y[l % 2]`.
+    pub(super) y: [Shared<'a>; 2],
+    /// Input projections `[D][T·B][tiles·width]`.
+    pub(super) gx: Shared<'a>,
+    /// Hidden states `[L·D][2][B][H_out]`: step `s` reads slot `s % 2` and writes the other.
+    pub(super) h: Shared<'a>,
+    /// Cell states `[L·D][B][H]`.
+    pub(super) c: Shared<'a>,
+    /// LSTM with a projection: `m_t = o ⊙ tanh(c_t)`, `[D][B][H]`.
+    pub(super) m_buf: Shared<'a>,
+    pub(super) barrier: &'a SpinBarrier,
+    /// The items of a time step left to each thread.
+    pub(super) queues: &'a [ItemQueue],
+    /// Whether a thread that has done its items of a step takes those another thread has not
+    /// started (long steps), or each keeps to its share (short steps, whose items last too
+    /// little for taking one to pay for moving its weights to another core).
+    pub(super) steal: bool,
+    pub(super) threads: usize,
+    /// The input projection runs inside each step's product (no `gx`) rather than for every
+    /// step up front.
+    pub(super) fused: bool,
+    /// No initial hidden state was given: the first step's `H_{t−1}` is zero, and its
+    /// recurrent product is skipped.
+    pub(super) zero_h0: bool,
+}
+
+impl Ctx<'_> {
+    /// Thread `id`'s part of the forward, with the kernels of the model's instruction set.
+    pub(super) fn run(&self, id: usize) {
+        let _guard = PoisonOnPanic(self.barrier);
+        match self.m.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx512` is chosen only when the processor has AVX-512F, AVX2 and
+            // FMA.
+            Isa::Avx512 => unsafe { self.run_avx512(id) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2Fma` is chosen only when the processor has AVX2 and FMA.
+            Isa::Avx2Fma => unsafe { self.run_avx2(id) },
+            Isa::NativeFma => self.run_cell::<true, 8>(id),
+            _ => self.run_cell::<false, 8>(id),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn run_avx512(&self, id: usize) {
+        // 32 registers: 4 rows × 4 gates of accumulators for the LSTM (6 rows spill).
+        match self.m.spec.cell {
+            Cell::Lstm => self.run_team::<true, 16, 64, 4, 6>(id),
+            Cell::Gru => self.run_team::<true, 16, 48, 6, 6>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<true, 16, 32, 6, 6>(id),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2(&self, id: usize) {
+        self.run_cell::<true, 8>(id)
+    }
+
+    /// Tile widths and row blocks are constants of the kernels: one instance per cell, for
+    /// 16 registers of `L` floats.
+    #[inline(always)]
+    fn run_cell<const FMA: bool, const L: usize>(&self, id: usize) {
+        match self.m.spec.cell {
+            Cell::Lstm => self.run_team::<FMA, L, 32, 2, 6>(id),
+            Cell::Gru => self.run_team::<FMA, L, 24, 3, 6>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<FMA, L, 16, 6, 6>(id),
+        }
+    }
+
+    /// Every layer: the input projection, then the steps, with barriers between phases.
+    /// `L` is the vector width, `NC` the step tile's width, `MR` the rows per kernel call (and
+    /// `PR` per call of the projection's kernel).
+    #[inline(always)]
+    fn run_team<
+        const FMA: bool,
+        const L: usize,
+        const NC: usize,
+        const MR: usize,
+        const PR: usize,
+    >(
+        &self,
+        id: usize,
+    ) {
+        let spec = &self.m.spec;
+        let dirs = spec.num_directions();
+        let mut mine = share(dirs * self.m.tiling.tiles, self.threads, id);
+        let mut mine_proj = share(dirs * self.m.proj_tiling.tiles, self.threads, id);
+        // Waits at the barrier; false when the team went solo and this thread is not the one
+        // that takes over every item.
+        let sync = |mine: &mut Range<usize>, mine_proj: &mut Range<usize>| {
+            self.barrier.wait();
+            if self.barrier.solo() {
+                if id != 0 {
+                    return false;
+                }
+                *mine = 0..dirs * self.m.tiling.tiles;
+                *mine_proj = 0..dirs * self.m.proj_tiling.tiles;
+            }
+            true
+        };
+        for layer in 0..spec.num_layers {
+            let x = if layer == 0 {
+                self.x0
+            } else {
+                let y = &self.y[(layer - 1) % 2];
+                // SAFETY: the previous layer's output is complete (its last step ended with a
+                // barrier) and this layer writes only `y[layer % 2]`.
+                unsafe { y.slice(0, self.steps * self.batch * dirs * spec.hidden_out()) }
+            };
+            if !self.fused {
+                self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
+                if !sync(&mut mine, &mut mine_proj) {
+                    return;
+                }
+            }
+            for s in 0..self.steps {
+                // At batch 1, odd steps walk the tiles backwards, and each tile from its last
+                // `k` down (see `product`), so that a step begins with the weights the
+                // previous one ended with, still in the nearest cache.
+                let forwards = !self.zigzag(s);
+                if self.steal {
+                    self.queues[id].reset(mine.clone());
+                    while let Some(item) = next_item(self.queues, id, forwards) {
+                        self.step::<FMA, L, NC, MR>(layer, s, x, item..item + 1);
+                    }
+                } else if forwards {
+                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
+                } else {
+                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone().rev());
+                }
+                if !sync(&mut mine, &mut mine_proj) {
+                    return;
+                }
+                if spec.proj_size > 0 {
+                    self.projection::<FMA, L, PR>(layer, s, mine_proj.clone());
+                    if !sync(&mut mine, &mut mine_proj) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether step `s` walks its weights backwards: the odd steps of a batch of one, whose
+    /// products stream the weights from the cache (a larger batch reuses each tile for several
+    /// rows, and gains nothing from it).
+    #[inline(always)]
+    pub(super) fn zigzag(&self, s: usize) -> bool {
+        self.batch == 1 && s % 2 == 1
+    }
+
+    /// `Gx = X·W_ihᵀ + b` for the tiles `items` (of both directions), every row.
+    #[inline(always)]
+    fn input_projection<const FMA: bool, const NC: usize, const MR: usize>(
+        &self,
+        layer: usize,
+        x: &[f32],
+        items: std::ops::Range<usize>,
+    ) {
+        let m = self.m;
+        let (tiles, dirs) = (m.tiling.tiles, m.spec.num_directions());
+        let rows = self.steps * self.batch;
+        let gx_width = tiles * NC;
+        // A multiple of `MR`, so that only the last block can be short.
+        let row_block = (ROW_BLOCK / MR).max(1) * MR;
+        for start in (0..rows).step_by(row_block) {
+            let block = start..(start + row_block).min(rows);
+            for item in items.clone() {
+                let (d, tile) = (item / tiles, item % tiles);
+                let pd = &m.dirs[layer * dirs + d];
+                let k = pd.input;
+                let w = &pd.w_ih[tile * k * NC..][..k * NC];
+                let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
+                let base = d * rows * gx_width + tile * NC;
+                product::<FMA, MR, NC, 0>(
+                    block.clone(),
+                    #[inline(always)]
+                    |r| [&[], &x[r * k..][..k]],
+                    [&[], w],
+                    false,
+                    #[inline(always)]
+                    |r, acc, _| {
+                        // SAFETY: this tile's columns of `gx` for direction `d` are written by
+                        // this thread only (it owns `item`), and read by nobody in this phase.
+                        let out = unsafe { self.gx.slice_mut(base + r * gx_width, NC) };
+                        for c in 0..NC {
+                            out[c] = acc[c] + bias[c];
+                        }
+                    },
+                );
+            }
+        }
+    }
+}
