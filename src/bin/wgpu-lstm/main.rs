@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a model from a safetensors file on a .npy input and write the outputs as .npy.
+    /// Run a model from a safetensors or ONNX file on .npy inputs and write the outputs asked
+    /// for (--output, --hn, --cn; at least one) as .npy.
     Run(run::RunArgs),
     /// List every adapter wgpu finds on every backend, with the limits that matter here.
     Info(gpu_args::GpuArgs),

@@ -5,16 +5,24 @@
 //! are renamed into place only once all of them are written, so a failure never leaves an
 //! output file behind.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::gpu_args::{Dtype, GpuArgs, Storage};
 use clap::ValueEnum;
 use ndarray::ArrayD;
 use wgpu_lstm::io::npy::{self, NpyArray};
+use wgpu_lstm::io::onnx::{self, OnnxModel, Roles, Value};
 use wgpu_lstm::io::{model_file, PendingFile};
 use wgpu_lstm::{CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
 
 #[derive(clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("outputs")
+        .args(["output", "hn", "cn"])
+        .required(true)
+        .multiple(true)
+))]
 pub struct RunArgs {
     /// Model weights: safetensors with PyTorch state_dict names.
     #[arg(
@@ -26,15 +34,17 @@ pub struct RunArgs {
     weights: Option<PathBuf>,
     /// An ONNX model instead (its graph inputs and outputs in their own shapes: --input,
     /// --h0, --c0, --lengths and --output, --hn, --cn name the files of the graph inputs and
-    /// outputs that carry the sequence, the states and the lengths).
+    /// outputs that carry the sequence, the states and the lengths; an output flag is refused
+    /// where the graph has no such output).
     #[arg(long, value_name = "M.onnx", conflicts_with = "batch_first")]
     model: Option<PathBuf>,
     /// Input sequence: float32/float64 .npy, [T, B, I] ([B, T, I] batch-first) or [T, I].
     #[arg(long, value_name = "X.npy")]
     input: PathBuf,
-    /// Where to write the output sequence y (float32 .npy).
+    /// Where to write the output sequence y (float32 .npy). At least one of --output, --hn
+    /// and --cn is required.
     #[arg(long, value_name = "Y.npy")]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// Initial hidden state, [L·D, B, H_out] ([L·D, H_out] unbatched).
     #[arg(long, value_name = "H0.npy")]
     h0: Option<PathBuf>,
@@ -89,7 +99,7 @@ fn read_float(path: &Path) -> Result<ArrayD<f32>, Error> {
     }
 }
 
-/// Lengths from `path`: int32 or int64, one dimension, every value ≥ 1.
+/// Lengths from `path`: int32 or int64, one dimension, no value negative.
 fn read_lengths(path: &Path) -> Result<Vec<usize>, Error> {
     let values: ArrayD<i64> = match npy::read(path)? {
         NpyArray::I32(a) => a.mapv(i64::from),
@@ -131,7 +141,7 @@ fn invalid(path: &Path, message: String) -> Error {
 /// Refuses two outputs written to one path (one would silently replace the other).
 fn check_distinct_outputs(args: &RunArgs) -> Result<(), Error> {
     let outputs = [
-        ("--output", Some(&args.output)),
+        ("--output", args.output.as_ref()),
         ("--hn", args.hn.as_ref()),
         ("--cn", args.cn.as_ref()),
     ];
@@ -157,7 +167,6 @@ fn check_distinct_outputs(args: &RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `--model M.onnx`: files mapped to the graph inputs and outputs by their roles.
 /// The context `--backend`/`--adapter` choose; without an adapter, the error suggests the CPU.
 fn gpu_context(args: &RunArgs) -> Result<GpuContext, Error> {
     GpuContext::new(&args.gpu.options()).map_err(|e| match e {
@@ -166,19 +175,96 @@ fn gpu_context(args: &RunArgs) -> Result<GpuContext, Error> {
     })
 }
 
+/// `--model M.onnx`: files mapped to the graph inputs and outputs by their roles. Every
+/// output flag given must have a graph output to write; every graph input must be given.
 fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
-    use std::collections::BTreeMap;
-    use wgpu_lstm::io::onnx::{self, Value};
     let model = onnx::load(path)?;
-    let roles = model.roles();
-    let role = |flag: &str, name: &Option<String>, what: &str| {
-        name.clone().ok_or_else(|| {
-            Error::InvalidInput(format!("{flag}: `{}` has no graph {what}", path.display()))
-        })
+    let wanted = onnx_outputs(args, path, model.roles())?;
+    let inputs = onnx_inputs(args, path, &model)?;
+    let outputs = match args.device {
+        Device::Cpu => model.run_cpu(&inputs)?,
+        Device::Gpu => {
+            let ctx = gpu_context(args)?;
+            let gpu: Vec<GpuModel> = model
+                .stacks()
+                .iter()
+                .map(|s| {
+                    GpuModel::upload_with(
+                        &ctx,
+                        &s.weights,
+                        &args.weights_dtype.upload(args.weights_storage),
+                    )
+                })
+                .collect::<Result<_, _>>()?;
+            let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
+            model.run(&engines, &inputs)?
+        }
     };
+    let files = wanted
+        .into_iter()
+        .map(|(name, file)| {
+            let value = outputs.get(&name).ok_or_else(|| {
+                Error::Internal(format!("graph output `{name}` was not computed"))
+            })?;
+            Ok((file, value))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    write_all(&files)
+}
+
+/// The graph input or output named by `role`, or an error naming `flag` and `what` the graph
+/// lacks.
+fn role(flag: &str, name: &Option<String>, path: &Path, what: &str) -> Result<String, Error> {
+    name.clone().ok_or_else(|| {
+        Error::InvalidInput(format!("{flag}: `{}` has no graph {what}", path.display()))
+    })
+}
+
+/// The graph outputs the output flags ask for, each with the file it goes to.
+fn onnx_outputs<'a>(
+    args: &'a RunArgs,
+    path: &Path,
+    roles: &Roles,
+) -> Result<Vec<(String, &'a Path)>, Error> {
+    let flags = [
+        (
+            "--output",
+            &args.output,
+            &roles.output,
+            "output carrying the sequence",
+        ),
+        (
+            "--hn",
+            &args.hn,
+            &roles.hn,
+            "output carrying the final hidden state",
+        ),
+        (
+            "--cn",
+            &args.cn,
+            &roles.cn,
+            "output carrying the final cell state",
+        ),
+    ];
+    let mut wanted = Vec::new();
+    for (flag, file, name, what) in flags {
+        if let Some(file) = file {
+            wanted.push((role(flag, name, path, what)?, file.as_path()));
+        }
+    }
+    Ok(wanted)
+}
+
+/// The graph inputs from the input flags' files; every run-time graph input must be given.
+fn onnx_inputs(
+    args: &RunArgs,
+    path: &Path,
+    model: &OnnxModel,
+) -> Result<BTreeMap<String, Value>, Error> {
+    let roles = model.roles();
     let mut inputs = BTreeMap::new();
     inputs.insert(
-        role("--input", &roles.input, "input carrying the sequence")?,
+        role("--input", &roles.input, path, "input carrying the sequence")?,
         Value::F32(read_float(&args.input)?),
     );
     for (flag, file, name, what) in [
@@ -196,13 +282,14 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
         ),
     ] {
         if let Some(file) = file {
-            inputs.insert(role(flag, name, what)?, Value::F32(read_float(file)?));
+            inputs.insert(role(flag, name, path, what)?, Value::F32(read_float(file)?));
         }
     }
     if let Some(file) = &args.lengths {
         let name = role(
             "--lengths",
             &roles.lengths,
+            path,
             "input carrying sequence lengths",
         )?;
         let v = match npy::read(file)? {
@@ -228,51 +315,16 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
             path.display()
         )));
     }
-    let mut wanted = vec![(
-        role("--output", &roles.output, "output carrying the sequence")?,
-        &args.output,
-    )];
-    for (flag, file, name, what) in [
-        (
-            "--hn",
-            &args.hn,
-            &roles.hn,
-            "output carrying the final hidden state",
-        ),
-        (
-            "--cn",
-            &args.cn,
-            &roles.cn,
-            "output carrying the final cell state",
-        ),
-    ] {
-        if let Some(file) = file {
-            wanted.push((role(flag, name, what)?, file));
-        }
-    }
-    let outputs = match args.device {
-        Device::Cpu => model.run_cpu(&inputs)?,
-        Device::Gpu => {
-            let ctx = gpu_context(args)?;
-            let gpu: Vec<GpuModel> = model
-                .stacks()
-                .iter()
-                .map(|s| {
-                    GpuModel::upload_with(
-                        &ctx,
-                        &s.weights,
-                        &args.weights_dtype.upload(args.weights_storage),
-                    )
-                })
-                .collect::<Result<_, _>>()?;
-            let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
-            model.run(&engines, &inputs)?
-        }
-    };
-    let mut pending = Vec::new();
-    for (name, file) in wanted {
-        pending.push(PendingFile::write(file, &npy::to_bytes(&outputs[&name]))?);
-    }
+    Ok(inputs)
+}
+
+/// Writes every `(file, array)` under a temporary name first and renames them into place only
+/// when all are written, so that an error leaves no output behind.
+fn write_all(files: &[(&Path, &ArrayD<f32>)]) -> Result<(), Error> {
+    let pending = files
+        .iter()
+        .map(|(file, a)| PendingFile::write(file, &npy::to_bytes(a)))
+        .collect::<Result<Vec<_>, Error>>()?;
     for p in pending {
         p.commit()?;
     }
@@ -351,16 +403,14 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
         }
     };
 
-    // Write every output under a temporary name first; rename only when all are written.
-    let mut pending = vec![PendingFile::write(&args.output, &npy::to_bytes(&out.y))?];
-    if let Some(path) = &args.hn {
-        pending.push(PendingFile::write(path, &npy::to_bytes(&out.h_n))?);
-    }
-    if let (Some(path), Some(c_n)) = (&args.cn, &out.c_n) {
-        pending.push(PendingFile::write(path, &npy::to_bytes(c_n))?);
-    }
-    for p in pending {
-        p.commit()?;
-    }
-    Ok(())
+    let outputs = [
+        (&args.output, Some(&out.y)),
+        (&args.hn, Some(&out.h_n)),
+        (&args.cn, out.c_n.as_ref()),
+    ];
+    let files: Vec<(&Path, &ArrayD<f32>)> = outputs
+        .into_iter()
+        .filter_map(|(file, value)| Some((file.as_deref()?, value?)))
+        .collect();
+    write_all(&files)
 }
