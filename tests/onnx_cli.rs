@@ -165,26 +165,6 @@ fn onnx_refusals_are_one_line_and_write_nothing() {
     }
 }
 
-/// The fixtures' case folders (`tests/onnx/fixtures/<group>/<case>`), sorted.
-fn fixture_dirs() -> Vec<PathBuf> {
-    let root = fixture("");
-    let mut out = Vec::new();
-    for group in std::fs::read_dir(&root).unwrap() {
-        let group = group.unwrap().path();
-        if !group.is_dir() {
-            continue;
-        }
-        for case in std::fs::read_dir(&group).unwrap() {
-            let case = case.unwrap().path();
-            if case.join("case.json").exists() {
-                out.push(case);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The command-line flag of each input role and each output role (tests/onnx/README.md).
 const INPUT_FLAGS: [(&str, &str); 4] = [
     ("input", "--input"),
@@ -342,7 +322,7 @@ fn check_fixture(dir: &Path, device: &str) -> Result<String, String> {
 /// only ONNX operator tests on the GPU where there is one.
 #[test]
 fn every_onnx_fixture_runs_from_the_command_line() {
-    let all = fixture_dirs();
+    let all = common::onnx_fixture_dirs();
     assert!(all.len() >= 130, "only {} fixtures found", all.len());
     let gpu_cases = [
         "test_lstm_defaults",

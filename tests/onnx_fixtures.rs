@@ -5,32 +5,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::ArrayD;
 use serde_json::Value as Json;
 use wgpu_lstm::io::npy::{self, NpyArray};
 use wgpu_lstm::io::onnx::{self, OnnxModel, Value};
 use wgpu_lstm::{Forward, GpuModel};
-
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/fixtures");
-    let mut out = Vec::new();
-    for group in std::fs::read_dir(&root).unwrap() {
-        let group = group.unwrap().path();
-        if !group.is_dir() {
-            continue;
-        }
-        for case in std::fs::read_dir(&group).unwrap() {
-            let case = case.unwrap().path();
-            if case.join("case.json").exists() {
-                out.push(case);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 fn case_id(dir: &Path) -> String {
     let case = dir.file_name().unwrap().to_string_lossy();
@@ -172,7 +153,7 @@ fn check_case(dir: &Path, id: &str, gpu: Option<&wgpu_lstm::GpuContext>) -> Outc
 #[test]
 fn onnx_fixtures() {
     let gpu = common::gpu();
-    let all = fixtures();
+    let all = common::onnx_fixture_dirs();
     assert!(all.len() >= 130, "only {} fixtures found", all.len());
     let mut passed: BTreeMap<String, (usize, f32)> = BTreeMap::new();
     let mut refused = 0;

@@ -222,3 +222,24 @@ pub fn models(weights: &wgpu_lstm::Weights) -> Vec<(&'static str, Box<dyn wgpu_l
     }
     out
 }
+
+/// The ONNX fixtures' case folders (`tests/onnx/fixtures/<group>/<case>`, each with its
+/// `case.json`), sorted.
+pub fn onnx_fixture_dirs() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/onnx/fixtures");
+    let mut out = Vec::new();
+    for group in std::fs::read_dir(&root).unwrap() {
+        let group = group.unwrap().path();
+        if !group.is_dir() {
+            continue;
+        }
+        for case in std::fs::read_dir(&group).unwrap() {
+            let case = case.unwrap().path();
+            if case.join("case.json").exists() {
+                out.push(case);
+            }
+        }
+    }
+    out.sort();
+    out
+}
