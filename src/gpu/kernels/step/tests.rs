@@ -1,9 +1,12 @@
 //! The step family's contract with `shaders/step/`: the parameter struct and the constants
 //! both sides hold, in every module the host can build (read by naga, no device needed).
-//! The catalog's test checks every entry point and `override` the host asks for.
+//! The catalog's test checks every entry point and `override` the host asks for. The kernels
+//! themselves run on a device in [`dispatch`].
 
 use super::super::contract::{fields, Shader};
 use super::*;
+
+mod dispatch;
 
 /// Every step module: three weight readers, with and without the subgroup product.
 fn modules() -> Vec<(String, Shader)> {
