@@ -74,6 +74,12 @@ pub struct Case {
     dir: tempfile::TempDir,
 }
 
+impl Default for Case {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Case {
     /// A fresh empty folder.
     pub fn new() -> Self {
