@@ -274,7 +274,12 @@ fn matches_expected(dir: &Path, case: &serde_json::Value, r: &FixtureRun) -> Res
         }
         for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
             let err = (a - e).abs();
-            if !(err <= abs + rel * e.abs()) {
+            // NaN anywhere fails: it compares as neither less nor equal.
+            let within = err.partial_cmp(&(abs + rel * e.abs()));
+            if !matches!(
+                within,
+                Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+            ) {
                 return Err(format!(
                     "`{name}` element {i}: expected {e}, got {a} (tolerance {abs:e} + {rel:e}·|e|)"
                 ));
