@@ -9,12 +9,14 @@ use std::process::Command;
 
 use wgpu_lstm::io::npy::{self, NpyArray};
 
+/// A fixture folder (or file) under `tests/onnx/fixtures/`.
 fn fixture(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/onnx/fixtures")
         .join(case)
 }
 
+/// Runs the command with `args` to completion.
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wgpu-lstm"))
         .env("NODEVICE_SELECT", "1")
@@ -23,6 +25,7 @@ fn run(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A float32 `.npy`.
 fn f32s(p: &Path) -> ndarray::ArrayD<f32> {
     match npy::read(p).unwrap() {
         NpyArray::F32(a) => a,
@@ -185,13 +188,14 @@ fn fixture_dirs() -> Vec<PathBuf> {
     out
 }
 
-/// The command-line flag of each input role and each output role (tests/onnx/README.md).
+/// The command-line flag of each input role (tests/onnx/README.md).
 const INPUT_FLAGS: [(&str, &str); 4] = [
     ("input", "--input"),
     ("h0", "--h0"),
     ("c0", "--c0"),
     ("lengths", "--lengths"),
 ];
+/// The command-line flag of each output role.
 const OUTPUT_FLAGS: [(&str, &str); 3] = [("output", "--output"), ("hn", "--hn"), ("cn", "--cn")];
 
 /// A fixture run from the command line: the command's result and, per graph output asked
@@ -294,7 +298,7 @@ fn matches_expected(dir: &Path, case: &serde_json::Value, r: &FixtureRun) -> Res
         }
         for (i, (&a, &e)) in got.iter().zip(&want).enumerate() {
             let err = (a - e).abs();
-            if !(err <= abs + rel * e.abs()) {
+            if err.is_nan() || err > abs + rel * e.abs() {
                 return Err(format!(
                     "`{name}` element {i}: expected {e}, got {a} (tolerance {abs:e} + {rel:e}·|e|)"
                 ));
