@@ -125,10 +125,12 @@ pub struct Repeat {
 impl Repeat {
     /// The most timed runs, whatever `min_time` asks for.
     pub const MAX_RUNS: usize = 10_000;
-    /// `bench`'s default: 2 warm-up runs, 10 timed, at least half a second timed.
+    /// `bench`'s default: 1 warm-up run, 3 timed, at least half a second timed (hundreds of
+    /// runs for a sub-millisecond forward; 3 for a forward of a second, which keeps the whole
+    /// suite on a software adapter within minutes).
     pub const FULL: Repeat = Repeat {
-        warmup: 2,
-        reps: 10,
+        warmup: 1,
+        reps: 3,
         min_time: Duration::from_millis(500),
     };
     /// `bench --quick`: 1 warm-up run, 3 timed, at least a tenth of a second timed.
@@ -185,7 +187,14 @@ pub fn check(model: &dyn Forward, reference: &dyn Forward, x: &Array3<f32>) -> R
 /// Worst absolute error of an output `a` computed on `x` against `reference`'s on `x`, and
 /// whether it is within [`Tolerance::GPU_VS_CPU`].
 pub fn check_output(a: &Output, reference: &dyn Forward, x: &Array3<f32>) -> Result<(f32, bool)> {
-    let e = reference.forward(&Input::new(x.view()))?;
+    check_against(a, &reference.forward(&Input::new(x.view()))?)
+}
+
+/// Worst absolute error of an output `a` against an `expected` one over y, h_n and c_n, and
+/// whether it is within [`Tolerance::GPU_VS_CPU`] (for comparing several results with one
+/// reference forward).
+pub fn check_against(a: &Output, expected: &Output) -> Result<(f32, bool)> {
+    let e = expected;
     let mut worst = 0.0f32;
     let mut ok = true;
     let pairs = [(&e.y, &a.y), (&e.h_n, &a.h_n)];

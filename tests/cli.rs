@@ -1,8 +1,11 @@
 //! End-to-end tests of the `wgpu-lstm` command: `run` on every cell and flag, on the CPU and
-//! (where an adapter exists, always in CI) the GPU, each class of bad input, and `info`. The shared helpers are here; the tests are in `tests/cli/`.
+//! (where an adapter exists, always in CI) the GPU, each class of bad input, `info`, and
+//! `bench`. The shared helpers are here; the tests are in `tests/cli/`.
 
 mod common;
 
+#[path = "cli/bench.rs"]
+mod bench;
 #[path = "cli/failures.rs"]
 mod failures;
 #[path = "cli/info.rs"]
@@ -103,6 +106,12 @@ impl Case {
             .collect();
         v.sort();
         v
+    }
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

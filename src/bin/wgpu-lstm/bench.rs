@@ -1,34 +1,51 @@
 //! `wgpu-lstm bench`: the GPU-versus-CPU benchmark.
 //!
-//! Runs the suite on every adapter wgpu finds and on the CPU; for each GPU it times both step
-//! kernels (stepwise and whole-sequence) and keeps the faster; checks every GPU result against
-//! the CPU; measures each adapter's GEMM ceiling in the same run; prints a table, and writes
-//! a JSON report and a chart on request.
+//! Runs the suite on every adapter wgpu finds and on the CPU. By default each GPU shape runs
+//! as a user gets it (the step kernel, GEMM and batch tile the tuner chooses), with float32
+//! and float16 weights; `--exhaustive` times every step kernel × weight type × storage. Every
+//! GPU result is checked against the CPU; each adapter's GEMM ceiling is measured in the same
+//! run; progress and the time left go to stderr; prints a table, and writes a JSON report and
+//! a chart on request.
+
+mod ceiling;
+mod gpu;
+mod plan;
+mod progress;
+mod table;
 
 use std::path::PathBuf;
 
-use wgpu_lstm::bench::{self, BenchShape, Repeat};
+use wgpu_lstm::bench::{self, BenchShape};
+use wgpu_lstm::{list_adapters, ContextOptions, CpuModel, Error, Forward, GpuContext, Weights};
 
 use crate::concurrency;
-use crate::memory::peak_bytes_of;
-use crate::report::{live_objects, AdapterRecord, CeilingRecord, Record, Report, TuningRecord};
-use wgpu_lstm::{
-    gemm_ceiling, list_adapters, ContextOptions, CpuModel, Error, Forward, ForwardOptions,
-    GemmVariant, GpuContext, GpuModel, StepVariant, Weights, WeightsStorage,
-};
-
 use crate::gpu_args::{Dtype, GpuArgs, Storage};
+use crate::memory::peak_bytes_of;
+use crate::report::{AdapterRecord, CeilingRecord, Record, Report, TuningRecord};
 use crate::DeviceChoice;
+use gpu::{GpuPlan, ShapeRun};
+use plan::Settings;
+use progress::Progress;
 
+/// `bench`'s arguments: the shapes, devices, repetitions and weight types to time, and where
+/// to write the report.
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Comma-separated shape names (default: the whole suite).
     #[arg(long, value_delimiter = ',')]
     pub suite: Vec<String>,
-    /// Fewer repetitions: 1 warm-up, 3 timed runs and a tenth of a second timed (default: 2,
-    /// 10 and half a second).
+    /// Less time per forward: 1 warm-up, 3 timed runs and at least a tenth of a second timed
+    /// (default: 1, 3 and half a second).
     #[arg(long)]
     pub quick: bool,
+    /// Time every step kernel × weight type × storage (buffer and texture unless
+    /// --weights-storage says), the fastest of each marked, and for the GEMM ceiling every
+    /// GEMM kernel in both storages, 10 products (3 with --quick), best of two rounds. By
+    /// default only the tuner's choice per shape runs, and the ceiling is one round of 3
+    /// products per kernel (1 where a product takes over a third of a second) in the storage
+    /// the device chose. Takes several times longer.
+    #[arg(long)]
+    pub exhaustive: bool,
     /// Which devices to run.
     #[arg(long, value_enum, default_value_t = DeviceChoice::All)]
     pub device: DeviceChoice,
@@ -53,220 +70,61 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
     pub weights_dtype: Vec<Dtype>,
     /// Comma-separated weight storages each GPU shape runs with (auto: measured on the
-    /// device; buffer; texture). The GEMM ceiling times every variant in both.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    /// device; buffer; texture). Default: auto, or buffer,texture with --exhaustive.
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub weights_storage: Vec<Storage>,
 }
 
+/// Runs the benchmark `args` ask for and prints its table.
 pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
-    let mut shapes = bench::default_suite();
-    if !args.suite.is_empty() {
-        for name in &args.suite {
-            if !shapes.iter().any(|s| s.name == name) {
-                let known: Vec<_> = shapes.iter().map(|s| s.name).collect();
-                return Err(Error::InvalidInput(format!(
-                    "unknown suite shape `{name}` (known: {})",
-                    known.join(", ")
-                )));
-            }
-        }
-        shapes.retain(|s| args.suite.iter().any(|n| n == s.name));
-    }
-    let (repeat, gemm_reps) = if args.quick {
-        (Repeat::QUICK, 3)
-    } else {
-        (Repeat::FULL, 10)
-    };
-    let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
+    let shapes = suite_shapes(&args.suite)?;
+    let concurrency_shape = concurrency_shape(&args.concurrency_shape)?;
+    let settings = Settings::new(args);
+    let contexts = open_contexts(args)?;
+    let mut progress = Progress::new();
+    settings.plan(
+        &mut progress,
+        &shapes,
+        &contexts,
+        concurrency_shape.as_ref(),
+    );
 
-    let mut contexts = Vec::new();
-    if args.device != DeviceChoice::Cpu {
-        let mut seen = Vec::new();
-        for a in list_adapters(args.gpu.backends()) {
-            let key = (a.info.name.clone(), a.info.backend);
-            if seen.contains(&key) || !args.gpu.matches(&a.info.name) {
-                continue;
-            }
-            seen.push(key);
-            contexts.push(GpuContext::new(&ContextOptions::for_adapter(&a.info))?);
-        }
-        if contexts.is_empty() {
-            return Err(Error::NoAdapter {
-                detail: args.gpu.describe(),
-            });
-        }
-    }
-
-    // Every GEMM variant on every adapter, in alternating rounds (the machine's speed
-    // drifts); each variant keeps its best round. An adapter's ceiling is its best variant.
-    let mut ceilings: Vec<CeilingRecord> = Vec::new();
-    let mut best_gflops = Vec::new();
-    for ctx in &contexts {
-        let info = ctx.adapter_info();
-        let limits = ctx.limits();
-        let variants: Vec<GemmVariant> = GemmVariant::ALL
-            .into_iter()
-            .filter(|v| v.runs_on(&limits, ctx.supports_subgroups()))
-            .collect();
-        eprintln!(
-            "gemm ceiling on {} ({:?}): 1024×1024×1024 × {gemm_reps}, variants {}…",
-            info.name,
-            info.backend,
-            variants
-                .iter()
-                .map(|v| v.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let kernels: Vec<(GemmVariant, WeightsStorage)> = WeightsStorage::CHOICES
-            .into_iter()
-            .flat_map(|s| variants.iter().map(move |&v| (v, s)))
-            .collect();
-        let mut best: Vec<Option<wgpu_lstm::gpu::GemmCeiling>> = vec![None; kernels.len()];
-        for _round in 0..2 {
-            for (i, &(variant, storage)) in kernels.iter().enumerate() {
-                let c = gemm_ceiling(ctx, 1024, gemm_reps, variant, storage)?;
-                if best[i].as_ref().is_none_or(|b| c.gflops > b.gflops) {
-                    best[i] = Some(c);
-                }
-            }
-        }
-        let mut top = 0.0f64;
-        for (&(variant, storage), c) in kernels.iter().zip(best.into_iter().flatten()) {
-            top = top.max(c.gflops);
-            let name = match storage {
-                WeightsStorage::Texture => format!("{}+texture", variant.name()),
-                _ => variant.name().to_string(),
-            };
-            ceilings.push(CeilingRecord {
-                adapter: AdapterRecord::new(info),
-                variant: name,
-                n: c.n,
-                reps: c.reps,
-                gflops: c.gflops,
-                device_gflops: c.device_gflops,
-            });
-        }
-        best_gflops.push(top);
-    }
-
-    let concurrency_shape = match args.concurrency_shape.as_str() {
-        "none" => None,
-        name => Some(
-            bench::default_suite()
-                .into_iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "--concurrency-shape: unknown suite shape `{name}`"
-                    ))
-                })?,
-        ),
-    };
+    let (ceilings, ceiling_gflops) = measure_ceilings(&contexts, &settings, &mut progress)?;
     let mut records: Vec<Record> = Vec::new();
     let mut failures = Vec::new();
-    for (n, shape) in shapes.iter().enumerate() {
-        eprintln!(
-            "[{}/{}] {}: {} in={} hidden={} layers={} bidir={} batch={} steps={}",
-            n + 1,
-            shapes.len(),
-            shape.name,
-            shape.spec.cell.name(),
-            shape.spec.input_size,
-            shape.spec.hidden_size,
-            shape.spec.num_layers,
-            shape.spec.bidirectional,
-            shape.batch,
-            shape.steps
-        );
-        let weights = Weights::random(&shape.spec, 1)?;
-        let x = shape.input(2);
-        let cpu = CpuModel::with_threads(weights.clone(), threads)?;
-        let cpu_ms = if args.device != DeviceChoice::Gpu {
-            eprintln!(
-                "  cpu ({} threads, {})…",
-                cpu.threads(),
-                cpu.kernel().unwrap_or("-")
-            );
-            let t = bench::measure(&cpu, &x, repeat)?;
-            let mut r = Record::new(shape, "cpu", "fast", repeat.warmup, &t);
-            r.threads = Some(cpu.threads());
-            r.peak_bytes = Some(peak_bytes_of(|| {
-                cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
-            })?);
-            records.push(r);
-            Some(t.median())
-        } else {
-            None
-        };
-        let types = |c| {
-            args.weights_dtype
-                .iter()
-                .flat_map(move |&d| args.weights_storage.iter().map(move |&s| (c, d, s)))
-        };
-        for ((ctx, &ceiling), dtype, storage) in contexts.iter().zip(&best_gflops).flat_map(types) {
-            let info = ctx.adapter_info();
-            match gpu_records(ctx, shape, &weights, &cpu, &x, repeat, (dtype, storage)) {
-                Ok(mut rs) => {
-                    for r in &mut rs {
-                        r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
-                        r.fraction_of_gemm = Some(r.gflops / ceiling);
-                    }
-                    records.extend(rs);
-                }
-                Err(e) => {
-                    eprintln!("  {} ({:?}): FAILED: {e}", info.name, info.backend);
-                    failures.push(format!(
-                        "{} on {} ({:?}): {e}",
-                        shape.name, info.name, info.backend
-                    ));
-                }
-            }
-        }
+    for shape in &shapes {
+        run_shape(
+            shape,
+            &contexts,
+            &ceiling_gflops,
+            &settings,
+            &mut progress,
+            (&mut records, &mut failures),
+        )?;
     }
-
     let mut concurrency = Vec::new();
     if let Some(shape) = &concurrency_shape {
         for ctx in &contexts {
-            let info = ctx.adapter_info();
-            eprintln!(
-                "concurrency on {} ({:?}), {}…",
-                info.name, info.backend, shape.name
-            );
-            concurrency.push(concurrency::measure(ctx, shape, 4 * repeat.reps)?);
+            progress.next();
+            concurrency.push(concurrency::measure(ctx, shape, 4 * settings.repeat.reps)?);
         }
     }
+    progress.done();
 
-    print_report(&ceilings, &records);
+    table::print_report(&ceilings, &records, settings.exhaustive);
     concurrency::print(&concurrency);
-    let tuning: Vec<TuningRecord> = contexts
-        .iter()
-        .flat_map(|ctx| {
-            let adapter = AdapterRecord::new(ctx.adapter_info());
-            ctx.tuning()
-                .into_iter()
-                .map(move |t| TuningRecord::new(&adapter, &t))
-        })
-        .collect();
-    print_tuning(&tuning);
+    let tuning = tuning_records(&contexts);
+    table::print_tuning(&tuning);
     let report = Report {
         version: env!("CARGO_PKG_VERSION").to_string(),
         quick: args.quick,
+        exhaustive: args.exhaustive,
         ceilings,
         records,
         concurrency,
         tuning,
     };
-    if let Some(path) = &args.json {
-        let text = serde_json::to_vec_pretty(&report)
-            .map_err(|e| Error::encode(format!("`{}`", path.display()), e))?;
-        wgpu_lstm::io::write_atomic(path, &text)?;
-        eprintln!("wrote {}", path.display());
-    }
-    if let Some(path) = &args.plot {
-        crate::chart::draw(path, &report)?;
-        eprintln!("wrote {}", path.display());
-    }
+    write_report(args, &report)?;
     if !failures.is_empty() {
         return Err(Error::CheckFailed(format!(
             "{} GPU run(s) failed: {}",
@@ -277,196 +135,176 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Every step kernel of `shape` on `ctx` with weights stored as `dtype` in `storage`, each checked against
-/// the CPU and timed; the faster one is marked chosen. Float16 weights are checked against the
-/// reference engine on the same rounded weights, and their error reported against `cpu`'s
-/// float32 ones.
-fn gpu_records(
-    ctx: &GpuContext,
-    shape: &BenchShape,
-    weights: &Weights,
-    cpu: &CpuModel,
-    x: &ndarray::Array3<f32>,
-    repeat: Repeat,
-    (dtype, storage): (Dtype, Storage),
-) -> Result<Vec<Record>, Error> {
-    let info = ctx.adapter_info();
-    let model = GpuModel::upload_with(ctx, weights, &dtype.upload(storage))?;
-    let rounded =
-        (dtype != Dtype::F32).then(|| CpuModel::reference(weights.rounded(dtype.weights())));
-    let mut out: Vec<Record> = Vec::new();
-    for variant in StepVariant::ALL {
-        let options = ForwardOptions::default().variant(variant).timing(true);
-        let input = wgpu_lstm::Input::new(x.view());
-        let forward = || model.forward_with(&input, &options);
-        let (got, stats) = forward()?;
-        let (err, ok) = match &rounded {
-            None => bench::check_output(&got, cpu, x)?,
-            Some(exact) => (
-                bench::check_output(&got, cpu, x)?.0,
-                bench::check_output(&got, exact, x)?.1,
-            ),
-        };
-        if stats.variant != variant {
-            eprintln!(
-                "  {} ({:?}): {} kernel not possible here, skipped",
-                info.name,
-                info.backend,
-                variant.name()
-            );
-            continue;
-        }
-        if !ok {
-            return Err(Error::CheckFailed(format!(
-                "{} kernel: result differs from the cpu reference by {err:e}",
-                variant.name()
+/// The suite shapes named by `--suite` (every one when none is named), in the suite's order.
+fn suite_shapes(names: &[String]) -> Result<Vec<BenchShape>, Error> {
+    let mut shapes = bench::default_suite();
+    if names.is_empty() {
+        return Ok(shapes);
+    }
+    for name in names {
+        if !shapes.iter().any(|s| s.name == name) {
+            let known: Vec<_> = shapes.iter().map(|s| s.name).collect();
+            return Err(Error::InvalidInput(format!(
+                "unknown suite shape `{name}` (known: {})",
+                known.join(", ")
             )));
         }
-        eprintln!("  {} ({:?}) {}…", info.name, info.backend, variant.name());
-        for _ in 0..repeat.warmup {
-            forward()?;
+    }
+    shapes.retain(|s| names.iter().any(|n| n == s.name));
+    Ok(shapes)
+}
+
+/// The shape `--concurrency-shape` names; `None` for `none`.
+fn concurrency_shape(name: &str) -> Result<Option<BenchShape>, Error> {
+    if name == "none" {
+        return Ok(None);
+    }
+    bench::default_suite()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(Some)
+        .ok_or_else(|| {
+            Error::InvalidInput(format!("--concurrency-shape: unknown suite shape `{name}`"))
+        })
+}
+
+/// A context on every adapter `--backend` and `--adapter` select (each adapter once); none
+/// for `--device cpu`, and an error where a GPU is asked for and none is found.
+fn open_contexts(args: &BenchArgs) -> Result<Vec<GpuContext>, Error> {
+    let mut contexts = Vec::new();
+    if args.device == DeviceChoice::Cpu {
+        return Ok(contexts);
+    }
+    let mut seen = Vec::new();
+    for a in list_adapters(args.gpu.backends()) {
+        let key = (a.info.name.clone(), a.info.backend);
+        if seen.contains(&key) || !args.gpu.matches(&a.info.name) {
+            continue;
         }
-        let before = live_objects(ctx);
-        let mut device_ms = Vec::new();
-        let t = bench::time(
-            Repeat {
-                warmup: 0,
-                ..repeat
-            },
-            || {
-                device_ms.extend(forward()?.1.device_ms);
-                Ok(())
-            },
-        )?;
-        let mut r = Record::new(shape, "gpu", variant.name(), repeat.warmup, &t);
-        r.adapter = Some(AdapterRecord::new(info));
-        r.weights = Some(match model.weights_storage() {
-            WeightsStorage::Texture => format!("{} texture", dtype.weights().name()),
-            _ => dtype.weights().name().to_string(),
+        seen.push(key);
+        contexts.push(GpuContext::new(&ContextOptions::for_adapter(&a.info))?);
+    }
+    if contexts.is_empty() {
+        return Err(Error::NoAdapter {
+            detail: args.gpu.describe(),
         });
-        device_ms.sort_by(f64::total_cmp);
-        r.device_ms =
-            (!device_ms.is_empty()).then(|| bench::Timings { runs_ms: device_ms }.median());
-        r.dispatches = Some(stats.dispatches);
-        r.submits = Some(stats.submits);
-        r.gemm = Some(stats.gemm.name().to_string());
-        r.batch_tile = Some(stats.batch_tile);
-        r.objects_created_in_timed_loop = Some(live_objects(ctx) - before);
-        r.max_abs_err = Some(err);
-        r.peak_bytes = Some(peak_bytes_of(|| {
-            model.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ())
-        })?);
-        out.push(r);
     }
-    let best = out
-        .iter()
-        .map(|r| r.median_ms)
-        .fold(f64::INFINITY, f64::min);
-    for r in &mut out {
-        r.chosen = r.median_ms == best;
-    }
-    Ok(out)
+    Ok(contexts)
 }
 
-/// The kernel variants each adapter chose by measurement, and the time that took.
-fn print_tuning(tuning: &[TuningRecord]) {
-    if tuning.is_empty() {
-        return;
+/// Every adapter's GEMM ceiling: the records of each kernel timed, and per adapter (in the
+/// order of `contexts`) the best GFLOP/s.
+fn measure_ceilings(
+    contexts: &[GpuContext],
+    settings: &Settings,
+    progress: &mut Progress,
+) -> Result<(Vec<CeilingRecord>, Vec<f64>), Error> {
+    let mut records = Vec::new();
+    let mut best = Vec::new();
+    for ctx in contexts {
+        progress.next();
+        let (r, top) = ceiling::measure(ctx, settings.ceiling)?;
+        records.extend(r);
+        best.push(top);
     }
-    println!("kernel variants chosen by measurement (ms per product of the class's timed shape):");
-    for t in tuning {
-        let candidates: Vec<String> = t
-            .candidates
-            .iter()
-            .map(|(name, ms)| format!("{name} {ms:.3}"))
-            .collect();
-        println!(
-            "  {} {}: {} {}: {} [{}] (spent {:.0} ms{})",
-            t.adapter.backend.to_lowercase(),
-            t.adapter.name,
-            t.family,
-            t.class,
-            t.chosen,
-            candidates.join(", "),
-            t.spent_ms,
-            if t.from_cache {
-                ", from the cache file"
-            } else {
-                ""
-            }
-        );
-    }
-    let spent: f64 = tuning.iter().map(|t| t.spent_ms).sum();
-    println!("  time spent choosing: {spent:.0} ms in all");
+    Ok((records, best))
 }
 
-fn print_report(ceilings: &[CeilingRecord], records: &[Record]) {
-    for c in ceilings {
-        let dev = c
-            .device_gflops
-            .map_or(String::new(), |g| format!(" (device time: {g:.2})"));
-        println!(
-            "GEMM ceiling, {} ({}), {}: {n}×{n}×{n}: {:.2} GFLOP/s{dev}",
-            c.adapter.name,
-            c.adapter.backend,
-            c.variant,
-            c.gflops,
-            n = c.n
-        );
-    }
-    println!(
-        "{:<6} {:<30} {:<18} {:>10} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>6} {:>5} {:>8}",
-        "shape",
-        "device",
-        "variant",
-        "median ms",
-        "peak MiB",
-        "device ms",
-        "GFLOP/s",
-        "%GEMM",
-        "B·T/s",
-        "vs CPU",
-        "disp",
-        "objs",
-        "max err"
-    );
-    for r in records {
-        let device = match &r.adapter {
-            Some(a) => format!("{} {}", a.backend.to_lowercase(), a.name),
-            None => format!("cpu {} threads", r.threads.unwrap_or(1)),
-        };
-        let device: String = device.chars().take(30).collect();
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!(
-            "{:<6} {:<30} {:<18} {:>10.3} {:>9} {:>10} {:>8.2} {:>7} {:>10.0} {:>8} {:>6} {:>5} {:>8}",
-            r.shape,
-            device,
-            format!(
-                "{}{}{}{}",
-                r.variant,
-                r.batch_tile.map_or(String::new(), |t| format!(" bt{t}")),
-                r.weights
-                    .as_deref()
-                    .filter(|w| *w != "f32")
-                    .map_or(String::new(), |w| format!(" {w}")),
-                if r.chosen && r.adapter.is_some() {
-                    "*"
-                } else {
-                    ""
+/// One shape on the CPU (unless `--device gpu`) and on every adapter with every weight type
+/// and storage: its records, and a line in `failures` for each GPU run that failed (the others
+/// go on). `ceiling_gflops` holds each adapter's GEMM ceiling.
+fn run_shape(
+    shape: &BenchShape,
+    contexts: &[GpuContext],
+    ceiling_gflops: &[f64],
+    settings: &Settings,
+    progress: &mut Progress,
+    (records, failures): (&mut Vec<Record>, &mut Vec<String>),
+) -> Result<(), Error> {
+    let weights = Weights::random(&shape.spec, 1)?;
+    let x = shape.input(2);
+    let cpu = CpuModel::with_threads(weights.clone(), settings.threads)?;
+    let cpu_ms = if settings.cpu {
+        progress.next();
+        let r = cpu_record(shape, &cpu, &x, settings)?;
+        let median = r.median_ms;
+        records.push(r);
+        Some(median)
+    } else {
+        None
+    };
+    let run = ShapeRun::new(shape, &weights, &x, &cpu);
+    for (ctx, &ceiling) in contexts.iter().zip(ceiling_gflops) {
+        for (dtype, storage) in settings.weight_types() {
+            progress.next();
+            let plan = GpuPlan {
+                repeat: settings.repeat,
+                dtype,
+                storage,
+                exhaustive: settings.exhaustive,
+            };
+            match gpu::gpu_records(ctx, &run, plan) {
+                Ok(rs) => records.extend(rs.into_iter().map(|mut r| {
+                    r.speedup_vs_cpu = cpu_ms.map(|c| c / r.median_ms);
+                    r.fraction_of_gemm = Some(r.gflops / ceiling);
+                    r
+                })),
+                Err(e) => {
+                    let info = ctx.adapter_info();
+                    eprintln!("  {} ({:?}): FAILED: {e}", info.name, info.backend);
+                    failures.push(format!(
+                        "{} on {} ({:?}): {e}",
+                        shape.name, info.name, info.backend
+                    ));
                 }
-            ),
-            r.median_ms,
-            opt(r.peak_bytes.map(|b| format!("{:.2}", b as f64 / (1 << 20) as f64))),
-            opt(r.device_ms.map(|v| format!("{v:.3}"))),
-            r.gflops,
-            opt(r.fraction_of_gemm.map(|f| format!("{:.0}%", f * 100.0))),
-            r.batch_steps_per_s,
-            opt(r.speedup_vs_cpu.map(|s| format!("{s:.2}x"))),
-            opt(r.dispatches.map(|d| d.to_string())),
-            opt(r.objects_created_in_timed_loop.map(|d| d.to_string())),
-            opt(r.max_abs_err.map(|e| format!("{e:.1e}"))),
-        );
+            }
+        }
     }
-    println!("(* the faster GPU kernel of each shape and adapter; objs: GPU objects created in the timed loop;");
-    println!(" peak MiB: host memory allocated during one forward, GPU buffers not included)");
+    Ok(())
+}
+
+/// `shape` timed on the CPU engine `cpu`, with the memory its last forward allocated.
+fn cpu_record(
+    shape: &BenchShape,
+    cpu: &CpuModel,
+    x: &ndarray::Array3<f32>,
+    settings: &Settings,
+) -> Result<Record, Error> {
+    let mut peak = 0;
+    let t = bench::time(settings.repeat, || {
+        peak = peak_bytes_of(|| cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ()))?;
+        Ok(())
+    })?;
+    let mut r = Record::new(shape, "cpu", "fast", settings.repeat.warmup, &t);
+    r.threads = Some(cpu.threads());
+    r.peak_bytes = Some(peak);
+    Ok(r)
+}
+
+/// The kernel variants every adapter's tuner chose, as report records.
+fn tuning_records(contexts: &[GpuContext]) -> Vec<TuningRecord> {
+    contexts
+        .iter()
+        .flat_map(|ctx| {
+            let adapter = AdapterRecord::new(ctx.adapter_info());
+            ctx.tuning()
+                .into_iter()
+                .map(move |t| TuningRecord::new(&adapter, &t))
+        })
+        .collect()
+}
+
+/// Writes the JSON report and the chart where `--json` and `--plot` ask.
+fn write_report(args: &BenchArgs, report: &Report) -> Result<(), Error> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_vec_pretty(report)
+            .map_err(|e| Error::encode(format!("`{}`", path.display()), e))?;
+        wgpu_lstm::io::write_atomic(path, &text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        crate::chart::draw(path, report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
 }

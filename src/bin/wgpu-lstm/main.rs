@@ -14,6 +14,7 @@ mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The command line: one subcommand.
 #[derive(Parser)]
 #[command(
     name = "wgpu-lstm",
@@ -21,10 +22,12 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "LSTM inference on any GPU through wgpu, with a CPU reference"
 )]
 struct Cli {
+    /// What to do.
     #[command(subcommand)]
     command: Command,
 }
 
+/// The subcommands.
 #[derive(Subcommand)]
 enum Command {
     /// Run a model from a safetensors or ONNX file on .npy inputs and write the outputs asked
@@ -32,7 +35,8 @@ enum Command {
     Run(run::RunArgs),
     /// List every adapter wgpu finds on every backend, with the limits that matter here.
     Info(gpu_args::GpuArgs),
-    /// Time forwards of the benchmark suite on the GPU and the CPU and print a table.
+    /// Time forwards of the benchmark suite on every GPU adapter and the CPU as a user gets
+    /// them (--exhaustive: every kernel variant) and print a table; progress on stderr.
     Bench(bench::BenchArgs),
 }
 
@@ -46,6 +50,8 @@ pub enum DeviceChoice {
     Cpu,
 }
 
+/// Runs the subcommand; an error is one line on stderr and a non-zero exit (2 for a usage
+/// error).
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -29,9 +29,10 @@ pub struct Record {
     pub device: String,
     /// The adapter, for GPU records.
     pub adapter: Option<AdapterRecord>,
-    /// `fast` or `reference` (CPU), `stepwise` or `sequence` (GPU).
+    /// `fast` (CPU), or the GPU step kernel that ran (`stepwise`, `sequence-wide`, …).
     pub variant: String,
-    /// Whether this variant is the faster one of its device (always true for the CPU).
+    /// Whether this is the forward a user gets: the tuner's choice (with `--exhaustive`, the
+    /// fastest step kernel of its device and weight type); always true for the CPU.
     pub chosen: bool,
     /// Floating-point operations of one forward.
     pub flops: f64,
@@ -130,6 +131,8 @@ pub struct Report {
     pub version: String,
     /// Whether `--quick` was given.
     pub quick: bool,
+    /// Whether `--exhaustive` was given (every step kernel, not only the tuner's choice).
+    pub exhaustive: bool,
     /// GEMM ceilings, one per adapter.
     pub ceilings: Vec<CeilingRecord>,
     /// One record per shape × device × variant.

@@ -16,6 +16,8 @@ use wgpu_lstm::io::onnx::{self, OnnxModel, Roles, Value};
 use wgpu_lstm::io::{model_file, PendingFile};
 use wgpu_lstm::{CpuModel, Error, Forward, GpuContext, GpuModel, Input, Shape};
 
+/// `run`'s arguments: the model, its input files, and the output files to write (at least
+/// one).
 #[derive(clap::Args)]
 #[command(group(
     clap::ArgGroup::new("outputs")
@@ -77,13 +79,17 @@ pub struct RunArgs {
     /// bits either way.
     #[arg(long, value_enum, default_value_t = Storage::Auto)]
     weights_storage: Storage,
+    /// Backend and adapter of `--device gpu`.
     #[command(flatten)]
     gpu: GpuArgs,
 }
 
+/// `run --device`: where the model runs.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Device {
+    /// A GPU adapter (--backend and --adapter choose which).
     Gpu,
+    /// The CPU engine.
     Cpu,
 }
 
@@ -131,6 +137,7 @@ fn read_lengths(path: &Path) -> Result<Vec<usize>, Error> {
         .collect()
 }
 
+/// An [`Error::InvalidFile`] for `path`.
 fn invalid(path: &Path, message: String) -> Error {
     Error::InvalidFile {
         path: path.display().to_string(),
@@ -331,6 +338,7 @@ fn write_all(files: &[(&Path, &ArrayD<f32>)]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs the model `args` name on their inputs and writes the outputs they ask for.
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     check_distinct_outputs(args)?;
     if args.device == Device::Cpu && args.weights_dtype != Dtype::F32 {
