@@ -125,12 +125,11 @@ pub struct Repeat {
 impl Repeat {
     /// The most timed runs, whatever `min_time` asks for.
     pub const MAX_RUNS: usize = 10_000;
-    /// `bench`'s default: 1 warm-up run, 3 timed, at least half a second timed (hundreds of
-    /// runs for a sub-millisecond forward; 3 for a forward of a second, which keeps the whole
-    /// suite on a software adapter within minutes).
+    /// `bench`'s default: 2 warm-up runs, 10 timed, at least half a second timed (hundreds of
+    /// runs for a sub-millisecond forward).
     pub const FULL: Repeat = Repeat {
-        warmup: 1,
-        reps: 3,
+        warmup: 2,
+        reps: 10,
         min_time: Duration::from_millis(500),
     };
     /// `bench --quick`: 1 warm-up run, 3 timed, at least a tenth of a second timed.

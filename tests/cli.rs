@@ -109,12 +109,6 @@ impl Case {
     }
 }
 
-impl Default for Case {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Asserts that the command succeeded, showing its stderr where not.
 #[track_caller]
 pub fn assert_ok(out: &Output) {
