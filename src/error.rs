@@ -129,6 +129,21 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+    /// A [`Batcher`](crate::Batcher) cannot take more now: its queue or its state table is
+    /// full. Nothing was admitted; the caller may retry later.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// A [`Batcher`](crate::Batcher) or one of its streams no longer takes work: shut down,
+    /// closed, or closed after standing idle.
+    #[error("closed: {0}")]
+    Closed(String),
+    /// A request's deadline passed before its results were ready; it was dropped.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+    /// A batched round failed; every request in it receives this error, with the message of
+    /// the error the round met.
+    #[error("batched round failed: {0}")]
+    RoundFailed(String),
     /// wgpu reported a validation, out-of-memory or internal error, or the device was lost.
     #[error("gpu error during {during}: {message}")]
     Gpu {

@@ -110,6 +110,7 @@
 #![warn(missing_docs)]
 
 mod activation;
+pub mod batcher;
 pub mod bench;
 pub mod compare;
 pub mod cpu;
@@ -118,10 +119,15 @@ pub mod gpu;
 pub mod io;
 mod spec;
 pub mod stream;
+mod table;
 mod tensor;
 mod weights;
 
 pub use activation::{Activation, Activations};
+pub use batcher::{
+    BatchStream, Batcher, BatcherModel, BatcherOptions, BatcherStats, Latency, Pending, Request,
+    Response,
+};
 pub use cpu::{CpuModel, CpuStream, Engine};
 pub use error::{Error, Result, Shape};
 pub use gpu::{

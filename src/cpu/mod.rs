@@ -32,6 +32,7 @@
 mod fast;
 mod reference;
 mod stream;
+pub(crate) mod table;
 
 pub use stream::CpuStream;
 

@@ -5,6 +5,7 @@ use crate::activation::{Activation, Activations};
 use crate::gpu::kernels::bindings::WeightsBinding;
 use crate::gpu::kernels::cache::{describe, Specialization};
 use crate::gpu::kernels::gemm::{self, GemmVariant};
+use crate::gpu::kernels::state;
 use crate::gpu::kernels::step::{self, StepVariant};
 use crate::gpu::options::WeightsStorage;
 use crate::spec::{Cell, RnnSpec};
@@ -106,6 +107,8 @@ pub fn catalog() -> Vec<KernelSource> {
         .map(|s| s.clone().storage(WeightsBinding::Texture))
         .collect();
     specs.extend(texture);
+    // The state table's two kernels (no weights).
+    specs.extend([state::Direction::Gather, state::Direction::Scatter].map(state::specialization));
     let mut out: Vec<KernelSource> = Vec::new();
     for s in specs {
         let k = KernelSource {

@@ -17,6 +17,25 @@ pub(crate) enum Init<'a> {
     },
     /// Continue from the state the previous forward on these state buffers left.
     Carry,
+    /// A batcher's round: the rows' states gathered from a state table's slots before the
+    /// first step, the final states scattered back after the last.
+    Table(TableOps<'a>),
+}
+
+/// The two dispatches that tie a forward to a state table (`kernels::state`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TableOps<'a> {
+    pub gather: &'a Kernel,
+    pub scatter: &'a Kernel,
+    /// The table's slots and this workspace's `h0` and cell state.
+    pub gather_group: &'a wgpu::BindGroup,
+    /// The table's slots and this workspace's `h_n` and cell state.
+    pub scatter_group: &'a wgpu::BindGroup,
+    /// Workgroups of each dispatch.
+    pub groups: u32,
+    /// Whether the cell has a cell state; where not, the cell-state buffer (a two-pass GRU's
+    /// scratch) is cleared as an upload without `c0` clears it.
+    pub cell_state: bool,
 }
 
 /// The pipelines a schedule runs.
@@ -67,7 +86,7 @@ pub(crate) fn run(
         if cfg!(debug_assertions) {
             // Debug builds (the tests) prove that every element read back was written by
             // this forward's kernels.
-            ws.poison(queue, matches!(job.init, Init::Upload { .. }));
+            ws.poison(queue, !matches!(job.init, Init::Carry));
         }
         queue.write_buffer(&ws.x, 0, bytemuck::cast_slice(job.x));
         queue.write_buffer(&ws.lens, 0, bytemuck::cast_slice(job.lens));
@@ -85,6 +104,8 @@ pub(crate) fn run(
                 }
             }
             Init::Carry => encoder.copy_buffer_to_buffer(&st.hn, 0, &st.h0, 0, sizes.h),
+            Init::Table(t) if !t.cell_state => encoder.clear_buffer(&st.c, 0, None),
+            Init::Table(_) => {}
         }
         let timestamps = ws.timestamps.as_ref().filter(|_| job.timing);
         {
@@ -92,7 +113,21 @@ pub(crate) fn run(
                 label: Some("forward"),
                 timestamp_writes: timestamps.map(|t| t.pass_writes()),
             });
+            let table = match job.init {
+                Init::Table(t) => Some(t),
+                _ => None,
+            };
+            if let Some(t) = table {
+                pass.set_pipeline(&t.gather.pipeline);
+                pass.set_bind_group(0, t.gather_group, &[]);
+                pass.dispatch_workgroups(t.groups, 1, 1);
+            }
             encode(&mut pass, ws, schedule, kernels);
+            if let Some(t) = table {
+                pass.set_pipeline(&t.scatter.pipeline);
+                pass.set_bind_group(0, t.scatter_group, &[]);
+                pass.dispatch_workgroups(t.groups, 1, 1);
+            }
         }
         encoder.copy_buffer_to_buffer(ws.final_y(), 0, &ws.staging, 0, sizes.y);
         if job.read_states {

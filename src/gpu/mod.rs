@@ -32,6 +32,7 @@ mod pack;
 mod plan;
 pub mod split;
 pub mod stream;
+pub(crate) mod table;
 mod tune;
 mod weights;
 mod workspace;

@@ -17,11 +17,35 @@ use crate::tensor::Prepared;
 const TUNE_STEPS: usize = 16;
 
 impl GpuModel {
+    /// `options` with every kernel choice left to the tuner made: the GEMM, the step kernel
+    /// and its batch tile, for `p` split into `chunks`.
+    pub(crate) fn choose(
+        &self,
+        p: &Prepared<'_>,
+        chunks: &[Chunk],
+        options: &ForwardOptions,
+    ) -> Result<ForwardOptions> {
+        // The GEMM first: measuring the step kernels runs forwards, which must not ask the
+        // tuner again while it measures.
+        let options = ForwardOptions {
+            gemm: self.gemm_variant(options.gemm, chunks[0].extent())?,
+            ..*options
+        };
+        let options = ForwardOptions {
+            variant: self.step_variant(p, chunks, &options)?,
+            ..options
+        };
+        Ok(ForwardOptions {
+            batch_tile: self.batch_tile(p, chunks, &options)?,
+            ..options
+        })
+    }
+
     /// `options.variant`, or where it is [`StepVariant::Auto`] the step kernel the context's tuner
     /// chose for this model's shape class (cell, hidden size, layers, directions, and batch
     /// and steps rounded up to powers of two) — measured, on first request, by running this
     /// very input with each kernel.
-    pub(super) fn step_variant(
+    fn step_variant(
         &self,
         p: &Prepared<'_>,
         chunks: &[Chunk],
@@ -51,7 +75,7 @@ impl GpuModel {
     /// `options.batch_tile`, or where it is 0 the tile the context's tuner measures fastest
     /// for the step kernel `options.variant` and the shape class (among 1, 2, 4 and 8 rows, as
     /// they fit the batch).
-    pub(super) fn batch_tile(
+    fn batch_tile(
         &self,
         p: &Prepared<'_>,
         chunks: &[Chunk],

@@ -165,20 +165,7 @@ impl GpuModel {
         let p = Prepared::new(&self.spec, input)?;
         let _device = self.ctx.exclusive();
         let chunks = plan::chunks(&self.spec, &self.limits, Extent::new(p.steps, p.batch))?;
-        // The GEMM first: measuring the step kernels runs forwards, which must not ask the
-        // tuner again while it measures.
-        let options = ForwardOptions {
-            gemm: self.gemm_variant(options.gemm, chunks[0].extent())?,
-            ..*options
-        };
-        let options = ForwardOptions {
-            variant: self.step_variant(&p, &chunks, &options)?,
-            ..options
-        };
-        let options = ForwardOptions {
-            batch_tile: self.batch_tile(&p, &chunks, &options)?,
-            ..options
-        };
+        let options = self.choose(&p, &chunks, options)?;
         let (raw, stats) = self.run_chunks(&p, &chunks, &options)?;
         let c_n = self.spec.cell.has_cell_state().then_some(raw.c_n);
         Ok((p.finish(raw.y, raw.h_n, c_n), stats))
