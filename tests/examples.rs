@@ -150,3 +150,17 @@ fn streaming() {
         &["fed 10 chunks", "chunks equal the whole sequence"],
     );
 }
+
+#[test]
+fn batcher() {
+    let out = run("batcher", &[]);
+    expect(
+        "batcher",
+        &out,
+        &[
+            "device: ",
+            "32 requests and 12 stream chunks in",
+            "max |batched - alone|",
+        ],
+    );
+}

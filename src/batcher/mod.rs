@@ -145,6 +145,7 @@ impl Batcher {
                 m,
                 options.max_sequences,
                 options.max_batch,
+                options.quantum,
             )?),
             BatcherModel::Cpu(m) => {
                 Box::new(crate::cpu::table::CpuTable::new(m, options.max_sequences))

@@ -18,6 +18,7 @@ use crate::gpu::workspace::Workspace;
 use crate::spec::RnnSpec;
 use crate::table::{check_rows, pack_rows, RoundOutput, RoundRow, SlotState, StateTable};
 use crate::tensor::{Input, Prepared};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Slots in device buffers (see the module documentation).
@@ -41,6 +42,11 @@ pub(crate) struct GpuTable {
     scatter: Arc<Kernel>,
     /// The workspace of the rounds so far, grown when a round needs more steps.
     bound: Option<Bound>,
+    /// The kernels the tuner chose for rounds of each batch class (rows rounded up to a power
+    /// of two), measured once per class on a round of `quantum` steps (see [`GpuTable::choice`]).
+    choices: HashMap<usize, ForwardOptions>,
+    /// The steps of a full round of a unidirectional model.
+    quantum: usize,
 }
 
 /// A workspace with the bind groups that tie it to the table.
@@ -52,8 +58,9 @@ struct Bound {
 }
 
 impl GpuTable {
-    /// A table of `slots` zero states for `model`, its rounds at most `max_rows` rows.
-    pub fn new(model: GpuModel, slots: usize, max_rows: usize) -> Result<GpuTable> {
+    /// A table of `slots` zero states for `model`, its rounds at most `max_rows` rows of at
+    /// most `quantum` steps (a unidirectional model; a bidirectional one runs whole requests).
+    pub fn new(model: GpuModel, slots: usize, max_rows: usize, quantum: usize) -> Result<GpuTable> {
         let spec = model.spec().clone();
         let (hb, cb) = slot_bytes(&spec);
         let limits = model.limits();
@@ -102,7 +109,36 @@ impl GpuTable {
             gather,
             scatter,
             bound: None,
+            choices: HashMap::new(),
+            quantum,
         })
+    }
+
+    /// The kernels of a round: the tuner's choice for its class. A unidirectional model's
+    /// rounds vary in rows and steps from one round to the next; asking the tuner per round
+    /// would measure every (rows, steps) class as it first appears, in the middle of
+    /// serving. Instead each batch class is measured once, on a zero input of `quantum` steps
+    /// (most rounds under load are full), and kept. A bidirectional model's rounds run whole
+    /// requests; their classes go to the tuner as a forward's do.
+    fn choice(&mut self, p: &Prepared<'_>, chunks: &[plan::Chunk]) -> Result<ForwardOptions> {
+        let spec = self.model.spec();
+        if spec.num_directions() > 1 {
+            return self.model.choose(p, chunks, &ForwardOptions::default());
+        }
+        let class = p.batch.next_power_of_two().min(self.max_rows);
+        if let Some(o) = self.choices.get(&class) {
+            return Ok(*o);
+        }
+        let x = ndarray::Array3::<f32>::zeros((self.quantum, class, spec.input_size));
+        let input = Input::new(x.view());
+        let sample = Prepared::new(spec, &input)?;
+        let extent = Extent::new(self.quantum, class);
+        let chunks = plan::chunks(spec, self.model.limits(), extent)?;
+        let o = self
+            .model
+            .choose(&sample, &chunks, &ForwardOptions::default())?;
+        self.choices.insert(class, o);
+        Ok(o)
     }
 
     /// Makes the workspace cover `need`, growing it (steps rounded up to a power of two,
@@ -274,7 +310,7 @@ impl StateTable for GpuTable {
                 extent.steps, extent.batch
             )));
         }
-        let options = self.model.choose(&p, &chunks, &ForwardOptions::default())?;
+        let options = self.choice(&p, &chunks)?;
         self.ensure(extent)?;
         let step = (options.variant, options.batch_tile);
         let schedule = Schedule::new(&spec, self.model.limits(), extent, step, options.gemm)?;

@@ -1,5 +1,6 @@
 //! The `wgpu-lstm` command: `run` a model on `.npy` inputs, `info` lists adapters, `bench`
-//! compares GPU and CPU. Each subcommand is a thin layer over the library, in its own module.
+//! compares GPU and CPU, `load` load-tests the batcher against per-request and padding
+//! servers. Each subcommand is a thin layer over the library, in its own module.
 
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ mod chart;
 mod concurrency;
 mod gpu_args;
 mod info;
+mod load;
 mod memory;
 mod report;
 mod run;
@@ -38,6 +40,10 @@ enum Command {
     /// Time forwards of the benchmark suite on every GPU adapter and the CPU as a user gets
     /// them (--exhaustive: every kernel variant) and print a table; progress on stderr.
     Bench(bench::BenchArgs),
+    /// Load-test three servers of one model on the GPU and the CPU — one forward per request,
+    /// a padding batcher, the cellular batcher — under open-loop Poisson arrivals: throughput
+    /// at saturation and p50/p99 latency at 25, 50 and 80 % of it.
+    Load(load::LoadArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Info(gpu) => info::info(&gpu),
         Command::Bench(args) => bench::run_bench(&args),
+        Command::Load(args) => load::run_load(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

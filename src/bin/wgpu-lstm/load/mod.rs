@@ -1,0 +1,337 @@
+//! `wgpu-lstm load`: an open-loop load test of three servers on one model and device — one
+//! `forward` per request from worker threads, a padding batcher, and the cellular
+//! [`Batcher`] — reporting each one's throughput at saturation and its p50/p99 latency at
+//! 25 %, 50 % and 80 % of it (and the cellular batcher's at the padding batcher's loads).
+
+mod chart;
+mod measure;
+mod servers;
+
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use wgpu_lstm::bench::default_suite;
+use wgpu_lstm::{
+    Batcher, BatcherModel, BatcherOptions, ContextOptions, CpuModel, Error, Forward, GpuContext,
+    GpuModel, Weights,
+};
+
+use crate::gpu_args::GpuArgs;
+use measure::{LoadPoint, Workload};
+use servers::{Done, Kind};
+
+/// The fractions of a server's saturation its latency is measured at.
+const FRACTIONS: [f64; 3] = [0.25, 0.5, 0.8];
+
+/// `wgpu-lstm load` arguments.
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Which devices: the GPU adapter, the CPU, or both.
+    #[arg(long, value_enum, default_value_t = LoadDevice::All)]
+    pub device: LoadDevice,
+    /// Backend and adapter of the GPU (default: the first adapter found).
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// The model: a benchmark suite shape's (its cell, sizes and layers; the batch and steps
+    /// come from the load).
+    #[arg(long, default_value = "edge")]
+    pub shape: String,
+    /// Shortest request, in steps (lengths are uniform in min..=max).
+    #[arg(long, default_value_t = 10)]
+    pub min_steps: usize,
+    /// Longest request, in steps.
+    #[arg(long, default_value_t = 200)]
+    pub max_steps: usize,
+    /// The most requests in one forward of the padding batcher and one round of the
+    /// cellular batcher.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// The cellular batcher's quantum (steps per sequence per round).
+    #[arg(long, default_value_t = 16)]
+    pub quantum: usize,
+    /// Worker threads of the per-request server (default: 4 on the GPU; on the CPU one per
+    /// core, each running single-threaded forwards).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Seconds of arrivals per load point (at least 20 requests).
+    #[arg(long, default_value_t = 4.0)]
+    pub seconds: f64,
+    /// Seconds the saturation burst aims at.
+    #[arg(long, default_value_t = 4.0)]
+    pub saturation_seconds: f64,
+    /// Seed of the request lengths, inputs and arrivals.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write every measurement as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw p50 and p99 latency against offered load as a PNG here.
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+}
+
+/// The devices of a load test.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadDevice {
+    All,
+    Gpu,
+    Cpu,
+}
+
+/// One server on one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerRecord {
+    pub device: String,
+    pub server: &'static str,
+    /// Requests per second at saturation.
+    pub saturation: f64,
+    /// Saturation over the per-request server's on the same device.
+    pub speedup: f64,
+    /// Mean sequences per round (cellular only).
+    pub mean_batch: Option<f64>,
+    pub loads: Vec<LoadPoint>,
+    /// The cellular batcher at the padding batcher's loads (cellular only).
+    pub at_padding_loads: Vec<LoadPoint>,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub shape: String,
+    pub min_steps: usize,
+    pub max_steps: usize,
+    pub max_batch: usize,
+    pub quantum: usize,
+    pub records: Vec<ServerRecord>,
+}
+
+/// A device to test on: its name and how to make its models.
+struct Device {
+    name: String,
+    /// A model shared by the per-request and padding servers.
+    shared: Arc<dyn Forward + Send + Sync>,
+    /// A model of the batcher's own.
+    owned: Box<dyn Fn() -> Result<BatcherModel, Error>>,
+    workers: usize,
+}
+
+pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
+    let shape = default_suite()
+        .into_iter()
+        .find(|s| s.name == args.shape)
+        .ok_or_else(|| Error::InvalidInput(format!("no suite shape `{}`", args.shape)))?;
+    if args.min_steps == 0 || args.min_steps > args.max_steps {
+        return Err(Error::InvalidInput(
+            "--min-steps must be at least 1 and at most --max-steps".into(),
+        ));
+    }
+    if !(args.seconds > 0.0 && args.saturation_seconds > 0.0) {
+        return Err(Error::InvalidInput(
+            "--seconds and --saturation-seconds must be positive".into(),
+        ));
+    }
+    let weights = Weights::random(&shape.spec, args.seed)?;
+    let work = Workload::new(
+        shape.spec.input_size,
+        args.min_steps,
+        args.max_steps,
+        args.seed,
+    );
+    let mut devices = Vec::new();
+    if args.device != LoadDevice::Cpu {
+        let options = ContextOptions {
+            backends: args.gpu.backends(),
+            adapter_name: args.gpu.adapter_filter(),
+            ..ContextOptions::default()
+        };
+        let ctx = GpuContext::new(&options)?;
+        let info = ctx.adapter_info();
+        let w = weights.clone();
+        let owned_ctx = ctx.clone();
+        devices.push(Device {
+            name: format!("{:?} {}", info.backend, info.name).to_lowercase(),
+            shared: Arc::new(GpuModel::upload(&ctx, &weights)?),
+            owned: Box::new(move || Ok(GpuModel::upload(&owned_ctx, &w)?.into())),
+            workers: args.workers.unwrap_or(4),
+        });
+    }
+    if args.device != LoadDevice::Gpu {
+        let cores = CpuModel::default_threads();
+        let w = weights.clone();
+        devices.push(Device {
+            name: format!("cpu ({cores} threads)"),
+            shared: Arc::new(CpuModel::with_threads(weights.clone(), 1)?),
+            owned: Box::new(move || Ok(CpuModel::new(w.clone()).into())),
+            workers: args.workers.unwrap_or(cores),
+        });
+    }
+    let mut records = Vec::new();
+    for device in &devices {
+        records.extend(run_device(args, device, &work)?);
+    }
+    print_table(args, &records);
+    let report = LoadReport {
+        shape: args.shape.clone(),
+        min_steps: args.min_steps,
+        max_steps: args.max_steps,
+        max_batch: args.max_batch,
+        quantum: args.quantum,
+        records,
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_vec_pretty(&report)
+            .map_err(|e| Error::encode(format!("`{}`", path.display()), e))?;
+        wgpu_lstm::io::write_atomic(path, &text)?;
+    }
+    if let Some(path) = &args.plot {
+        chart::draw(path, &report)?;
+    }
+    Ok(())
+}
+
+/// The three servers on one device.
+fn run_device(
+    args: &LoadArgs,
+    device: &Device,
+    work: &Workload,
+) -> Result<Vec<ServerRecord>, Error> {
+    let mut out: Vec<ServerRecord> = Vec::new();
+    for kind in Kind::ALL {
+        let (tx, done) = channel::<Done>();
+        let mut batcher = None;
+        let server = match kind {
+            Kind::PerRequest => servers::per_request(device.shared.clone(), device.workers, tx),
+            Kind::Padding => servers::padding(device.shared.clone(), args.max_batch, tx),
+            Kind::Cellular => {
+                let options = BatcherOptions::default()
+                    .max_batch(args.max_batch)
+                    .quantum(args.quantum)
+                    .max_sequences(8192)
+                    .max_queue(8192);
+                let b = Batcher::new((device.owned)()?, options)?;
+                batcher = Some(b.clone());
+                servers::cellular(b, tx)
+            }
+        };
+        let label = format!("{} / {}", device.name, kind.name());
+        let start = Instant::now();
+        eprintln!(
+            "{label}: warming up (bursts of 1, 2, 4 … {} requests)",
+            args.max_batch
+        );
+        let mut rate = 1.0;
+        let mut burst = 1;
+        while burst <= args.max_batch {
+            rate = measure::saturation(&server, &done, work, burst).0;
+            burst *= 2;
+        }
+        let n = ((rate * args.saturation_seconds) as usize).clamp(2 * args.max_batch, 4000);
+        eprintln!("{label}: saturation, a burst of {n} requests");
+        let (saturation, failed) = measure::saturation(&server, &done, work, n);
+        if failed > 0 {
+            return Err(Error::CheckFailed(format!(
+                "{label}: {failed} requests failed"
+            )));
+        }
+        let mut loads = Vec::new();
+        for (i, f) in FRACTIONS.into_iter().enumerate() {
+            eprintln!(
+                "{label}: Poisson arrivals at {:.0} % of saturation ({:.1} requests/s)",
+                f * 100.0,
+                f * saturation
+            );
+            let mut p = measure::poisson(
+                &server,
+                &done,
+                work,
+                f * saturation,
+                args.seconds,
+                10 + i as u64,
+            );
+            p.fraction = f;
+            loads.push(p);
+        }
+        let mut at_padding_loads = Vec::new();
+        if kind == Kind::Cellular {
+            if let Some(padding) = out.iter().find(|r| r.server == Kind::Padding.name()) {
+                for (i, p) in padding.loads.iter().enumerate() {
+                    if p.rate < saturation {
+                        eprintln!(
+                            "{label}: at the padding batcher's {:.0} % load",
+                            p.fraction * 100.0
+                        );
+                        let mut q = measure::poisson(
+                            &server,
+                            &done,
+                            work,
+                            p.rate,
+                            args.seconds,
+                            10 + i as u64,
+                        );
+                        q.fraction = p.fraction;
+                        at_padding_loads.push(q);
+                    }
+                }
+            }
+        }
+        drop(server);
+        let base = out.first().map_or(saturation, |r| r.saturation);
+        out.push(ServerRecord {
+            device: device.name.clone(),
+            server: kind.name(),
+            saturation,
+            speedup: saturation / base,
+            mean_batch: batcher.map(|b| b.stats().mean_batch),
+            loads,
+            at_padding_loads,
+        });
+        eprintln!("{label}: done in {:.0} s", start.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+/// The results as a table on stdout.
+fn print_table(args: &LoadArgs, records: &[ServerRecord]) {
+    println!(
+        "\nmodel `{}`, requests uniform in {}..={} steps, max batch {}, quantum {}; latency p50 / p99 in ms at 25 %, 50 %, 80 % of each server's saturation",
+        args.shape, args.min_steps, args.max_steps, args.max_batch, args.quantum
+    );
+    println!("| device | server | saturation (req/s) | × per-request | mean batch | 25 % | 50 % | 80 % |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in records {
+        let cell = |p: &LoadPoint| format!("{:.1} / {:.1}", p.p50_ms, p.p99_ms);
+        let loads: Vec<String> = r.loads.iter().map(cell).collect();
+        println!(
+            "| {} | {} | {:.1} | {:.2} | {} | {} |",
+            r.device,
+            r.server,
+            r.saturation,
+            r.speedup,
+            r.mean_batch.map_or("—".into(), |m| format!("{m:.1}")),
+            loads.join(" | ")
+        );
+    }
+    for r in records.iter().filter(|r| !r.at_padding_loads.is_empty()) {
+        let padding = records
+            .iter()
+            .find(|p| p.device == r.device && p.server == Kind::Padding.name());
+        println!(
+            "\n{}: p99 ms at the padding batcher's loads (cellular vs padding)",
+            r.device
+        );
+        for (c, p) in r
+            .at_padding_loads
+            .iter()
+            .zip(padding.map(|p| &p.loads[..]).unwrap_or(&[]))
+        {
+            println!(
+                "  {:.1} requests/s: cellular {:.1}, padding {:.1}",
+                c.rate, c.p99_ms, p.p99_ms
+            );
+        }
+    }
+}
