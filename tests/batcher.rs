@@ -451,3 +451,46 @@ fn statistics_describe_the_load() {
         assert_eq!(s.state_table_bytes, 10 * (3 + 8) * 4);
     }
 }
+
+/// On the CPU a batched request is bit for bit the same sequence run alone through the same
+/// engine: a row's arithmetic does not depend on the rows beside it or on where the rounds
+/// cut its steps (the state carries over in float32, exactly as between two steps).
+#[test]
+fn cpu_results_are_bit_identical_to_each_alone() {
+    let seed = seed("cpu_results_are_bit_identical_to_each_alone", 49);
+    for (name, spec) in specs() {
+        let weights = Weights::random(&spec, seed).unwrap();
+        let alone = CpuModel::new(weights.clone());
+        let options = BatcherOptions::default().max_batch(5).quantum(3);
+        let batcher = Batcher::new(CpuModel::new(weights), options).unwrap();
+        let mut rng = rng(seed);
+        let xs: Vec<Array2<f32>> = (0..12)
+            .map(|_| {
+                let steps = rng.random_range(1..=20);
+                uniform(&mut rng, (steps, spec.input_size), 1.0)
+            })
+            .collect();
+        let pending: Vec<_> = xs
+            .iter()
+            .map(|x| batcher.submit(Request::new(x.view())).unwrap())
+            .collect();
+        for (i, (x, p)) in xs.iter().zip(pending).enumerate() {
+            let got = p.wait().unwrap();
+            let want = alone
+                .forward(&Input::new(x.view().insert_axis(Axis(1))))
+                .unwrap();
+            let want_y = want.y.index_axis(Axis(1), 0).to_owned();
+            assert_eq!(
+                got.y.view().into_dyn(),
+                want_y,
+                "{name}: request {i}: y differs from the same sequence alone"
+            );
+            let want_h = want.h_n.index_axis(Axis(1), 0).to_owned();
+            assert_eq!(
+                got.h_n.view().into_dyn(),
+                want_h,
+                "{name}: request {i}: h_n"
+            );
+        }
+    }
+}

@@ -180,9 +180,19 @@ fn plan(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant
     }
     ready.sort_unstable();
     if !options.max_queue_delay.is_zero() && ready.len() < options.max_batch && !q.closing {
+        // Wait for company, but wake for the first deadline among the waiting.
+        let deadline = q
+            .seqs
+            .values()
+            .filter_map(|seq| match seq.work.front() {
+                Some(Work::Steps(s)) => s.deadline,
+                _ => None,
+            })
+            .min();
         let due = ready[0].0 + options.max_queue_delay;
         if now < due {
-            return Next::Wait(Some(due - now));
+            let until = deadline.map_or(due, |d| d.min(due));
+            return Next::Wait(Some(until.saturating_duration_since(now)));
         }
     }
     let whole = shared.spec.num_directions() > 1;

@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     pub suite: Vec<String>,
     /// Less time per forward: 1 warm-up, 3 timed runs and at least a tenth of a second timed
-    /// (default: 1, 3 and half a second).
+    /// (default: 2, 10 and half a second).
     #[arg(long)]
     pub quick: bool,
     /// Time every step kernel × weight type × storage (buffer and texture unless
