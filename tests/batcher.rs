@@ -452,17 +452,20 @@ fn statistics_describe_the_load() {
     }
 }
 
-/// On the CPU a batched request is bit for bit the same sequence run alone through the same
-/// engine: a row's arithmetic does not depend on the rows beside it or on where the rounds
-/// cut its steps (the state carries over in float32, exactly as between two steps).
+/// On the CPU's reference engine a batched request is bit for bit the same sequence run alone:
+/// a row's arithmetic does not depend on the rows beside it, and where the rounds cut its
+/// steps does not matter (the state carries over in float32, exactly as between two steps).
+/// The fast engine is not bit-identical (its product kernels tile rows, so a row's sums round
+/// differently beside others: 1 ulp seen) and the GPU's kernels change with the round's batch;
+/// both are held to the GPU-versus-CPU tolerance above.
 #[test]
 fn cpu_results_are_bit_identical_to_each_alone() {
     let seed = seed("cpu_results_are_bit_identical_to_each_alone", 49);
     for (name, spec) in specs() {
         let weights = Weights::random(&spec, seed).unwrap();
-        let alone = CpuModel::new(weights.clone());
+        let alone = CpuModel::reference(weights.clone());
         let options = BatcherOptions::default().max_batch(5).quantum(3);
-        let batcher = Batcher::new(CpuModel::new(weights), options).unwrap();
+        let batcher = Batcher::new(CpuModel::reference(weights), options).unwrap();
         let mut rng = rng(seed);
         let xs: Vec<Array2<f32>> = (0..12)
             .map(|_| {

@@ -22,10 +22,12 @@
 //! host array.
 //!
 //! **Results** are those of the same sequence run alone through
-//! [`Forward::forward`](crate::Forward::forward), within [`Tolerance::GPU_VS_CPU`]
-//! (`crate::compare`): a round runs the model's own kernels on a batch whose composition
-//! changes which kernel variant and batch tile the tuner picks, and so the order of float32
-//! sums.
+//! [`Forward::forward`](crate::Forward::forward), within
+//! [`Tolerance::GPU_VS_CPU`](crate::compare::Tolerance::GPU_VS_CPU): a round runs the
+//! model's own kernels on a batch whose composition changes which kernel variant and batch
+//! tile the GPU's tuner picks, and how the CPU's fast engine tiles rows, and so the rounding
+//! of float32 sums (worst seen in the tests: 3·10⁻⁷). With the CPU's reference engine
+//! ([`CpuModel::reference`]) they are bit for bit the same.
 //!
 //! **Policy** ([`BatcherOptions`]): the largest round, the quantum, how long ready work may
 //! wait for company, a bounded queue and table ([`Error::Busy`](crate::Error::Busy) beyond

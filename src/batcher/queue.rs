@@ -2,7 +2,7 @@
 //! its slot of the state table and its queue of work, the free slots, and the counters.
 //! Callers admit work here (under one lock); only the scheduling thread removes it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -39,6 +39,12 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub seqs: HashMap<u64, Seq>,
+    /// The sequences with steps at the front of their work, by the arrival of that work
+    /// (oldest first): what a round takes from, without scanning every sequence.
+    pub ready: BTreeSet<(Instant, u64)>,
+    /// Streams with a state read at the front of their work, or closed: the scheduler
+    /// attends to them before its next round.
+    pub attention: HashSet<u64>,
     /// Slots of the state table no sequence holds.
     pub free: Vec<usize>,
     /// Requests and chunks admitted and not yet answered.
@@ -68,6 +74,8 @@ pub(crate) struct Seq {
     pub last_active: Instant,
     /// A stream whose state a failed round left unknown: its work fails with this message.
     pub lost: Option<String>,
+    /// Its key in [`Queue::ready`], while it is there.
+    pub ready_key: Option<Instant>,
 }
 
 /// A sequence's next piece of work.
@@ -135,6 +143,8 @@ impl Queue {
     pub fn new(slots: usize) -> Self {
         Queue {
             seqs: HashMap::new(),
+            ready: BTreeSet::new(),
+            attention: HashSet::new(),
             free: (0..slots).rev().collect(),
             queued: 0,
             open_streams: 0,
@@ -186,6 +196,7 @@ impl Queue {
                 closed: false,
                 last_active: Instant::now(),
                 lost: None,
+                ready_key: None,
             },
         );
         if stream {
@@ -194,9 +205,37 @@ impl Queue {
         Ok(id)
     }
 
+    /// Puts sequence `id` where its front work says: in [`Queue::ready`] behind steps, among
+    /// those needing attention behind a state read. Called after every change to its work.
+    pub fn requeue(&mut self, id: u64) {
+        let Some(seq) = self.seqs.get_mut(&id) else {
+            return;
+        };
+        if let Some(key) = seq.ready_key.take() {
+            self.ready.remove(&(key, id));
+        }
+        match seq.work.front() {
+            Some(Work::Steps(s)) => {
+                seq.ready_key = Some(s.arrived);
+                self.ready.insert((s.arrived, id));
+            }
+            Some(Work::ReadState(_)) => {
+                self.attention.insert(id);
+            }
+            None if seq.closed => {
+                self.attention.insert(id);
+            }
+            None => {}
+        }
+    }
+
     /// Removes a sequence and frees its slot.
     pub fn remove(&mut self, id: u64) {
         if let Some(seq) = self.seqs.remove(&id) {
+            if let Some(key) = seq.ready_key {
+                self.ready.remove(&(key, id));
+            }
+            self.attention.remove(&id);
             self.free.push(seq.slot);
             if seq.stream {
                 self.open_streams -= 1;
@@ -223,6 +262,7 @@ impl Shared {
             .expect("just opened")
             .work
             .push_back(Work::Steps(steps));
+        q.requeue(id);
         q.queued += 1;
         drop(q);
         self.wake.notify_all();
@@ -264,6 +304,7 @@ impl Shared {
             StepsReply::Chunk(reply),
         )));
         seq.last_active = Instant::now();
+        q.requeue(id);
         q.queued += 1;
         drop(q);
         self.wake.notify_all();
@@ -277,6 +318,7 @@ impl Shared {
         let (reply, pending) = Reply::new();
         seq.work.push_back(Work::ReadState(reply));
         seq.last_active = Instant::now();
+        q.requeue(id);
         drop(q);
         self.wake.notify_all();
         Ok(pending)
@@ -287,6 +329,7 @@ impl Shared {
         let mut q = self.lock();
         if let Some(seq) = q.seqs.get_mut(&id) {
             seq.closed = true;
+            q.requeue(id);
         }
         drop(q);
         self.wake.notify_all();

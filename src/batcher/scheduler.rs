@@ -1,9 +1,11 @@
 //! The scheduling thread: rounds of cellular batching. Each round takes the sequences with
 //! steps to run, oldest work first, up to `max_batch`, and advances each by up to `quantum`
 //! steps (a bidirectional model: its whole request) in one forward over the state table;
-//! sequences join and leave between rounds. Between rounds it answers state reads, drops
-//! cancelled and late requests, and closes idle streams.
+//! sequences join and leave between rounds. Between rounds it answers state reads and closes
+//! streams; every [`SWEEP`] it drops cancelled and late requests and closes idle streams.
+//! Its work per round grows with the round, not with the number of sequences queued.
 
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,11 @@ use super::request::Response;
 use crate::error::{Error, Result};
 use crate::table::{RoundOutput, RoundRow, StateTable};
 
-/// How long the thread sleeps at most when nothing is due (it wakes on any arrival).
+/// How often every sequence is looked at for cancellation, deadlines and idleness (a round's
+/// own rows are checked before each round).
+const SWEEP: Duration = Duration::from_millis(20);
+
+/// How long the thread sleeps at most with nothing open (it wakes on any arrival).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// One row of the round being run: its sequence and its inputs.
@@ -26,22 +32,39 @@ struct Planned {
     last: bool,
 }
 
+/// What the thread does next.
+enum Next {
+    /// Sleep until work arrives, or at most this long.
+    Wait(Duration),
+    Round(Vec<Planned>),
+}
+
 /// Runs rounds until the batcher shuts down and its admitted work is done.
 pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
     let mut q = shared.lock();
+    let mut next_sweep = Instant::now();
     loop {
         let now = Instant::now();
-        housekeeping(&shared, &mut q, table.as_mut(), now);
+        attend(&mut q, table.as_mut(), now);
+        if now >= next_sweep || q.closing {
+            sweep(&shared, &mut q, now);
+            next_sweep = now + SWEEP;
+        }
         if q.closing && q.seqs.is_empty() {
             break;
         }
         match plan(&shared, &mut q, table.as_mut(), now) {
             Next::Wait(timeout) => {
-                q = match timeout {
-                    Some(t) => shared.wake.wait_timeout(q, t).map(|r| r.0),
-                    None => shared.wake.wait_timeout(q, IDLE_POLL).map(|r| r.0),
-                }
-                .unwrap_or_else(|e| e.into_inner().0);
+                let limit = if q.seqs.is_empty() {
+                    IDLE_POLL
+                } else {
+                    next_sweep.saturating_duration_since(now)
+                };
+                q = shared
+                    .wake
+                    .wait_timeout(q, timeout.min(limit))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
             Next::Round(rows) => {
                 drop(q);
@@ -54,13 +77,6 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
         }
     }
     q.ended = true;
-}
-
-/// What the thread does next.
-enum Next {
-    /// Sleep until work arrives, or at most this long.
-    Wait(Option<Duration>),
-    Round(Vec<Planned>),
 }
 
 /// One forward over the table, a panic in it caught and turned into an error.
@@ -77,15 +93,14 @@ fn run_round(table: &mut dyn StateTable, rows: &[Planned]) -> Result<RoundOutput
         .unwrap_or_else(|_| Err(Error::Internal("a batched round panicked".into())))
 }
 
-/// Between rounds: cancelled and late one-shot requests dropped, state reads answered,
-/// closed and idle streams removed; at shutdown, streams without work closed.
-fn housekeeping(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant) {
-    let idle = shared.options.stream_idle_timeout;
-    let closing = q.closing;
-    let ids: Vec<u64> = q.seqs.keys().copied().collect();
+/// The streams that need it: state reads at the front of their work answered, closed
+/// streams with no work left removed.
+fn attend(q: &mut Queue, table: &mut dyn StateTable, now: Instant) {
+    let ids: Vec<u64> = q.attention.drain().collect();
     for id in ids {
-        let seq = q.seqs.get_mut(&id).expect("listed above");
-        // State reads at the front of a stream's work.
+        let Some(seq) = q.seqs.get_mut(&id) else {
+            continue;
+        };
         while let Some(Work::ReadState(_)) = seq.work.front() {
             let Some(Work::ReadState(reply)) = seq.work.pop_front() else {
                 unreachable!("matched above")
@@ -97,46 +112,33 @@ fn housekeeping(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now:
             reply.send(result);
             seq.last_active = now;
         }
-        let verdict = match seq.work.front() {
-            Some(Work::Steps(steps)) if !seq.stream => {
-                if steps.cancelled() {
-                    Verdict::Cancelled
-                } else if steps.deadline.is_some_and(|d| now >= d) {
-                    let e = Error::DeadlineExceeded(format!(
-                        "{} of {} steps had run",
-                        steps.done,
-                        steps.x.nrows()
-                    ));
-                    Verdict::Fail(e)
-                } else {
-                    Verdict::Keep
-                }
-            }
-            None if seq.stream && (seq.closed || closing) => Verdict::Close,
-            None if seq.stream && now.duration_since(seq.last_active) >= idle => Verdict::Idle,
-            _ => Verdict::Keep,
-        };
-        match verdict {
-            Verdict::Keep => {}
-            Verdict::Cancelled => {
-                q.counters.cancelled += 1;
-                q.queued -= 1;
-                q.remove(id);
-            }
-            Verdict::Fail(e) => {
-                fail_front(q, id, e);
-                q.remove(id);
-            }
-            Verdict::Close => q.remove(id),
-            Verdict::Idle => {
-                q.counters.idle_closed += 1;
-                q.remove(id);
-            }
+        if seq.closed && seq.work.is_empty() {
+            q.remove(id);
+        } else {
+            q.requeue(id);
         }
     }
 }
 
-/// What housekeeping does with a sequence.
+/// Every sequence: cancelled and late one-shot requests dropped, idle streams closed, and at
+/// shutdown streams without work closed.
+fn sweep(shared: &Shared, q: &mut Queue, now: Instant) {
+    let idle = shared.options.stream_idle_timeout;
+    let closing = q.closing;
+    let ids: Vec<u64> = q.seqs.keys().copied().collect();
+    for id in ids {
+        let seq = &q.seqs[&id];
+        let verdict = match seq.work.front() {
+            Some(Work::Steps(steps)) if !seq.stream => late_or_cancelled(steps, now),
+            None if seq.stream && (seq.closed || closing) => Verdict::Close,
+            None if seq.stream && now.duration_since(seq.last_active) >= idle => Verdict::Idle,
+            _ => Verdict::Keep,
+        };
+        apply(q, id, verdict);
+    }
+}
+
+/// What becomes of a sequence.
 enum Verdict {
     Keep,
     Cancelled,
@@ -145,7 +147,44 @@ enum Verdict {
     Idle,
 }
 
-/// Fails the steps at the front of sequence `id`'s work with `e` and counts them.
+/// A one-shot request its caller dropped, or whose deadline passed.
+fn late_or_cancelled(steps: &Steps, now: Instant) -> Verdict {
+    if steps.cancelled() {
+        Verdict::Cancelled
+    } else if steps.deadline.is_some_and(|d| now >= d) {
+        Verdict::Fail(Error::DeadlineExceeded(format!(
+            "{} of {} steps had run",
+            steps.done,
+            steps.x.nrows()
+        )))
+    } else {
+        Verdict::Keep
+    }
+}
+
+/// Carries out a verdict on sequence `id`.
+fn apply(q: &mut Queue, id: u64, verdict: Verdict) {
+    match verdict {
+        Verdict::Keep => {}
+        Verdict::Cancelled => {
+            q.counters.cancelled += 1;
+            q.queued -= 1;
+            q.remove(id);
+        }
+        Verdict::Fail(e) => {
+            fail_front(q, id, e);
+            q.remove(id);
+        }
+        Verdict::Close => q.remove(id),
+        Verdict::Idle => {
+            q.counters.idle_closed += 1;
+            q.remove(id);
+        }
+    }
+}
+
+/// Fails the steps at the front of sequence `id`'s work with `e`, counts them, and requeues
+/// the sequence behind its next work.
 fn fail_front(q: &mut Queue, id: u64, e: Error) {
     if let Some(seq) = q.seqs.get_mut(&id) {
         if let Some(Work::Steps(steps)) = seq.work.pop_front() {
@@ -153,6 +192,7 @@ fn fail_front(q: &mut Queue, id: u64, e: Error) {
             q.counters.failed += 1;
             q.queued -= 1;
         }
+        q.requeue(id);
     }
 }
 
@@ -167,103 +207,107 @@ fn apply_init(table: &mut dyn StateTable, seq: &mut Seq) -> Result<()> {
 /// The next round, or how long to wait for one.
 fn plan(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant) -> Next {
     let options = &shared.options;
-    let mut ready: Vec<(Instant, u64)> = q
-        .seqs
-        .iter()
-        .filter_map(|(&id, seq)| match seq.work.front() {
-            Some(Work::Steps(s)) => Some((s.arrived, id)),
-            _ => None,
-        })
-        .collect();
-    if ready.is_empty() {
-        return Next::Wait(next_due(shared, q, now));
-    }
-    ready.sort_unstable();
-    if !options.max_queue_delay.is_zero() && ready.len() < options.max_batch && !q.closing {
-        // Wait for company, but wake for the first deadline among the waiting.
-        let deadline = q
-            .seqs
-            .values()
-            .filter_map(|seq| match seq.work.front() {
-                Some(Work::Steps(s)) => s.deadline,
-                _ => None,
-            })
-            .min();
-        let due = ready[0].0 + options.max_queue_delay;
+    let Some(&(oldest, _)) = q.ready.first() else {
+        return Next::Wait(IDLE_POLL);
+    };
+    if !options.max_queue_delay.is_zero() && q.ready.len() < options.max_batch && !q.closing {
+        let due = oldest + options.max_queue_delay;
         if now < due {
-            let until = deadline.map_or(due, |d| d.min(due));
-            return Next::Wait(Some(until.saturating_duration_since(now)));
+            return Next::Wait(due - now);
         }
     }
     let whole = shared.spec.num_directions() > 1;
     let mut rows: Vec<Planned> = Vec::new();
     let mut longest = 0;
-    for &(_, id) in &ready {
-        if rows.len() == options.max_batch {
-            break;
-        }
-        let seq = q.seqs.get_mut(&id).expect("listed above");
-        let Some(Work::Steps(steps)) = seq.work.front() else {
-            continue;
+    let mut after: Option<(Instant, u64)> = None;
+    while rows.len() < options.max_batch {
+        let next = match after {
+            None => q.ready.first().copied(),
+            Some(k) => q.ready.range((Excluded(k), Unbounded)).next().copied(),
         };
-        let left = steps.x.nrows() - steps.done;
-        let n = if whole {
-            left
-        } else {
-            left.min(options.quantum)
-        };
-        if let Some(lost) = seq.lost.clone() {
-            fail_front(q, id, Error::RoundFailed(lost));
-            continue;
-        }
-        if whole && !table.fits(longest.max(n), rows.len() + 1) {
-            if rows.is_empty() {
-                let e = Error::InvalidInput(format!(
-                    "a request of {n} steps exceeds what the device runs in one forward \
-                     (a bidirectional model runs each request whole)"
-                ));
-                fail_front(q, id, e);
-                q.remove(id);
+        let Some(key @ (_, id)) = next else { break };
+        after = Some(key);
+        match plan_row(shared, q, table, id, now, whole, longest, rows.len()) {
+            Some(row) => {
+                longest = longest.max(row.x.nrows());
+                rows.push(row);
             }
-            continue;
+            None => continue,
         }
-        if let Err(e) = apply_init(table, seq) {
-            fail_front(q, id, e);
-            q.remove(id);
-            continue;
-        }
-        let Some(Work::Steps(steps)) = seq.work.front_mut() else {
-            unreachable!("matched above")
-        };
-        if !steps.started {
-            steps.started = true;
-            q.counters
-                .queue_time
-                .record(now.duration_since(steps.arrived));
-        }
-        longest = longest.max(n);
-        rows.push(Planned {
-            id,
-            slot: seq.slot,
-            x: steps.x.slice(s![steps.done..steps.done + n, ..]).to_owned(),
-            last: !seq.stream && steps.done + n == steps.x.nrows(),
-        });
     }
     if rows.is_empty() {
-        // Every ready sequence failed above: look again.
-        return Next::Wait(Some(Duration::ZERO));
+        // Every ready sequence failed or was dropped above: look again.
+        return Next::Wait(Duration::ZERO);
     }
     Next::Round(rows)
 }
 
-/// When the thread must look again with nothing ready: the next deadline or idle expiry.
-fn next_due(shared: &Shared, q: &Queue, now: Instant) -> Option<Duration> {
-    let idle = shared.options.stream_idle_timeout;
-    q.seqs
-        .values()
-        .filter(|s| s.stream && s.work.is_empty())
-        .map(|s| (s.last_active + idle).saturating_duration_since(now))
-        .min()
+/// Sequence `id`'s row in the round being planned, or `None` where it fails, is dropped,
+/// or (a bidirectional model's whole request) does not fit beside the rows taken.
+#[allow(clippy::too_many_arguments)]
+fn plan_row(
+    shared: &Shared,
+    q: &mut Queue,
+    table: &mut dyn StateTable,
+    id: u64,
+    now: Instant,
+    whole: bool,
+    longest: usize,
+    taken: usize,
+) -> Option<Planned> {
+    let seq = q.seqs.get(&id)?;
+    if let Some(lost) = seq.lost.clone() {
+        fail_front(q, id, Error::RoundFailed(lost));
+        return None;
+    }
+    let Some(Work::Steps(steps)) = seq.work.front() else {
+        return None;
+    };
+    let verdict = if seq.stream {
+        Verdict::Keep
+    } else {
+        late_or_cancelled(steps, now)
+    };
+    if !matches!(verdict, Verdict::Keep) {
+        apply(q, id, verdict);
+        return None;
+    }
+    let left = steps.x.nrows() - steps.done;
+    let n = if whole {
+        left
+    } else {
+        left.min(shared.options.quantum)
+    };
+    if whole && !table.fits(longest.max(n), taken + 1) {
+        if taken == 0 {
+            let e = Error::InvalidInput(format!(
+                "a request of {n} steps exceeds what the device runs in one forward \
+                 (a bidirectional model runs each request whole)"
+            ));
+            apply(q, id, Verdict::Fail(e));
+        }
+        return None;
+    }
+    let seq = q.seqs.get_mut(&id)?;
+    if let Err(e) = apply_init(table, seq) {
+        apply(q, id, Verdict::Fail(e));
+        return None;
+    }
+    let Some(Work::Steps(steps)) = seq.work.front_mut() else {
+        unreachable!("matched above")
+    };
+    if !steps.started {
+        steps.started = true;
+        q.counters
+            .queue_time
+            .record(now.duration_since(steps.arrived));
+    }
+    Some(Planned {
+        id,
+        slot: seq.slot,
+        x: steps.x.slice(s![steps.done..steps.done + n, ..]).to_owned(),
+        last: !seq.stream && steps.done + n == steps.x.nrows(),
+    })
 }
 
 /// Takes a round's results: outputs appended, finished requests and chunks answered, slots
@@ -274,29 +318,22 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
     q.counters.rows += rows.len() as u64;
     q.counters.steps += steps as u64;
     q.counters.compute_time.record(took);
-    let now = Instant::now();
     let out = match out {
         Ok(out) => out,
         Err(e) => {
             let message = e.to_string();
             for row in rows {
-                let seq = q.seqs.get_mut(&row.id).expect("rows stay until finished");
-                if let Some(Work::Steps(s)) = seq.work.pop_front() {
-                    s.fail(Error::RoundFailed(message.clone()));
-                }
-                let stream = seq.stream;
-                if stream {
-                    seq.lost = Some(message.clone());
-                }
-                q.counters.failed += 1;
-                q.queued -= 1;
-                if !stream {
-                    q.remove(row.id);
+                let stream = q.seqs.get(&row.id).is_some_and(|s| s.stream);
+                fail_front(q, row.id, Error::RoundFailed(message.clone()));
+                match q.seqs.get_mut(&row.id) {
+                    Some(seq) if stream => seq.lost = Some(message.clone()),
+                    _ => q.remove(row.id),
                 }
             }
             return;
         }
     };
+    let now = Instant::now();
     for (i, row) in rows.iter().enumerate() {
         let seq = q.seqs.get_mut(&row.id).expect("rows stay until finished");
         seq.last_active = now;
@@ -313,7 +350,7 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
             continue;
         }
         let Some(Work::Steps(done)) = seq.work.pop_front() else {
-            unreachable!()
+            unreachable!("matched above")
         };
         let latency = now.duration_since(done.arrived);
         let Steps { y, reply, .. } = done;
@@ -336,6 +373,7 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
             StepsReply::Chunk(reply) => {
                 reply.send(Ok(y));
                 q.counters.chunks += 1;
+                q.requeue(row.id);
             }
         }
         q.counters.latency.record(latency);

@@ -7,9 +7,9 @@ use wgpu_lstm::io::model_file;
 use wgpu_lstm::io::npy;
 use wgpu_lstm::{RnnSpec, Weights};
 
-#[test]
-fn bad_inputs_fail_cleanly() {
-    let case = Case::new();
+/// The files the refusal tests run on, written into `case`'s folder: a 2-layer LSTM and a
+/// GRU model, inputs of every wrong shape, type and size, bad lengths, and junk.
+fn bad_input_files(case: &Case) {
     let w = Weights::random(&RnnSpec::lstm(4, 5).layers(2), 1).unwrap();
     model_file::save(&case.path("m.safetensors"), &w, false).unwrap();
     let g = Weights::random(&RnnSpec::gru(4, 5), 1).unwrap();
@@ -31,13 +31,15 @@ fn bad_inputs_fail_cleanly() {
     let huge = npy_bytes("<f4", "(1000000, 1000000, 4)", &[0; 8]);
     std::fs::write(case.path("huge.npy"), huge).unwrap();
     std::fs::write(case.path("junk.safetensors"), b"not a model").unwrap();
+}
 
-    let (m, gm, x, y) = (
-        case.p("m.safetensors"),
-        case.p("gru.safetensors"),
-        case.p("x.npy"),
-        case.p("y.npy"),
-    );
+/// An input, state or lengths file that cannot run, or an output that cannot be written: one
+/// line naming it, a non-zero exit, no file written.
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let case = Case::new();
+    bad_input_files(&case);
+    let (m, x, y) = (case.p("m.safetensors"), case.p("x.npy"), case.p("y.npy"));
     let base = |input: &str| -> Vec<String> {
         [
             "run",
@@ -107,7 +109,41 @@ fn bad_inputs_fail_cleanly() {
         &x,
         "no/such/dir/hn.npy",
     );
+}
 
+/// A model or flag that cannot run: one line naming it, a non-zero exit, no file written.
+#[test]
+fn bad_models_and_flags_fail_cleanly() {
+    let case = Case::new();
+    bad_input_files(&case);
+    let (m, gm, x, y) = (
+        case.p("m.safetensors"),
+        case.p("gru.safetensors"),
+        case.p("x.npy"),
+        case.p("y.npy"),
+    );
+    let base = |input: &str| -> Vec<String> {
+        [
+            "run",
+            "--weights",
+            &m,
+            "--input",
+            input,
+            "--output",
+            &y,
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let call = |extra: &[&str], input: &str, expect: &str| {
+        let mut a = base(input);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        assert_fails(&case, &refs, expect);
+    };
     let gru = |extra: &[&str], expect: &str| {
         let mut a = vec![
             "run",

@@ -69,7 +69,10 @@ pub struct LoadPoint {
     pub p99_ms: f64,
 }
 
-/// Requests per second a server answers when `n` requests are all due at once.
+/// Requests per second a server answers in steady state when `n` requests are all due at
+/// once: the rate between the 10th and the 90th percentile of their completions (the ramp
+/// at the start and the tail, where a batching server runs out of company, left out), and
+/// how many failed.
 pub fn saturation(
     server: &Server,
     done: &Receiver<Done>,
@@ -81,12 +84,25 @@ pub fn saturation(
         server.submit(job);
     }
     let got = receive(done, n);
-    let last = got.iter().map(|d| d.finished).max().unwrap_or(start);
     let failed = got.iter().filter(|d| !d.ok).count();
-    (
-        n as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
-        failed,
-    )
+    let mut finished: Vec<Instant> = got.iter().map(|d| d.finished).collect();
+    finished.sort();
+    let (lo, hi) = (
+        n / 10,
+        (n * 9 / 10).max(n / 10 + 1).min(n.saturating_sub(1)),
+    );
+    if n < 10 || hi <= lo {
+        let last = finished.last().copied().unwrap_or(start);
+        return (
+            n as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
+            failed,
+        );
+    }
+    let span = finished[hi]
+        .duration_since(finished[lo])
+        .as_secs_f64()
+        .max(1e-9);
+    ((hi - lo) as f64 / span, failed)
 }
 
 /// Poisson arrivals at `rate` for about `seconds` (at least 20 requests).
