@@ -30,10 +30,10 @@
 //! ([`CpuModel::reference`]) they are bit for bit the same.
 //!
 //! **Policy** ([`BatcherOptions`]): the largest round, the quantum, how long ready work may
-//! wait for company, a bounded queue and table ([`Error::Busy`](crate::Error::Busy) beyond
+//! wait for company, a bounded queue and table ([`Error::Busy`] beyond
 //! them, nothing admitted), and an idle timeout for streams. A request's
 //! [`deadline`](Request::deadline) fails it with
-//! [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded); dropping its [`Pending`]
+//! [`Error::DeadlineExceeded`]; dropping its [`Pending`]
 //! cancels it. [`Batcher::stats`] gives what a service exports.
 //!
 //! ```

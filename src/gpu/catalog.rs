@@ -149,8 +149,8 @@ mod tests {
         }
         assert_eq!(
             modules.len(),
-            12,
-            "2 families × 3 weight readers × subgroups or not"
+            13,
+            "2 families × 3 weight readers × subgroups or not, and the state table's"
         );
         for k in &kernels {
             let (_, shader) = modules

@@ -71,7 +71,7 @@ pub fn draw(path: &Path, report: &LoadReport) -> Result<(), Error> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerLeft)
             .draw()?;
         root.present()?;
         Ok(())

@@ -369,20 +369,44 @@ pub(crate) static FAMILY: Family = Family {
 /// where `subgroups`.
 fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
     match (Reader::of(dtype, binding), subgroups) {
-        (Reader::F32, false) => wgsl!("weights/f32.wgsl", "step/step.wgsl", "step/plain.wgsl"),
-        (Reader::F16, false) => wgsl!("weights/f16.wgsl", "step/step.wgsl", "step/plain.wgsl"),
+        (Reader::F32, false) => wgsl!(
+            "weights/f32.wgsl",
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/plain.wgsl"
+        ),
+        (Reader::F16, false) => wgsl!(
+            "weights/f16.wgsl",
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/plain.wgsl"
+        ),
         (Reader::Texture, false) => {
-            wgsl!("weights/texture.wgsl", "step/step.wgsl", "step/plain.wgsl")
-        }
-        (Reader::F32, true) => wgsl!("weights/f32.wgsl", "step/step.wgsl", "step/subgroup.wgsl"),
-        (Reader::F16, true) => wgsl!("weights/f16.wgsl", "step/step.wgsl", "step/subgroup.wgsl"),
-        (Reader::Texture, true) => {
             wgsl!(
                 "weights/texture.wgsl",
                 "step/step.wgsl",
-                "step/subgroup.wgsl"
+                "step/cell.wgsl",
+                "step/plain.wgsl"
             )
         }
+        (Reader::F32, true) => wgsl!(
+            "weights/f32.wgsl",
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/subgroup.wgsl"
+        ),
+        (Reader::F16, true) => wgsl!(
+            "weights/f16.wgsl",
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/subgroup.wgsl"
+        ),
+        (Reader::Texture, true) => wgsl!(
+            "weights/texture.wgsl",
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/subgroup.wgsl"
+        ),
     }
 }
 
