@@ -1,6 +1,6 @@
 //! End-to-end tests of the `wgpu-lstm` command: `run` on every cell and flag, on the CPU and
-//! (where an adapter exists, always in CI) the GPU, each class of bad input, `info`, and
-//! `bench`. The shared helpers are here; the tests are in `tests/cli/`.
+//! (where an adapter exists, always in CI) the GPU, each class of bad input, `info`, `bench`
+//! and `load`. The shared helpers are here; the tests are in `tests/cli/`.
 
 mod common;
 
@@ -10,6 +10,8 @@ mod bench;
 mod failures;
 #[path = "cli/info.rs"]
 mod info;
+#[path = "cli/load.rs"]
+mod load;
 #[path = "cli/run.rs"]
 mod run_tests;
 

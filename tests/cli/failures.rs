@@ -33,34 +33,35 @@ fn bad_input_files(case: &Case) {
     std::fs::write(case.path("junk.safetensors"), b"not a model").unwrap();
 }
 
+/// Runs the 2-layer LSTM of `case` (`model`) on the CPU over `input` with `extra` flags, writing
+/// `y.npy`, and asserts that it fails with `expect`.
+#[track_caller]
+fn fails_on_cpu(case: &Case, model: &str, input: &str, extra: &[&str], expect: &str) {
+    let y = case.p("y.npy");
+    let mut args = vec![
+        "run",
+        "--weights",
+        model,
+        "--input",
+        input,
+        "--output",
+        &y,
+        "--device",
+        "cpu",
+    ];
+    args.extend(extra);
+    assert_fails(case, &args, expect);
+}
+
 /// An input, state or lengths file that cannot run, or an output that cannot be written: one
 /// line naming it, a non-zero exit, no file written.
 #[test]
 fn bad_inputs_fail_cleanly() {
     let case = Case::new();
     bad_input_files(&case);
-    let (m, x, y) = (case.p("m.safetensors"), case.p("x.npy"), case.p("y.npy"));
-    let base = |input: &str| -> Vec<String> {
-        [
-            "run",
-            "--weights",
-            &m,
-            "--input",
-            input,
-            "--output",
-            &y,
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let x = case.p("x.npy");
     let call = |extra: &[&str], input: &str, expect: &str| {
-        let mut a = base(input);
-        a.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        assert_fails(&case, &refs, expect);
+        fails_on_cpu(&case, &case.p("m.safetensors"), input, extra, expect);
     };
     call(
         &[],
@@ -122,27 +123,8 @@ fn bad_models_and_flags_fail_cleanly() {
         case.p("x.npy"),
         case.p("y.npy"),
     );
-    let base = |input: &str| -> Vec<String> {
-        [
-            "run",
-            "--weights",
-            &m,
-            "--input",
-            input,
-            "--output",
-            &y,
-            "--device",
-            "cpu",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
     let call = |extra: &[&str], input: &str, expect: &str| {
-        let mut a = base(input);
-        a.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        assert_fails(&case, &refs, expect);
+        fails_on_cpu(&case, &case.p("m.safetensors"), input, extra, expect);
     };
     let gru = |extra: &[&str], expect: &str| {
         let mut a = vec![

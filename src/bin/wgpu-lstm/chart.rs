@@ -12,9 +12,6 @@ use crate::report::{Record, Report};
 /// renamed when complete).
 pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
     use plotters::prelude::*;
-    let font = dejavu::sans::regular();
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| Error::encode("chart", "cannot load the chart font"))?;
     let chosen: Vec<&Record> = report.records.iter().filter(|r| r.chosen).collect();
     let mut shapes: Vec<&str> = Vec::new();
     let mut series: Vec<String> = Vec::new();
@@ -32,9 +29,8 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
     let min = gflops.fold(max, f64::min).max(1e-3) / 2.0;
     let group = 0.8; // width of a shape's group of bars, in shapes
     let bar = group / series.len().max(1) as f64;
-    let temp = path.with_extension("tmp.png");
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&temp, (1000, 600)).into_drawing_area();
+    render(path, |temp| {
+        let root = BitMapBackend::new(temp, (1000, 600)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -83,8 +79,21 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), Error> {
             .draw()?;
         root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| {
+    })
+}
+
+/// Registers the chart font, runs `draw` on a temporary file beside `path`, and renames it to
+/// `path` when complete (removed on failure): every chart of the command is written this way.
+pub fn render(
+    path: &Path,
+    draw: impl FnOnce(&Path) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), Error> {
+    use plotters::prelude::FontStyle;
+    let font = dejavu::sans::regular();
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| Error::encode("chart", "cannot load the chart font"))?;
+    let temp = path.with_extension("tmp.png");
+    draw(&temp).map_err(|e| {
         let _ = std::fs::remove_file(&temp);
         Error::encode(format!("chart `{}`", path.display()), e)
     })?;

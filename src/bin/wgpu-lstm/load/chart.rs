@@ -11,9 +11,6 @@ use super::LoadReport;
 /// Draws `report` as a PNG at `path` (written under a temporary name, renamed when complete).
 pub fn draw(path: &Path, report: &LoadReport) -> Result<(), Error> {
     use plotters::prelude::*;
-    let font = dejavu::sans::regular();
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| Error::encode("chart", "cannot load the chart font"))?;
     let points = report
         .records
         .iter()
@@ -28,9 +25,8 @@ pub fn draw(path: &Path, report: &LoadReport) -> Result<(), Error> {
     if x1 <= 0.0 {
         return Err(Error::encode("chart", "no load points to draw"));
     }
-    let temp = path.with_extension("tmp.png");
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let root = BitMapBackend::new(&temp, (1000, 600)).into_drawing_area();
+    crate::chart::render(path, |temp| {
+        let root = BitMapBackend::new(temp, (1000, 600)).into_drawing_area();
         root.fill(&WHITE)?;
         let caption = format!(
             "wgpu-lstm load: `{}`, {}..={} steps, latency vs offered load",
@@ -75,10 +71,5 @@ pub fn draw(path: &Path, report: &LoadReport) -> Result<(), Error> {
             .draw()?;
         root.present()?;
         Ok(())
-    };
-    draw().map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        Error::encode(format!("chart `{}`", path.display()), e)
-    })?;
-    std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
+    })
 }

@@ -1,0 +1,97 @@
+//! `load`: the three servers' table on stdout, the JSON report and the chart, and its one-line
+//! errors. On the CPU with a tiny load (the GPU's tuning alone takes longer on a software
+//! adapter).
+
+use crate::{assert_fails, assert_ok, run, Case};
+
+/// A tiny CPU run: a row per server, the comparison at the padding batcher's loads, every
+/// measurement in the JSON report, the chart, and no temporary file left behind.
+#[test]
+fn load_compares_three_servers_and_writes_a_report() {
+    let case = Case::new();
+    let (json, png) = (case.p("load.json"), case.p("load.png"));
+    let out = run(&[
+        "load",
+        "--device",
+        "cpu",
+        "--max-steps",
+        "20",
+        "--max-batch",
+        "4",
+        "--seconds",
+        "0.2",
+        "--saturation-seconds",
+        "0.2",
+        "--json",
+        &json,
+        "--plot",
+        &png,
+    ]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for server in ["per-request", "padding", "cellular"] {
+        let row = format!("| {server} |");
+        assert!(stdout.lines().any(|l| l.contains(&row)), "{stdout}");
+    }
+    assert!(
+        stdout.contains("at the padding batcher's loads"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    for r in records {
+        assert!(r["saturation"].as_f64().unwrap() > 0.0, "{r}");
+        let loads = r["loads"].as_array().unwrap();
+        assert_eq!(loads.len(), 3, "{r}");
+        for p in loads {
+            let (p50, p99) = (p["p50_ms"].as_f64().unwrap(), p["p99_ms"].as_f64().unwrap());
+            assert!(p50 > 0.0 && p50 <= p99, "{p}");
+            assert_eq!(p["failed"].as_u64(), Some(0), "{p}");
+        }
+    }
+    assert!(records[2]["mean_batch"].as_f64().unwrap() >= 1.0);
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    assert_eq!(case.files(), ["load.json", "load.png"]);
+}
+
+/// An unknown shape or impossible lengths: one line, a non-zero exit, nothing written.
+#[test]
+fn load_refuses_bad_arguments() {
+    let case = Case::new();
+    let json = case.p("load.json");
+    assert_fails(
+        &case,
+        &[
+            "load", "--device", "cpu", "--shape", "nope", "--json", &json,
+        ],
+        "no suite shape `nope`",
+    );
+    assert_fails(
+        &case,
+        &[
+            "load",
+            "--device",
+            "cpu",
+            "--min-steps",
+            "0",
+            "--json",
+            &json,
+        ],
+        "--min-steps",
+    );
+    assert_fails(
+        &case,
+        &[
+            "load",
+            "--device",
+            "cpu",
+            "--min-steps",
+            "30",
+            "--max-steps",
+            "20",
+        ],
+        "--min-steps",
+    );
+}
