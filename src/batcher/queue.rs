@@ -52,8 +52,6 @@ pub(crate) struct Queue {
     pub open_streams: usize,
     /// No more work is admitted; the thread ends when what was admitted is done.
     pub closing: bool,
-    /// Set by the scheduling thread when it has ended.
-    pub ended: bool,
     pub next_id: u64,
     pub counters: Counters,
 }
@@ -149,7 +147,6 @@ impl Queue {
             queued: 0,
             open_streams: 0,
             closing: false,
-            ended: false,
             next_id: 0,
             counters: Counters::default(),
         }

@@ -76,7 +76,6 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
             }
         }
     }
-    q.ended = true;
 }
 
 /// One forward over the table, a panic in it caught and turned into an error.

@@ -188,16 +188,12 @@ enum Msg {
 /// Wakes the collector for request `id`.
 struct Notify {
     id: u64,
-    tx: Mutex<Sender<Msg>>,
+    tx: Sender<Msg>,
 }
 
 impl Wake for Notify {
     fn wake(self: Arc<Self>) {
-        let _ = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(Msg::Woken(self.id));
+        let _ = self.tx.send(Msg::Woken(self.id));
     }
 }
 
@@ -230,10 +226,7 @@ fn collect(inbox: Receiver<Msg>, tx: Sender<Msg>, done: Sender<Done>) {
         let Some((scheduled, pending)) = waiting.get_mut(&id) else {
             continue;
         };
-        let waker = Waker::from(Arc::new(Notify {
-            id,
-            tx: Mutex::new(tx.clone()),
-        }));
+        let waker = Waker::from(Arc::new(Notify { id, tx: tx.clone() }));
         if let Poll::Ready(result) = Pin::new(pending).poll(&mut Context::from_waker(&waker)) {
             let _ = done.send(Done {
                 scheduled: *scheduled,
