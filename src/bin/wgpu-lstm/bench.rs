@@ -275,7 +275,9 @@ fn cpu_record(
         peak = peak_bytes_of(|| cpu.forward(&wgpu_lstm::Input::new(x.view())).map(|_| ()))?;
         Ok(())
     })?;
-    let mut r = Record::new(shape, "cpu", "fast", settings.repeat.warmup, &t);
+    // The engine and its instruction set, e.g. `fast avx2+fma`.
+    let variant = format!("fast {}", cpu.kernel().unwrap_or("reference"));
+    let mut r = Record::new(shape, "cpu", &variant, settings.repeat.warmup, &t);
     r.threads = Some(cpu.threads());
     r.peak_bytes = Some(peak);
     Ok(r)

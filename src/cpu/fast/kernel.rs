@@ -26,8 +26,21 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// The best instruction set this processor supports.
+    /// The instruction set of the fast engine: the best this processor supports, or a lesser
+    /// one named by the `WGPU_LSTM_CPU_ISA` environment variable (`avx2`, `portable`; `avx512`
+    /// and `native` mean the best) to measure a slower path on a faster core. A name this
+    /// processor cannot run, or does not know, leaves the best.
     pub(crate) fn detect() -> Self {
+        let best = Self::best();
+        match std::env::var("WGPU_LSTM_CPU_ISA").as_deref() {
+            Ok("avx2") if matches!(best, Isa::Avx512) => Isa::Avx2Fma,
+            Ok("portable") => Isa::Portable,
+            _ => best,
+        }
+    }
+
+    /// The best instruction set this processor supports.
+    fn best() -> Self {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             if std::is_x86_feature_detected!("avx512f") {
@@ -78,6 +91,13 @@ fn dot<const FMA: bool, const MR: usize, const NC: usize>(
     a: [&[f32]; MR],
     w: &[f32],
 ) -> [[f32; NC]; MR] {
+    #[cfg(target_arch = "x86_64")]
+    if FMA && super::avx2::has_block(MR, NC) {
+        // SAFETY: fused multiply-adds on x86-64 run only with `Isa::Avx512` or `Isa::Avx2Fma`,
+        // both chosen only on processors with AVX2 and FMA.
+        unsafe { super::avx2::dot(acc.as_flattened_mut(), &a, w) };
+        return acc;
+    }
     let k = a[0].len();
     // Every row cut to `k` and the tile to `k` rows of `NC` up front, so that the loop below
     // has no bounds checks.
@@ -175,9 +195,10 @@ fn dot_halves<const FMA: bool, const NC: usize>(
 /// `epilogue(r, &acc, &aside)`, where the last `ASIDE` columns of `acc` are the sums over the
 /// second segment only and `aside` their sums over the first (see [`dot2`]; the GRU's n gate,
 /// whose input and recurrent parts stay apart). Rows go `MR` at a time (the tile's weights are
-/// loaded once for `MR` rows); a last block of 2 to `MR − 1` rows is padded to `MR` with
-/// copies of its last row (whose results are dropped), a single row goes alone; the sums are
-/// the same either way. A product of one row in all (batch 1) sums the two halves of its
+/// loaded once for `MR` rows); a last block of one or two rows goes as such (a block that
+/// short waits on its accumulators' latency, not on the multiply-adds, and takes no longer
+/// than a full block), a longer one is padded to `MR` with copies of its last row (whose
+/// results are dropped); the sums are the same either way. A product of one row in all (batch 1) sums the two halves of its
 /// second segment apart ([`dot_halves`]), from its last `k` down when `backwards`: other bits
 /// than at a larger batch, and than forwards, the same at any thread count.
 #[inline(always)]
@@ -200,6 +221,11 @@ pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize, con
         } else if n == 1 {
             let ([acc], [aside]) = dot2::<FMA, 1, NC, ASIDE>([a(r)], w);
             epilogue(r, &acc, &aside);
+        } else if n == 2 && MR > 2 {
+            let (acc, aside) = dot2::<FMA, 2, NC, ASIDE>([a(r), a(r + 1)], w);
+            for (i, (row, aside)) in acc.into_iter().zip(aside).enumerate() {
+                epilogue(r + i, &row, &aside);
+            }
         } else {
             let last = rows.end - 1;
             let (acc, aside) =

@@ -17,6 +17,8 @@
 //! [`pool::ItemQueue`]). Nothing is allocated inside the step loop.
 
 mod aligned;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod epilogue;
 mod kernel;
 mod math;

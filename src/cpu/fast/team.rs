@@ -77,7 +77,12 @@ impl Ctx<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&self, id: usize) {
-        self.run_cell::<true, 8>(id)
+        // The LSTM's 3-row block is hand-scheduled (see `super::avx2`); the others are
+        // `run_cell`'s.
+        match self.m.spec.cell {
+            Cell::Lstm => self.run_team::<true, 8, 32, 3, 6>(id),
+            _ => self.run_cell::<true, 8>(id),
+        }
     }
 
     /// Tile widths and row blocks are constants of the kernels: one instance per cell, for
