@@ -1,6 +1,7 @@
 //! The state table on the CPU: every slot's state in one host array; a round gathers its
-//! rows' states into the forward's `h0`/`c0`, runs one forward with per-row lengths, and
-//! writes the rows' final states back to their slots.
+//! rows' states into the forward's `h0`/`c0`, runs forwards with per-row lengths — the rows
+//! split in one part per thread, each part's forward on one thread, side by side, so that no
+//! barrier is met at every step — and writes the rows' final states back to their slots.
 
 use ndarray::{s, Array3, Axis, Ix3};
 
@@ -8,7 +9,7 @@ use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
 use crate::table::{check_rows, pack_rows, RoundOutput, RoundRow, SlotState, StateTable};
-use crate::tensor::{Forward, Input};
+use crate::tensor::{Input, Output};
 
 /// Slots in host memory (see the module documentation).
 #[derive(Debug)]
@@ -95,7 +96,50 @@ impl StateTable for CpuTable {
     fn round(&mut self, rows: &[RoundRow<'_>]) -> Result<RoundOutput> {
         let spec = self.spec().clone();
         check_rows(&spec, self.slots(), rows)?;
-        let (x, lens) = pack_rows(&spec, rows);
+        // The rows in contiguous parts, one forward each, side by side on the model's threads.
+        let parts = self.model.apart_parts(rows.len());
+        let bounds: Vec<usize> = (0..=parts).map(|p| p * rows.len() / parts).collect();
+        let packed: Vec<Packed> = bounds
+            .windows(2)
+            .map(|w| self.pack(&spec, &rows[w[0]..w[1]]))
+            .collect();
+        let inputs: Vec<Input<'_>> = packed.iter().map(Packed::input).collect();
+        let outs = self.model.forward_apart(&inputs);
+        let mut output = RoundOutput {
+            y: Vec::with_capacity(rows.len()),
+            states: Vec::with_capacity(rows.len()),
+        };
+        for ((w, part), out) in bounds.windows(2).zip(&packed).zip(outs) {
+            self.finish(&rows[w[0]..w[1]], &part.lens, out?, &mut output)?;
+        }
+        Ok(output)
+    }
+}
+
+/// One part of a round packed as a forward takes it.
+struct Packed {
+    x: Array3<f32>,
+    lens: Vec<usize>,
+    h0: Array3<f32>,
+    c0: Option<Array3<f32>>,
+}
+
+impl Packed {
+    fn input(&self) -> Input<'_> {
+        let input = Input::new(self.x.view())
+            .lengths(&self.lens)
+            .h0(self.h0.view());
+        match &self.c0 {
+            Some(c0) => input.c0(c0.view()),
+            None => input,
+        }
+    }
+}
+
+impl CpuTable {
+    /// The inputs of `rows` and their slots' states.
+    fn pack(&self, spec: &RnnSpec, rows: &[RoundRow<'_>]) -> Packed {
+        let (x, lens) = pack_rows(spec, rows);
         let gather = |table: &Array3<f32>| -> Array3<f32> {
             let (_, ld, w) = table.dim();
             let mut out = Array3::zeros((ld, rows.len(), w));
@@ -105,23 +149,28 @@ impl StateTable for CpuTable {
             }
             out
         };
-        let h0 = gather(&self.h);
-        let c0 = self.c.as_ref().map(gather);
-        let mut input = Input::new(x.view()).lengths(&lens).h0(h0.view());
-        if let Some(c0) = &c0 {
-            input = input.c0(c0.view());
+        Packed {
+            x,
+            lens,
+            h0: gather(&self.h),
+            c0: self.c.as_ref().map(gather),
         }
-        let out = self.model.forward(&input)?;
+    }
+
+    /// Writes the final states of `rows` back to their slots and appends their outputs.
+    fn finish(
+        &mut self,
+        rows: &[RoundRow<'_>],
+        lens: &[usize],
+        out: Output,
+        output: &mut RoundOutput,
+    ) -> Result<()> {
         let shape_err = |e: ndarray::ShapeError| Error::Internal(format!("round output: {e}"));
         let y = out.y.into_dimensionality::<Ix3>().map_err(shape_err)?;
         let h_n = out.h_n.into_dimensionality::<Ix3>().map_err(shape_err)?;
         let c_n = match out.c_n {
             Some(c) => Some(c.into_dimensionality::<Ix3>().map_err(shape_err)?),
             None => None,
-        };
-        let mut output = RoundOutput {
-            y: Vec::with_capacity(rows.len()),
-            states: Vec::with_capacity(rows.len()),
         };
         for (b, row) in rows.iter().enumerate() {
             self.h
@@ -138,6 +187,6 @@ impl StateTable for CpuTable {
                 c: c_n.as_ref().map(|c| c.slice(s![.., b, ..]).to_owned()),
             }));
         }
-        Ok(output)
+        Ok(())
     }
 }

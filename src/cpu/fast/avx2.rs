@@ -60,6 +60,7 @@ unsafe fn store<const N: usize>(dst: &mut [f32], v: [__m256; N]) {
 /// vectors loaded once and multiplied into the three rows (12 accumulators + 3 + 1 registers).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::needless_range_loop)] // the indices spell out the register schedule
 unsafe fn dot_3x32(acc: &mut [f32], a: [&[f32]; 3], w: &[f32], k: usize) {
     let mut c: [[__m256; 4]; 3] = std::array::from_fn(|r| unsafe { load(&acc[r * 32..]) });
     let p = a.map(|row| row.as_ptr());

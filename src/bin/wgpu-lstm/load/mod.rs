@@ -16,8 +16,8 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use wgpu_lstm::bench::default_suite;
 use wgpu_lstm::{
-    Batcher, BatcherModel, BatcherOptions, ContextOptions, CpuModel, Error, Forward, GpuContext,
-    GpuModel, Weights,
+    Batcher, BatcherModel, BatcherOptions, BatcherStats, ContextOptions, CpuModel, Error, Forward,
+    GpuContext, GpuModel, Weights,
 };
 
 use crate::gpu_args::GpuArgs;
@@ -74,6 +74,29 @@ pub struct LoadArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// The cellular batcher's rounds during a saturation burst.
+#[derive(Debug, Clone, Serialize)]
+pub struct BurstRounds {
+    pub rows_per_round: f64,
+    /// Share of the burst's wall time inside rounds (the rest: planning and answering).
+    pub busy: f64,
+    pub us_per_sequence_step: f64,
+}
+
+impl BurstRounds {
+    /// From the batcher's statistics before and after a burst of `wall`.
+    fn between(a: &BatcherStats, b: &BatcherStats, wall: std::time::Duration) -> Self {
+        let rows = |s: &BatcherStats| s.mean_batch * s.rounds as f64;
+        let rounds = (b.rounds - a.rounds).max(1) as f64;
+        let busy = (b.compute_time.total - a.compute_time.total).as_secs_f64();
+        BurstRounds {
+            rows_per_round: (rows(b) - rows(a)) / rounds,
+            busy: busy / wall.as_secs_f64().max(1e-9),
+            us_per_sequence_step: busy * 1e6 / (b.steps - a.steps).max(1) as f64,
+        }
+    }
+}
+
 /// The devices of a load test.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LoadDevice {
@@ -93,6 +116,9 @@ pub struct ServerRecord {
     pub speedup: f64,
     /// Mean sequences per round (cellular only).
     pub mean_batch: Option<f64>,
+    /// The saturation burst's rounds (cellular only): mean rows, the share of the burst's
+    /// time they took, and their time per sequence-step in microseconds.
+    pub burst_rounds: Option<BurstRounds>,
     pub loads: Vec<LoadPoint>,
     /// The cellular batcher at the padding batcher's loads (cellular only).
     pub at_padding_loads: Vec<LoadPoint>,
@@ -231,7 +257,23 @@ fn run_device(
         }
         let n = ((rate * args.saturation_seconds) as usize).clamp(2 * args.max_batch, 4000);
         eprintln!("{label}: saturation, a burst of {n} requests");
+        let before = batcher.as_ref().map(|b| b.stats());
+        let burst_start = Instant::now();
         let (saturation, failed) = measure::saturation(&server, &done, work, n);
+        let burst_wall = burst_start.elapsed();
+        // The rounds of the burst alone: their mean rows, and the share of the burst's time
+        // the rounds' forwards took.
+        let burst_rounds = before
+            .zip(batcher.as_ref().map(|b| b.stats()))
+            .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
+        if let Some(r) = &burst_rounds {
+            eprintln!(
+                "{label}: {:.1} rows per round, rounds busy {:.0} % of the burst, {:.2} µs per sequence-step in them",
+                r.rows_per_round,
+                r.busy * 100.0,
+                r.us_per_sequence_step
+            );
+        }
         if failed > 0 {
             return Err(Error::CheckFailed(format!(
                 "{label}: {failed} requests failed"
@@ -286,6 +328,7 @@ fn run_device(
             saturation,
             speedup: saturation / base,
             mean_batch: batcher.map(|b| b.stats().mean_batch),
+            burst_rounds,
             loads,
             at_padding_loads,
         });
