@@ -183,8 +183,10 @@ impl CpuModel {
         self.threads.min(useful).min(fast.step_items()).max(1)
     }
 
-    /// The instruction set of the fast engine's kernels (`avx2+fma`, `neon` or `portable`),
-    /// `None` for the reference engine.
+    /// The instruction set of the fast engine's kernels (`avx512`, `avx2+fma`, `neon` or
+    /// `portable`), `None` for the reference engine. The best the processor has, unless the
+    /// `WGPU_LSTM_CPU_ISA` environment variable names a lesser one when the model is built
+    /// (`avx2` on an AVX-512 core, or `portable`), to measure that path on a faster core.
     pub fn kernel(&self) -> Option<&'static str> {
         self.fast.as_ref().map(|f| f.isa().name())
     }
@@ -225,7 +227,7 @@ impl CpuModel {
         // idle spins for work beside the others, and none waits for another to wake).
         let outs: Vec<Mutex<Option<Result<Output>>>> =
             inputs.iter().map(|_| Mutex::new(None)).collect();
-        let ran = pool.broadcast(|ctx| {
+        pool.broadcast(|ctx| {
             let mut i = ctx.index();
             while i < inputs.len() {
                 let out = one(&inputs[i]);
@@ -233,7 +235,6 @@ impl CpuModel {
                 i += ctx.num_threads();
             }
         });
-        drop(ran);
         outs.into_iter()
             .map(|out| {
                 let out = out.into_inner().unwrap_or_else(|e| e.into_inner());
