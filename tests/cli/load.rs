@@ -56,6 +56,56 @@ fn load_compares_three_servers_and_writes_a_report() {
     assert_eq!(case.files(), ["load.json", "load.png"]);
 }
 
+/// Half the utterances live streams in chunks: every server answers every chunk (none
+/// failed), the chunks' latency is reported beside the one-shot requests', and the report
+/// says how the streams were sent.
+#[test]
+fn load_mixes_live_streams_with_one_shot_requests() {
+    let case = Case::new();
+    let json = case.p("load.json");
+    let out = run(&[
+        "load",
+        "--device",
+        "cpu",
+        "--max-steps",
+        "23",
+        "--max-batch",
+        "4",
+        "--quantum",
+        "3",
+        "--streams",
+        "0.5",
+        "--chunk",
+        "4",
+        "--chunk-ms",
+        "2",
+        "--seconds",
+        "0.2",
+        "--saturation-seconds",
+        "0.2",
+        "--json",
+        &json,
+    ]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stream chunks: latency"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["streams"].as_f64(), Some(0.5));
+    assert_eq!(report["chunk"].as_u64(), Some(4));
+    for r in report["records"].as_array().unwrap() {
+        for p in r["loads"].as_array().unwrap() {
+            assert_eq!(p["failed"].as_u64(), Some(0), "{p}");
+            let (p50, p99) = (
+                p["chunk_p50_ms"].as_f64().unwrap(),
+                p["chunk_p99_ms"].as_f64().unwrap(),
+            );
+            assert!(p50 > 0.0 && p50 <= p99, "{p}");
+        }
+    }
+    assert_eq!(case.files(), ["load.json"]);
+}
+
 /// An unknown shape or impossible lengths: one line, a non-zero exit, nothing written.
 #[test]
 fn load_refuses_bad_arguments() {
@@ -93,5 +143,23 @@ fn load_refuses_bad_arguments() {
             "20",
         ],
         "--min-steps",
+    );
+    assert_fails(
+        &case,
+        &["load", "--device", "cpu", "--streams", "2", "--json", &json],
+        "--streams must be between 0 and 1",
+    );
+    assert_fails(
+        &case,
+        &[
+            "load",
+            "--device",
+            "cpu",
+            "--shape",
+            "bidir",
+            "--streams",
+            "0.5",
+        ],
+        "--streams needs a unidirectional model",
     );
 }

@@ -4,8 +4,10 @@
 //! 25 %, 50 % and 80 % of it (and the cellular batcher's at the padding batcher's loads).
 
 mod chart;
+mod drive;
 mod measure;
 mod servers;
+mod streams;
 
 use std::path::PathBuf;
 use std::sync::mpsc::channel;
@@ -17,7 +19,7 @@ use serde::Serialize;
 use wgpu_lstm::bench::default_suite;
 use wgpu_lstm::{
     Batcher, BatcherModel, BatcherOptions, BatcherStats, ContextOptions, CpuModel, Error, Forward,
-    GpuContext, GpuModel, Weights,
+    GpuContext, GpuModel, RnnSpec, Weights,
 };
 
 use crate::gpu_args::GpuArgs;
@@ -63,6 +65,17 @@ pub struct LoadArgs {
     /// Seconds the saturation burst aims at.
     #[arg(long, default_value_t = 4.0)]
     pub saturation_seconds: f64,
+    /// The share of utterances sent as live streams (0 to 1): each in chunks of --chunk
+    /// steps, one every --chunk-ms under Poisson load, back to back in the saturation burst;
+    /// the rest are one-shot requests. Streams need a unidirectional model.
+    #[arg(long, default_value_t = 0.0)]
+    pub streams: f64,
+    /// Steps per stream chunk.
+    #[arg(long, default_value_t = 10)]
+    pub chunk: usize,
+    /// Milliseconds between a live stream's chunks (100: 10 steps of 10 ms speech frames).
+    #[arg(long, default_value_t = 100.0)]
+    pub chunk_ms: f64,
     /// Seed of the request lengths, inputs and arrivals.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -132,6 +145,10 @@ pub struct LoadReport {
     pub max_steps: usize,
     pub max_batch: usize,
     pub quantum: usize,
+    /// The share of utterances that were live streams, their chunks' steps and interval.
+    pub streams: f64,
+    pub chunk: usize,
+    pub chunk_ms: f64,
     pub records: Vec<ServerRecord>,
 }
 
@@ -160,12 +177,33 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
             "--seconds and --saturation-seconds must be positive".into(),
         ));
     }
+    if !(0.0..=1.0).contains(&args.streams) {
+        return Err(Error::InvalidInput(
+            "--streams must be between 0 and 1".into(),
+        ));
+    }
+    if args.streams > 0.0 && shape.spec.bidirectional {
+        return Err(Error::InvalidInput(format!(
+            "--streams needs a unidirectional model; `{}` is bidirectional",
+            args.shape
+        )));
+    }
+    if args.chunk == 0 || !(args.chunk_ms >= 0.0 && args.chunk_ms.is_finite()) {
+        return Err(Error::InvalidInput(
+            "--chunk must be at least 1 and --chunk-ms at least 0".into(),
+        ));
+    }
     let weights = Weights::random(&shape.spec, args.seed)?;
     let work = Workload::new(
         shape.spec.input_size,
         args.min_steps,
         args.max_steps,
         args.seed,
+    )
+    .with_streams(
+        args.streams,
+        args.chunk,
+        std::time::Duration::from_secs_f64(args.chunk_ms / 1e3),
     );
     let mut devices = Vec::new();
     if args.device != LoadDevice::Cpu {
@@ -197,7 +235,7 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
     }
     let mut records = Vec::new();
     for device in &devices {
-        records.extend(run_device(args, device, &work)?);
+        records.extend(run_device(args, &shape.spec, device, &work)?);
     }
     print_table(args, &records);
     let report = LoadReport {
@@ -206,6 +244,9 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
         max_steps: args.max_steps,
         max_batch: args.max_batch,
         quantum: args.quantum,
+        streams: args.streams,
+        chunk: args.chunk,
+        chunk_ms: args.chunk_ms,
         records,
     };
     if let Some(path) = &args.json {
@@ -222,6 +263,7 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
 /// The three servers on one device.
 fn run_device(
     args: &LoadArgs,
+    spec: &RnnSpec,
     device: &Device,
     work: &Workload,
 ) -> Result<Vec<ServerRecord>, Error> {
@@ -230,8 +272,10 @@ fn run_device(
         let (tx, done) = channel::<Done>();
         let mut batcher = None;
         let server = match kind {
-            Kind::PerRequest => servers::per_request(device.shared.clone(), device.workers, tx),
-            Kind::Padding => servers::padding(device.shared.clone(), args.max_batch, tx),
+            Kind::PerRequest => {
+                servers::per_request(device.shared.clone(), spec, device.workers, tx)
+            }
+            Kind::Padding => servers::padding(device.shared.clone(), spec, args.max_batch, tx),
             Kind::Cellular => {
                 let options = BatcherOptions::default()
                     .max_batch(args.max_batch)
@@ -343,6 +387,14 @@ fn print_table(args: &LoadArgs, records: &[ServerRecord]) {
         "\nmodel `{}`, requests uniform in {}..={} steps, max batch {}, quantum {}; latency p50 / p99 in ms at 25 %, 50 %, 80 % of each server's saturation",
         args.shape, args.min_steps, args.max_steps, args.max_batch, args.quantum
     );
+    if args.streams > 0.0 {
+        println!(
+            "{:.0} % of the utterances live streams in chunks of {} steps every {} ms; saturation in utterances/s, latency of the one-shot requests (the chunks' below)",
+            args.streams * 100.0,
+            args.chunk,
+            args.chunk_ms
+        );
+    }
     println!("| device | server | saturation (req/s) | × per-request | mean batch | 25 % | 50 % | 80 % |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for r in records {
@@ -357,6 +409,19 @@ fn print_table(args: &LoadArgs, records: &[ServerRecord]) {
             r.mean_batch.map_or("—".into(), |m| format!("{m:.1}")),
             loads.join(" | ")
         );
+    }
+    if args.streams > 0.0 {
+        println!("\nstream chunks: latency p50 / p99 in ms, each from its own arrival");
+        println!("| device | server | 25 % | 50 % | 80 % |");
+        println!("|---|---|---:|---:|---:|");
+        for r in records {
+            let cell = |p: &LoadPoint| match (p.chunk_p50_ms, p.chunk_p99_ms) {
+                (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+                _ => "—".into(),
+            };
+            let loads: Vec<String> = r.loads.iter().map(cell).collect();
+            println!("| {} | {} | {} |", r.device, r.server, loads.join(" | "));
+        }
     }
     for r in records.iter().filter(|r| !r.at_padding_loads.is_empty()) {
         let padding = records

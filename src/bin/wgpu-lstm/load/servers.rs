@@ -1,8 +1,11 @@
 //! The three servers the load test compares, on one model: one `forward` per request from
 //! worker threads (what a service does without a batcher), a padding batcher (collect the
 //! waiting requests, pad to the longest, one forward: TF Serving's way), and the library's
-//! cellular [`Batcher`]. Each reports every finished request as a [`Done`].
+//! cellular [`Batcher`]. Each reports every finished request as a [`Done`]. A request is a
+//! one-shot sequence or a chunk of a live stream: the first two keep each stream's state
+//! between its chunks by hand ([`Store`]), the batcher in its state table (its streams).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -11,13 +14,16 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ndarray::{s, Array2, Array3, Axis};
-use wgpu_lstm::{Batcher, Error, Forward, Input, Pending, Request, Response};
+use ndarray::{s, Array2, Array3};
+use wgpu_lstm::{BatchStream, Batcher, Error, Forward, Input, Pending, Request, Response, RnnSpec};
 
-/// A finished request: when it was due to arrive, when it finished, and whether it
+use super::streams::Store;
+
+/// A finished request: which, when it was due to arrive, when it finished, and whether it
 /// succeeded.
 #[derive(Debug, Clone, Copy)]
 pub struct Done {
+    pub tag: u64,
     pub scheduled: Instant,
     pub finished: Instant,
     pub ok: bool,
@@ -25,8 +31,22 @@ pub struct Done {
 
 /// A request handed to a server.
 pub struct Job {
+    pub tag: u64,
     pub scheduled: Instant,
     pub x: Array2<f32>,
+    pub part: Part,
+}
+
+/// What a request is: a whole sequence, or a chunk of a live stream (whose chunks come one
+/// at a time, each after the previous one has been answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    Chunk {
+        stream: u64,
+        first: bool,
+        last: bool,
+    },
 }
 
 /// The servers compared.
@@ -75,22 +95,24 @@ impl Drop for Server {
 /// One `forward` per request (batch 1), from `workers` threads sharing the model.
 pub fn per_request(
     model: Arc<dyn Forward + Send + Sync>,
+    spec: &RnnSpec,
     workers: usize,
     done: Sender<Done>,
 ) -> Server {
     let (tx, rx) = channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
+    let store = Arc::new(Store::new(spec));
     let threads = (0..workers)
         .map(|_| {
-            let (rx, model, done) = (rx.clone(), model.clone(), done.clone());
+            let (rx, model, done, store) = (rx.clone(), model.clone(), done.clone(), store.clone());
             std::thread::spawn(move || loop {
                 let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
                     Ok(job) => job,
                     Err(_) => return,
                 };
-                let x = job.x.view().insert_axis(Axis(1));
-                let ok = model.forward(&Input::new(x)).is_ok();
+                let ok = run_batch(model.as_ref(), &store, std::slice::from_ref(&job)).is_ok();
                 let _ = done.send(Done {
+                    tag: job.tag,
                     scheduled: job.scheduled,
                     finished: Instant::now(),
                     ok,
@@ -108,10 +130,12 @@ pub fn per_request(
 /// runs one forward with their lengths, and answers them all when it ends.
 pub fn padding(
     model: Arc<dyn Forward + Send + Sync>,
+    spec: &RnnSpec,
     max_batch: usize,
     done: Sender<Done>,
 ) -> Server {
     let (tx, rx) = channel::<Job>();
+    let store = Store::new(spec);
     let thread = std::thread::spawn(move || {
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
@@ -121,10 +145,11 @@ pub fn padding(
                     Err(_) => break,
                 }
             }
-            let ok = pad_and_run(model.as_ref(), &jobs).is_ok();
+            let ok = run_batch(model.as_ref(), &store, &jobs).is_ok();
             let finished = Instant::now();
             for job in jobs {
                 let _ = done.send(Done {
+                    tag: job.tag,
                     scheduled: job.scheduled,
                     finished,
                     ok,
@@ -138,8 +163,9 @@ pub fn padding(
     }
 }
 
-/// One forward over `jobs` padded to the longest.
-fn pad_and_run(model: &dyn Forward, jobs: &[Job]) -> Result<(), Error> {
+/// One forward over `jobs` padded to the longest, each stream's chunk from its stream's
+/// state, which is kept for its next chunk.
+fn run_batch(model: &dyn Forward, store: &Store, jobs: &[Job]) -> Result<(), Error> {
     let steps = jobs.iter().map(|j| j.x.nrows()).max().unwrap_or(1);
     let width = jobs[0].x.ncols();
     let mut x = Array3::<f32>::zeros((steps, jobs.len(), width));
@@ -148,25 +174,33 @@ fn pad_and_run(model: &dyn Forward, jobs: &[Job]) -> Result<(), Error> {
         x.slice_mut(s![..job.x.nrows(), b, ..]).assign(&job.x);
         lens.push(job.x.nrows());
     }
-    model
-        .forward(&Input::new(x.view()).lengths(&lens))
-        .map(|_| ())
+    let parts: Vec<Part> = jobs.iter().map(|j| j.part).collect();
+    let states = store.take(&parts);
+    let mut input = Input::new(x.view()).lengths(&lens);
+    if let Some(states) = &states {
+        input = input.h0(states.h0.view());
+        if let Some(c0) = &states.c0 {
+            input = input.c0(c0.view());
+        }
+    }
+    let out = model.forward(&input)?;
+    store.keep(&parts, &out)
 }
 
-/// The cellular batcher: jobs submitted as they come; a collector thread answers each when
-/// its `Pending` completes (woken through its `Future`, so completions are seen in the
-/// order they happen).
+/// The cellular batcher: jobs submitted as they come (a stream's chunks fed to the stream the
+/// first one opens, which the last one closes); a collector thread answers each when its
+/// `Pending` completes (woken through its `Future`, so completions are seen in the order they
+/// happen).
 pub fn cellular(batcher: Batcher, done: Sender<Done>) -> Server {
     let (tx, rx) = channel::<Job>();
     let (msgs, inbox) = channel::<Msg>();
     let submitter = {
         let msgs = msgs.clone();
         std::thread::spawn(move || {
-            let mut id = 0u64;
+            let mut streams: HashMap<u64, BatchStream> = HashMap::new();
             while let Ok(job) = rx.recv() {
-                let pending = batcher.submit(Request::new(job.x.view()));
-                let _ = msgs.send(Msg::New(id, job.scheduled, pending));
-                id += 1;
+                let waiting = submit(&batcher, &mut streams, &job);
+                let _ = msgs.send(Msg::New(job.tag, job.scheduled, waiting));
             }
             let _ = msgs.send(Msg::End);
         })
@@ -178,62 +212,111 @@ pub fn cellular(batcher: Batcher, done: Sender<Done>) -> Server {
     }
 }
 
+/// Hands `job` to the batcher.
+fn submit(
+    batcher: &Batcher,
+    streams: &mut HashMap<u64, BatchStream>,
+    job: &Job,
+) -> Result<Waiting, Error> {
+    let Part::Chunk {
+        stream,
+        first,
+        last,
+    } = job.part
+    else {
+        return Ok(Waiting::Whole(batcher.submit(Request::new(job.x.view()))?));
+    };
+    if first {
+        streams.insert(stream, batcher.open_stream()?);
+    }
+    let open = streams
+        .get(&stream)
+        .ok_or_else(|| Error::Internal(format!("stream {stream} continued before its start")))?;
+    let pending = open.feed(job.x.view());
+    if last {
+        if let Some(open) = streams.remove(&stream) {
+            open.close();
+        }
+    }
+    Ok(Waiting::Chunk(pending?))
+}
+
+/// A request the batcher has not answered yet.
+enum Waiting {
+    Whole(Pending<Response>),
+    Chunk(Pending<Array2<f32>>),
+}
+
+impl Waiting {
+    /// Whether it has been answered, and with success.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self {
+            Waiting::Whole(p) => Pin::new(p).poll(cx).map(|r| r.is_ok()),
+            Waiting::Chunk(p) => Pin::new(p).poll(cx).map(|r| r.is_ok()),
+        }
+    }
+}
+
 /// What the collector hears.
 enum Msg {
-    New(u64, Instant, Result<Pending<Response>, Error>),
+    New(u64, Instant, Result<Waiting, Error>),
     Woken(u64),
     End,
 }
 
-/// Wakes the collector for request `id`.
+/// Wakes the collector for request `tag`.
 struct Notify {
-    id: u64,
+    tag: u64,
     tx: Sender<Msg>,
 }
 
 impl Wake for Notify {
     fn wake(self: Arc<Self>) {
-        let _ = self.tx.send(Msg::Woken(self.id));
+        let _ = self.tx.send(Msg::Woken(self.tag));
     }
 }
 
 /// Polls each pending request when it is woken; reports it when it is ready.
 fn collect(inbox: Receiver<Msg>, tx: Sender<Msg>, done: Sender<Done>) {
-    let mut waiting: std::collections::HashMap<u64, (Instant, Pending<Response>)> =
-        std::collections::HashMap::new();
+    let mut waiting: HashMap<u64, (Instant, Waiting)> = HashMap::new();
     let mut ended = false;
     while !(ended && waiting.is_empty()) {
         let Ok(msg) = inbox.recv() else { return };
-        let id = match msg {
+        let tag = match msg {
             Msg::End => {
                 ended = true;
                 continue;
             }
-            Msg::New(id, scheduled, Ok(pending)) => {
-                waiting.insert(id, (scheduled, pending));
-                id
+            Msg::New(tag, scheduled, Ok(pending)) => {
+                waiting.insert(tag, (scheduled, pending));
+                tag
             }
-            Msg::New(_, scheduled, Err(_)) => {
+            Msg::New(tag, scheduled, Err(_)) => {
                 let _ = done.send(Done {
+                    tag,
                     scheduled,
                     finished: Instant::now(),
                     ok: false,
                 });
                 continue;
             }
-            Msg::Woken(id) => id,
+            Msg::Woken(tag) => tag,
         };
-        let Some((scheduled, pending)) = waiting.get_mut(&id) else {
+        let Some((scheduled, pending)) = waiting.get_mut(&tag) else {
             continue;
         };
-        let waker = Waker::from(Arc::new(Notify { id, tx: tx.clone() }));
-        if let Poll::Ready(result) = Pin::new(pending).poll(&mut Context::from_waker(&waker)) {
+        let waker = Waker::from(Arc::new(Notify {
+            tag,
+            tx: tx.clone(),
+        }));
+        if let Poll::Ready(ok) = pending.poll(&mut Context::from_waker(&waker)) {
             let _ = done.send(Done {
+                tag,
                 scheduled: *scheduled,
                 finished: Instant::now(),
-                ok: result.is_ok(),
+                ok,
             });
-            waiting.remove(&id);
+            waiting.remove(&tag);
         }
     }
 }
