@@ -4,29 +4,31 @@
 
 use crate::{assert_fails, assert_ok, run, Case};
 
-/// A tiny CPU run: a row per server, the comparison at the padding batcher's loads, every
-/// measurement in the JSON report, the chart, and no temporary file left behind.
-#[test]
-fn load_compares_three_servers_and_writes_a_report() {
-    let case = Case::new();
-    let (json, png) = (case.p("load.json"), case.p("load.png"));
-    let out = run(&[
+/// `load` on the CPU with a tiny load (a batch of 4, a fifth of a second per load point) and
+/// `extra` arguments.
+fn tiny_load(extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "load",
         "--device",
         "cpu",
-        "--max-steps",
-        "20",
         "--max-batch",
         "4",
         "--seconds",
         "0.2",
         "--saturation-seconds",
         "0.2",
-        "--json",
-        &json,
-        "--plot",
-        &png,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// A tiny CPU run: a row per server, the comparison at the padding batcher's loads, every
+/// measurement in the JSON report, the chart, and no temporary file left behind.
+#[test]
+fn load_compares_three_servers_and_writes_a_report() {
+    let case = Case::new();
+    let (json, png) = (case.p("load.json"), case.p("load.png"));
+    let out = tiny_load(&["--max-steps", "20", "--json", &json, "--plot", &png]);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for server in ["per-request", "padding", "cellular"] {
@@ -63,14 +65,9 @@ fn load_compares_three_servers_and_writes_a_report() {
 fn load_mixes_live_streams_with_one_shot_requests() {
     let case = Case::new();
     let json = case.p("load.json");
-    let out = run(&[
-        "load",
-        "--device",
-        "cpu",
+    let out = tiny_load(&[
         "--max-steps",
         "23",
-        "--max-batch",
-        "4",
         "--quantum",
         "3",
         "--streams",
@@ -79,10 +76,6 @@ fn load_mixes_live_streams_with_one_shot_requests() {
         "4",
         "--chunk-ms",
         "2",
-        "--seconds",
-        "0.2",
-        "--saturation-seconds",
-        "0.2",
         "--json",
         &json,
     ]);
