@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2};
 
-use super::servers::{Done, Job, Part, Server};
+use super::servers::{Done, Job, Server};
+use super::streams::Part;
 
 /// One caller's work: a one-shot request, or a live stream sent in chunks.
 pub struct Utterance {

@@ -17,7 +17,7 @@ use std::time::Instant;
 use ndarray::{s, Array2, Array3};
 use wgpu_lstm::{BatchStream, Batcher, Error, Forward, Input, Pending, Request, Response, RnnSpec};
 
-use super::streams::Store;
+use super::streams::{Part, Store};
 
 /// A finished request: which, when it was due to arrive, when it finished, and whether it
 /// succeeded.
@@ -35,18 +35,6 @@ pub struct Job {
     pub scheduled: Instant,
     pub x: Array2<f32>,
     pub part: Part,
-}
-
-/// What a request is: a whole sequence, or a chunk of a live stream (whose chunks come one
-/// at a time, each after the previous one has been answered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Whole,
-    Chunk {
-        stream: u64,
-        first: bool,
-        last: bool,
-    },
 }
 
 /// The servers compared.

@@ -8,7 +8,17 @@ use std::sync::Mutex;
 use ndarray::{s, Array2, Array3, ArrayD, ArrayView3, Axis, Ix3};
 use wgpu_lstm::{Error, Output, RnnSpec};
 
-use super::servers::Part;
+/// What a request is: a whole sequence, or a chunk of a live stream (whose chunks come one
+/// at a time, each after the previous one has been answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Whole,
+    Chunk {
+        stream: u64,
+        first: bool,
+        last: bool,
+    },
+}
 
 /// One stream's state: `h` `[L·D, H_out]` and, for an LSTM, `c` `[L·D, H]`.
 pub struct State {
