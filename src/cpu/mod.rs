@@ -190,9 +190,7 @@ impl CpuModel {
     pub fn kernel(&self) -> Option<&'static str> {
         self.fast.as_ref().map(|f| f.isa().name())
     }
-}
 
-impl CpuModel {
     /// The model's worker threads, started on first use (`None` if they cannot be).
     fn worker_pool(&self, fast: &FastModel) -> Option<&rayon::ThreadPool> {
         self.pool
@@ -223,24 +221,22 @@ impl CpuModel {
         let (Ok(_busy), Some(pool)) = (self.pool.busy.try_lock(), self.worker_pool(fast)) else {
             return inputs.iter().map(one).collect();
         };
-        // One part per pool thread, each run by its own thread (a broadcast: no thread left
-        // idle spins for work beside the others, and none waits for another to wake).
-        let outs: Vec<Mutex<Option<Result<Output>>>> =
-            inputs.iter().map(|_| Mutex::new(None)).collect();
-        pool.broadcast(|ctx| {
-            let mut i = ctx.index();
-            while i < inputs.len() {
-                let out = one(&inputs[i]);
-                *outs[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-                i += ctx.num_threads();
-            }
+        // Each pool thread runs its own parts (a broadcast: no thread left idle spins for work
+        // beside the others, and none waits for another to wake).
+        let ran = pool.broadcast(|ctx| {
+            (ctx.index()..inputs.len())
+                .step_by(ctx.num_threads())
+                .map(|i| (i, one(&inputs[i])))
+                .collect::<Vec<_>>()
         });
-        outs.into_iter()
-            .map(|out| {
-                let out = out.into_inner().unwrap_or_else(|e| e.into_inner());
-                out.unwrap_or_else(|| Err(Error::Internal("a part did not run".into())))
-            })
-            .collect()
+        let mut outs: Vec<Result<Output>> = inputs
+            .iter()
+            .map(|_| Err(Error::Internal("a part did not run".into())))
+            .collect();
+        for (i, out) in ran.into_iter().flatten() {
+            outs[i] = out;
+        }
+        outs
     }
 
     /// How many parts [`CpuModel::forward_apart`] splits `rows` rows into: one per thread it

@@ -104,55 +104,24 @@ fn load_mixes_live_streams_with_one_shot_requests() {
 fn load_refuses_bad_arguments() {
     let case = Case::new();
     let json = case.p("load.json");
-    assert_fails(
-        &case,
-        &[
-            "load", "--device", "cpu", "--shape", "nope", "--json", &json,
-        ],
+    // `load --device cpu` with `args`, refused with `message`.
+    let refused = |args: &[&str], message: &str| {
+        let mut all = vec!["load", "--device", "cpu"];
+        all.extend_from_slice(args);
+        assert_fails(&case, &all, message);
+    };
+    refused(
+        &["--shape", "nope", "--json", &json],
         "no suite shape `nope`",
     );
-    assert_fails(
-        &case,
-        &[
-            "load",
-            "--device",
-            "cpu",
-            "--min-steps",
-            "0",
-            "--json",
-            &json,
-        ],
-        "--min-steps",
-    );
-    assert_fails(
-        &case,
-        &[
-            "load",
-            "--device",
-            "cpu",
-            "--min-steps",
-            "30",
-            "--max-steps",
-            "20",
-        ],
-        "--min-steps",
-    );
-    assert_fails(
-        &case,
-        &["load", "--device", "cpu", "--streams", "2", "--json", &json],
+    refused(&["--min-steps", "0", "--json", &json], "--min-steps");
+    refused(&["--min-steps", "30", "--max-steps", "20"], "--min-steps");
+    refused(
+        &["--streams", "2", "--json", &json],
         "--streams must be between 0 and 1",
     );
-    assert_fails(
-        &case,
-        &[
-            "load",
-            "--device",
-            "cpu",
-            "--shape",
-            "bidir",
-            "--streams",
-            "0.5",
-        ],
+    refused(
+        &["--shape", "bidir", "--streams", "0.5"],
         "--streams needs a unidirectional model",
     );
 }

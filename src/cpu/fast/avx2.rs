@@ -1,9 +1,8 @@
 //! Hand-scheduled AVX2 + FMA block of the product kernel for the shape whose generic form the
 //! compiler does not keep in the 16 `ymm` registers: 3 rows × 32 columns (the LSTM's tile: 8
 //! units × 4 gates), 12 accumulators, with the tile's row loaded once per `k` for the three
-//! rows; each
-//! output element is the same running sum, in the same order, as the generic kernel's
-//! (`acc = fma(a[r][k], w[k][c], acc)`, `k` ascending): the same bits.
+//! rows; each output element is the same running sum, in the same order, as the generic
+//! kernel's (`acc = fma(a[r][k], w[k][c], acc)`, `k` ascending): the same bits.
 //!
 //! Measured alone on an AVX2-only Zen 3 core (a 64-row × 384-`k` product per tile, the
 //! `batch` shape's step): the generic 2 × 32 block 55–72 GFLOP/s, the generic 3 × 32 block
@@ -19,21 +18,21 @@ pub(super) const fn has_block(mr: usize, nc: usize) -> bool {
     matches!((mr, nc), (3, 32))
 }
 
-/// `acc[r][c] += Σ_k a[r][k] · w[k·NC + c]` for a block [`has_block`] has, `k` ascending over
-/// `a[0].len()` (every row at least that long, `w` at least `k · NC` floats).
+/// `acc[r][c] += Σ_k a[r][k] · w[k·32 + c]` for the block [`has_block`] has (3 rows, `acc`
+/// 3 × 32 floats), `k` ascending over `a[0].len()` (every row at least that long, `w` at least
+/// `k · 32` floats).
 ///
 /// # Safety
 /// The processor must have AVX2 and FMA.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn dot(acc: &mut [f32], a: &[&[f32]], w: &[f32]) {
-    let nc = acc.len() / a.len();
-    let k = a[0].len();
-    assert!(a.iter().all(|r| r.len() >= k) && w.len() >= k * nc);
-    match (a.len(), nc) {
-        (3, 32) => dot_3x32(acc, [a[0], a[1], a[2]], w, k),
-        _ => unreachable!("no AVX2 block of {} × {nc}", a.len()),
-    }
+    let &[a0, a1, a2] = a else {
+        unreachable!("the AVX2 block has 3 rows, not {}", a.len())
+    };
+    let k = a0.len();
+    assert!(acc.len() == 3 * 32 && a1.len() >= k && a2.len() >= k && w.len() >= k * 32);
+    dot_3x32(acc, [a0, a1, a2], w, k)
 }
 
 /// Loads `N` vectors of 8 floats from `src`.

@@ -198,8 +198,8 @@ fn dot_halves<const FMA: bool, const NC: usize>(
 /// loaded once for `MR` rows); a last block of one or two rows goes as such (a block that
 /// short waits on its accumulators' latency, not on the multiply-adds, and takes no longer
 /// than a full block), a longer one is padded to `MR` with copies of its last row (whose
-/// results are dropped); the sums are the same either way. A product of one row in all (batch 1) sums the two halves of its
-/// second segment apart ([`dot_halves`]), from its last `k` down when `backwards`: other bits
+/// results are dropped); the sums are the same either way. A product of one row in all
+/// (batch 1) sums the two halves of its second segment apart ([`dot_halves`]), from its last `k` down when `backwards`: other bits
 /// than at a larger batch, and than forwards, the same at any thread count.
 #[inline(always)]
 pub(crate) fn product<'a, const FMA: bool, const MR: usize, const NC: usize, const ASIDE: usize>(

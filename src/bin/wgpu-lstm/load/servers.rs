@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ndarray::{s, Array2, Array3};
+use ndarray::{s, Array2, Array3, Axis};
 use wgpu_lstm::{BatchStream, Batcher, Error, Forward, Input, Pending, Request, Response, RnnSpec};
 
 use super::streams::{Part, Store};
@@ -151,20 +151,17 @@ pub fn padding(
     }
 }
 
-/// One forward over `jobs` padded to the longest, each stream's chunk from its stream's
-/// state, which is kept for its next chunk.
+/// One forward over `jobs` (a single request as it is, several padded to the longest), each
+/// stream's chunk from its stream's state, which is kept for its next chunk.
 fn run_batch(model: &dyn Forward, store: &Store, jobs: &[Job]) -> Result<(), Error> {
-    let steps = jobs.iter().map(|j| j.x.nrows()).max().unwrap_or(1);
-    let width = jobs[0].x.ncols();
-    let mut x = Array3::<f32>::zeros((steps, jobs.len(), width));
-    let mut lens = Vec::with_capacity(jobs.len());
-    for (b, job) in jobs.iter().enumerate() {
-        x.slice_mut(s![..job.x.nrows(), b, ..]).assign(&job.x);
-        lens.push(job.x.nrows());
-    }
+    let padded = (jobs.len() > 1).then(|| pad(jobs));
+    let mut input = match (&padded, jobs) {
+        (Some((x, lens)), _) => Input::new(x.view()).lengths(lens),
+        (None, [job, ..]) => Input::new(job.x.view().insert_axis(Axis(1))),
+        (None, []) => return Ok(()),
+    };
     let parts: Vec<Part> = jobs.iter().map(|j| j.part).collect();
     let states = store.take(&parts);
-    let mut input = Input::new(x.view()).lengths(&lens);
     if let Some(states) = &states {
         input = input.h0(states.h0.view());
         if let Some(c0) = &states.c0 {
@@ -173,6 +170,19 @@ fn run_batch(model: &dyn Forward, store: &Store, jobs: &[Job]) -> Result<(), Err
     }
     let out = model.forward(&input)?;
     store.keep(&parts, &out)
+}
+
+/// `jobs`' inputs padded to the longest, `[T, B, I]`, and their lengths.
+fn pad(jobs: &[Job]) -> (Array3<f32>, Vec<usize>) {
+    let steps = jobs.iter().map(|j| j.x.nrows()).max().unwrap_or(1);
+    let width = jobs[0].x.ncols();
+    let mut x = Array3::<f32>::zeros((steps, jobs.len(), width));
+    let mut lens = Vec::with_capacity(jobs.len());
+    for (b, job) in jobs.iter().enumerate() {
+        x.slice_mut(s![..job.x.nrows(), b, ..]).assign(&job.x);
+        lens.push(job.x.nrows());
+    }
+    (x, lens)
 }
 
 /// The cellular batcher: jobs submitted as they come (a stream's chunks fed to the stream the
