@@ -104,7 +104,8 @@
 //! ## Features
 //!
 //! `cli` (default) builds the `wgpu-lstm` command line and its dependencies (clap, plotters,
-//! the chart font, the JSON report). A library user leaves it out with
+//! the chart font, the JSON report). `serve` (default) builds the network server
+//! ([`serve`]: tokio, axum, tonic). A library user leaves them out with
 //! `default-features = false`.
 
 #![warn(missing_docs)]
@@ -117,6 +118,8 @@ pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod io;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod spec;
 pub mod stream;
 mod table;

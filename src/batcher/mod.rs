@@ -295,6 +295,12 @@ impl BatchStream {
         })
     }
 
+    /// Queues a read of the state after the chunks fed before; the state comes through the
+    /// `Pending` as the table holds it (`h` `[L, H_out]`, `c` `[L, H]`).
+    pub(crate) fn queue_state_read(&self) -> Result<Pending<crate::table::SlotState>> {
+        self.batcher.shared().read_state(self.id)
+    }
+
     /// Closes the stream once its queued chunks have run, freeing its slot.
     pub fn close(mut self) {
         self.closed = true;

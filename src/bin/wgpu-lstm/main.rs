@@ -1,6 +1,6 @@
 //! The `wgpu-lstm` command: `run` a model on `.npy` inputs, `info` lists adapters, `bench`
 //! compares GPU and CPU, `load` load-tests the batcher against per-request and padding
-//! servers. Each subcommand is a thin layer over the library, in its own module.
+//! servers, `serve` serves models over the network. Each subcommand is a thin layer over the library, in its own module.
 
 use std::process::ExitCode;
 
@@ -13,6 +13,8 @@ mod load;
 mod memory;
 mod report;
 mod run;
+#[cfg(feature = "serve")]
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -44,6 +46,10 @@ enum Command {
     /// a padding batcher, the cellular batcher — under open-loop Poisson arrivals: throughput
     /// at saturation and p50/p99 latency at 25, 50 and 80 % of it.
     Load(load::LoadArgs),
+    /// Serve models over the Open Inference Protocol (KServe v2, as Triton speaks it) on HTTP
+    /// and gRPC, each on a cellular batcher on the GPU or the CPU, until SIGINT or SIGTERM.
+    #[cfg(feature = "serve")]
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +82,8 @@ fn main() -> ExitCode {
         Command::Info(gpu) => info::info(&gpu),
         Command::Bench(args) => bench::run_bench(&args),
         Command::Load(args) => load::run_load(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run_serve(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,304 @@
+//! The network server (`wgpu_lstm::serve`) end to end over real sockets: the HTTP/REST
+//! protocol with its binary extension, gRPC with its stream, sequences, metrics, hostile
+//! input and shutdown. Models run on the CPU's reference engine, so that every result is
+//! compared bit for bit with the same sequence run alone through `forward`. The shared
+//! harness is here; the tests are in `tests/serve/`.
+
+mod common;
+
+#[path = "serve/grpc.rs"]
+mod grpc;
+#[path = "serve/hostile.rs"]
+mod hostile;
+#[path = "serve/http.rs"]
+mod http;
+#[path = "serve/sequences.rs"]
+mod sequences;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ndarray::{Array2, Axis};
+use serde_json::Value;
+use wgpu_lstm::serve::{Running, ServeOptions, ServedModel, Server, TensorNames};
+use wgpu_lstm::{Batcher, BatcherOptions, CpuModel, Forward, Input, RnnSpec, Weights};
+
+/// The models every test server has: an LSTM with projection and peepholes over two layers,
+/// a GRU, and a bidirectional LSTM.
+pub fn specs() -> Vec<(&'static str, RnnSpec)> {
+    vec![
+        (
+            "lstm",
+            RnnSpec::lstm(5, 7).peephole(true).proj_size(4).layers(2),
+        ),
+        ("gru", RnnSpec::gru(3, 6)),
+        ("bidir", RnnSpec::lstm(4, 5).bidirectional(true)),
+    ]
+}
+
+/// The weights of model `name` (seeded by name).
+pub fn weights(name: &str) -> Weights {
+    let (i, (_, spec)) = specs()
+        .into_iter()
+        .enumerate()
+        .find(|(_, (n, _))| *n == name)
+        .expect("a test model");
+    Weights::random(&spec, 100 + i as u64).unwrap()
+}
+
+/// A server on free loopback ports, on its own runtime; shut down when dropped.
+pub struct TestServer {
+    pub rt: tokio::runtime::Runtime,
+    running: Option<Running>,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+}
+
+impl TestServer {
+    /// The test models with the default batcher options and the default body limit.
+    pub fn start() -> Self {
+        Self::with(BatcherOptions::default(), 1 << 20)
+    }
+
+    /// The test models with `options` for every batcher and `max_body_bytes`.
+    pub fn with(options: BatcherOptions, max_body_bytes: usize) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let models = specs()
+            .into_iter()
+            .map(|(name, _)| {
+                let batcher =
+                    Batcher::new(CpuModel::reference(weights(name)), options.clone()).unwrap();
+                ServedModel::new(name, batcher, TensorNames::default()).unwrap()
+            })
+            .collect();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let options = ServeOptions {
+            http: Some(loopback),
+            grpc: Some(loopback),
+            max_body_bytes,
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let running = rt
+            .block_on(Server::new(models).unwrap().start(&options))
+            .unwrap();
+        TestServer {
+            http: running.http_addr().unwrap(),
+            grpc: running.grpc_addr().unwrap(),
+            running: Some(running),
+            rt,
+        }
+    }
+
+    /// Shuts the server down gracefully, now.
+    pub fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown());
+        }
+    }
+
+    /// An HTTP request; the status, the headers (lower-case names) and the body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> HttpResponse {
+        http_request(self.http, method, path, headers, body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.http("GET", path, &[], &[])
+    }
+
+    /// `POST` of a JSON body to `path`.
+    pub fn post_json(&self, path: &str, body: &Value) -> HttpResponse {
+        self.http(
+            "POST",
+            path,
+            &[("content-type", "application/json".into())],
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The message of an error response, asserting the status.
+    #[track_caller]
+    pub fn error(&self, status: u16) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "status; body {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`), read to its end.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head += &format!("{n}: {v}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    // The server may answer (e.g. 413) and close before reading all of a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = unchunk(&body);
+    }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A chunked body's data.
+fn unchunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + size]);
+        b = &b[line_end + 2 + size + 2..];
+    }
+}
+
+/// What model `name` gives for `x` `[T, I]` from `h0`/`c0` alone (batch 1, the reference
+/// engine): `y`, `h_n`, and `c_n` for an LSTM.
+pub fn alone(
+    name: &str,
+    x: &Array2<f32>,
+    h0: Option<&Array2<f32>>,
+    c0: Option<&Array2<f32>>,
+) -> (Array2<f32>, Array2<f32>, Option<Array2<f32>>) {
+    let model = CpuModel::reference(weights(name));
+    let h0 = h0.map(|h| h.view().insert_axis(Axis(1)).to_owned());
+    let c0 = c0.map(|c| c.view().insert_axis(Axis(1)).to_owned());
+    let mut input = Input::new(x.view().insert_axis(Axis(1)));
+    if let Some(h0) = &h0 {
+        input = input.h0(h0.view());
+    }
+    if let Some(c0) = &c0 {
+        input = input.c0(c0.view());
+    }
+    let out = model.forward(&input).unwrap();
+    let squeeze = |a: ndarray::ArrayD<f32>| {
+        a.into_dimensionality::<ndarray::Ix3>()
+            .unwrap()
+            .index_axis(Axis(1), 0)
+            .to_owned()
+    };
+    (squeeze(out.y), squeeze(out.h_n), out.c_n.map(squeeze))
+}
+
+/// A JSON input tensor.
+pub fn json_input(name: &str, a: &Array2<f32>) -> Value {
+    serde_json::json!({
+        "name": name,
+        "datatype": "FP32",
+        "shape": a.shape(),
+        "data": a.iter().copied().collect::<Vec<f32>>(),
+    })
+}
+
+/// The output `name` of a JSON response as an array of its shape.
+#[track_caller]
+pub fn json_output(response: &Value, name: &str) -> Array2<f32> {
+    let o = response["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output `{name}` in {response}"));
+    assert_eq!(o["datatype"], "FP32");
+    let shape: Vec<usize> = o["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<f32> = o["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    Array2::from_shape_vec((shape[0], shape[1]), data).unwrap()
+}
