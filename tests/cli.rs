@@ -1,6 +1,6 @@
 //! End-to-end tests of the `wgpu-lstm` command: `run` on every cell and flag, on the CPU and
-//! (where an adapter exists, always in CI) the GPU, each class of bad input, `info`, `bench`
-//! and `load`. The shared helpers are here; the tests are in `tests/cli/`.
+//! (where an adapter exists, always in CI) the GPU, each class of bad input, `info`, `bench`,
+//! `load` and `serve`. The shared helpers are here; the tests are in `tests/cli/`.
 
 mod common;
 
@@ -14,6 +14,9 @@ mod info;
 mod load;
 #[path = "cli/run.rs"]
 mod run_tests;
+#[cfg(feature = "serve")]
+#[path = "cli/serve.rs"]
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

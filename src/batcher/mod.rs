@@ -297,6 +297,7 @@ impl BatchStream {
 
     /// Queues a read of the state after the chunks fed before; the state comes through the
     /// `Pending` as the table holds it (`h` `[L, H_out]`, `c` `[L, H]`).
+    #[cfg(feature = "serve")]
     pub(crate) fn queue_state_read(&self) -> Result<Pending<crate::table::SlotState>> {
         self.batcher.shared().read_state(self.id)
     }

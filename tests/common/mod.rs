@@ -2,6 +2,9 @@
 //! comparison that reports the worst element.
 #![allow(dead_code)]
 
+#[cfg(feature = "serve")]
+pub mod http;
+
 use std::io::Write;
 use std::sync::OnceLock;
 

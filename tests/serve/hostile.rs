@@ -8,11 +8,12 @@ use std::time::Duration;
 use ndarray::Array2;
 use serde_json::{json, Value};
 
+use crate::common::http::HttpResponse;
 use crate::{json_input, TestServer};
 
 /// Asserts `status` and that the error message contains `needle`.
 #[track_caller]
-fn refused(r: crate::HttpResponse, status: u16, needle: &str) {
+fn refused(r: HttpResponse, status: u16, needle: &str) {
     let e = r.error(status);
     assert!(e.contains(needle), "`{needle}` in `{e}`");
     assert!(!e.contains('\n'), "one line: {e}");
