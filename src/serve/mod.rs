@@ -35,6 +35,8 @@
 
 mod describe;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 mod http;
 mod infer;

@@ -3,6 +3,8 @@
 
 mod body;
 
+pub(crate) use body::{decode as decode_body, encode as encode_body};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
