@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the .npy reader, the safetensors loader, the ONNX loader and the `run` argument handling with
+# Fuzzes the .npy reader, the safetensors loader, the ONNX loader, the `run` argument handling and
+# the server's HTTP and gRPC request decoders with
 # libFuzzer (cargo fuzz), each for SECONDS (default 600), two targets at a time.
 #   fuzz/run.sh [SECONDS] [TARGET...]
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain RUSTC_BOOTSTRAP=1
@@ -10,7 +11,7 @@ cd "$(dirname "$0")"
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npy safetensors onnx run_args)
+[ ${#targets[@]} -gt 0 ] || targets=(npy safetensors onnx run_args serve_http serve_grpc)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
 run_one() {

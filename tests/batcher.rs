@@ -49,29 +49,8 @@ fn alone(
     h0: Option<&Array2<f32>>,
     c0: Option<&Array2<f32>>,
 ) -> Response {
-    let model = CpuModel::reference(weights.clone());
-    let x3 = x.view().insert_axis(Axis(1));
-    let h0 = h0.map(|h| h.view().insert_axis(Axis(1)).to_owned());
-    let c0 = c0.map(|c| c.view().insert_axis(Axis(1)).to_owned());
-    let mut input = Input::new(x3);
-    if let Some(h0) = &h0 {
-        input = input.h0(h0.view());
-    }
-    if let Some(c0) = &c0 {
-        input = input.c0(c0.view());
-    }
-    let out = model.forward(&input).unwrap();
-    let squeeze = |a: ndarray::ArrayD<f32>| {
-        a.into_dimensionality::<ndarray::Ix3>()
-            .unwrap()
-            .index_axis(Axis(1), 0)
-            .to_owned()
-    };
-    Response {
-        y: squeeze(out.y),
-        h_n: squeeze(out.h_n),
-        c_n: out.c_n.map(squeeze),
-    }
+    let (y, h_n, c_n) = common::alone(weights, x, h0, c0);
+    Response { y, h_n, c_n }
 }
 
 /// The worst absolute difference of `got` from `want` over y, h_n and c_n, asserting each

@@ -80,3 +80,33 @@ fn run_args_regressions() {
         assert!(out.status.code().is_some(), "{name}: killed by a signal");
     }
 }
+
+/// The server's HTTP infer bodies (first two bytes: the JSON header's length, 0 for none),
+/// decoded and run as the `serve_http` target does: a response or an error, never a panic.
+#[cfg(feature = "serve")]
+#[test]
+fn serve_http_regressions() {
+    for (name, bytes) in inputs("serve_http") {
+        let r = std::panic::catch_unwind(|| {
+            let (length, body) = match bytes.as_slice() {
+                [0, rest @ ..] => (None, rest),
+                [a, b, rest @ ..] => (Some(((*a as usize) << 8 | *b as usize).to_string()), rest),
+                _ => return,
+            };
+            let _ = wgpu_lstm::serve::fuzzing::http_infer(length.as_deref(), body);
+        });
+        assert!(r.is_ok(), "{name} panics");
+    }
+}
+
+/// The server's gRPC `ModelInferRequest`s, decoded and run as the `serve_grpc` target does.
+#[cfg(feature = "serve")]
+#[test]
+fn serve_grpc_regressions() {
+    for (name, bytes) in inputs("serve_grpc") {
+        let r = std::panic::catch_unwind(|| wgpu_lstm::serve::fuzzing::grpc_infer(&bytes).is_ok());
+        assert!(r.is_ok(), "{name} panics");
+        // The seeds are valid requests: they run.
+        assert_eq!(r.ok(), Some(true), "{name} is refused");
+    }
+}

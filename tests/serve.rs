@@ -19,10 +19,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::http::{http_request, HttpResponse};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde_json::Value;
 use wgpu_lstm::serve::{Running, ServeOptions, ServedModel, Server, TensorNames};
-use wgpu_lstm::{Batcher, BatcherOptions, CpuModel, Forward, Input, RnnSpec, Weights};
+use wgpu_lstm::{Batcher, BatcherOptions, CpuModel, RnnSpec, Weights};
 
 /// The models every test server has: an LSTM with projection and peepholes over two layers,
 /// a GRU, and a bidirectional LSTM.
@@ -142,24 +142,7 @@ pub fn alone(
     h0: Option<&Array2<f32>>,
     c0: Option<&Array2<f32>>,
 ) -> (Array2<f32>, Array2<f32>, Option<Array2<f32>>) {
-    let model = CpuModel::reference(weights(name));
-    let h0 = h0.map(|h| h.view().insert_axis(Axis(1)).to_owned());
-    let c0 = c0.map(|c| c.view().insert_axis(Axis(1)).to_owned());
-    let mut input = Input::new(x.view().insert_axis(Axis(1)));
-    if let Some(h0) = &h0 {
-        input = input.h0(h0.view());
-    }
-    if let Some(c0) = &c0 {
-        input = input.c0(c0.view());
-    }
-    let out = model.forward(&input).unwrap();
-    let squeeze = |a: ndarray::ArrayD<f32>| {
-        a.into_dimensionality::<ndarray::Ix3>()
-            .unwrap()
-            .index_axis(Axis(1), 0)
-            .to_owned()
-    };
-    (squeeze(out.y), squeeze(out.h_n), out.c_n.map(squeeze))
+    common::alone(&weights(name), x, h0, c0)
 }
 
 /// A JSON input tensor.

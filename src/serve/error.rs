@@ -12,7 +12,8 @@ pub(crate) enum Kind {
     NotFound,
     /// The queue or the state table is full (HTTP 429, `RESOURCE_EXHAUSTED`).
     Busy,
-    /// The body is larger than the server takes (HTTP 413, `RESOURCE_EXHAUSTED`).
+    /// The body is larger than the server takes (HTTP 413; over gRPC tonic's own check
+    /// answers `OUT_OF_RANGE` first).
     TooLarge,
     /// The server is shutting down (HTTP 503, `UNAVAILABLE`).
     Unavailable,

@@ -10,12 +10,16 @@ use crate::cpu::CpuModel;
 use crate::spec::RnnSpec;
 use crate::weights::Weights;
 
-/// A small LSTM (3 → 4, two layers) on the CPU with a table of 64 slots.
+/// A small LSTM (3 → 4, two layers) on the CPU with a table of 64 slots, its sequences
+/// closed after 50 ms idle.
 fn model() -> &'static ServedModel {
     static MODEL: OnceLock<ServedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
         let weights = Weights::random(&RnnSpec::lstm(3, 4).layers(2), 1).expect("weights");
-        let options = BatcherOptions::default().max_sequences(64).max_queue(64);
+        let options = BatcherOptions::default()
+            .max_sequences(64)
+            .max_queue(64)
+            .stream_idle_timeout(std::time::Duration::from_millis(50));
         let batcher = Batcher::new(CpuModel::reference(weights), options).expect("batcher");
         ServedModel::new("fuzz", batcher, TensorNames::default()).expect("model")
     })
@@ -23,6 +27,7 @@ fn model() -> &'static ServedModel {
 
 /// Runs a decoded call on the small model.
 fn run(call: &super::infer::Call) -> Result<Vec<super::infer::OutputTensor>, String> {
+    model().sequences.sweep(std::time::Instant::now());
     pollster::block_on(super::infer::infer(model(), call)).map_err(|e| e.message)
 }
 

@@ -294,15 +294,24 @@ impl ServedModel {
                 self.name()
             )));
         }
-        if !seq.start && (h0.is_some() || c0.is_some()) {
+        let lstm = self.spec().cell.has_cell_state();
+        let replaces = !seq.start && (h0.is_some() || c0.is_some());
+        if replaces && lstm && (h0.is_none() || c0.is_none()) {
             return Err(ServeError::bad(format!(
-                "sequence {}: an initial state is taken only with `sequence_start`",
-                seq.id
+                "sequence {}: to replace an LSTM sequence's state give both `{}` and `{}`",
+                seq.id,
+                self.names().h0,
+                self.names().c0
             )));
         }
         let mut map = self.sequences.lock();
-        if seq.start {
-            // A new start of an open sequence ends the old one (its queued chunks still run).
+        if replaces && !map.contains_key(&seq.id) {
+            return Err(self.not_open(&seq.id));
+        }
+        if seq.start || replaces {
+            // A new start of an open sequence ends the old one, as does a state given with a
+            // later request: its chunk continues from that state (the old stream's queued
+            // chunks still run).
             map.remove(&seq.id);
             let stream = self.batcher().open_stream_from(h0, c0)?;
             map.insert(
@@ -314,12 +323,7 @@ impl ServedModel {
             );
         }
         let Some(open) = map.get_mut(&seq.id) else {
-            return Err(ServeError::bad(format!(
-                "sequence {} is not open: start it with `sequence_start` (it may have ended, or \
-                 been closed after {} s idle)",
-                seq.id,
-                self.batcher().options().stream_idle_timeout.as_secs_f64()
-            )));
+            return Err(self.not_open(&seq.id));
         };
         open.last_used = Instant::now();
         let fed = open.stream.feed(x).and_then(|y| {
@@ -342,6 +346,16 @@ impl ServedModel {
             )));
         }
         Ok(fed?)
+    }
+}
+
+impl ServedModel {
+    fn not_open(&self, id: &SeqId) -> ServeError {
+        ServeError::bad(format!(
+            "sequence {id} is not open: start it with `sequence_start` (it may have ended, or \
+             been closed after {} s idle)",
+            self.batcher().options().stream_idle_timeout.as_secs_f64()
+        ))
     }
 }
 

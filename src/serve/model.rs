@@ -66,8 +66,12 @@ impl TensorNames {
 /// Reads the weights of a model file to serve and the names its tensors go by: a
 /// `.safetensors` file ([`crate::io::model_file`]), or an `.onnx` model of one recurrent stack
 /// ([`crate::io::onnx`]; the server runs the stack on its own, in the layout of
-/// [`TensorNames`], not the graph's glue around it).
+/// [`TensorNames`], not the graph's glue around it). `path` may also be a directory holding
+/// exactly one such file (as KServe mounts a model's storage at `/mnt/models`).
 pub fn load_model_file(path: &Path) -> Result<(Weights, TensorNames)> {
+    if path.is_dir() {
+        return load_model_file(&only_model_in(path)?);
+    }
     let is_onnx = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
@@ -84,6 +88,28 @@ pub fn load_model_file(path: &Path) -> Result<(Weights, TensorNames)> {
                 "the server runs models of one recurrent stack; this graph has {}",
                 stacks.len()
             ),
+        )),
+    }
+}
+
+/// The one `.onnx` or `.safetensors` file in `dir`.
+fn only_model_in(dir: &Path) -> Result<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let p = entry.map_err(|e| Error::io(dir, e))?.path();
+        let model = p.extension().is_some_and(|e| {
+            e.eq_ignore_ascii_case("onnx") || e.eq_ignore_ascii_case("safetensors")
+        });
+        if model && p.is_file() {
+            found.push(p);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(Error::invalid_file(
+            dir,
+            format!("a model directory must hold exactly one .onnx or .safetensors file, not {n}"),
         )),
     }
 }

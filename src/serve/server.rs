@@ -176,7 +176,11 @@ impl Server {
             })
             .max_decoding_message_size(options.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Without TCP_NODELAY a small answer waits for the client's delayed ACK (40 ms).
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| conn.and_then(|tcp| tcp.set_nodelay(true).map(|()| tcp)),
+            );
             let signal = wait(stopped.clone());
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = tonic::transport::Server::builder()

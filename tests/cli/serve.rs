@@ -147,3 +147,91 @@ fn serve_refuses_bad_flags_on_one_line() {
         assert!(last.contains(needle), "{args:?}: `{needle}` in {err}");
     }
 }
+
+/// The KServe manifests in `deploy/kserve/` parse, agree with each other, and the runtime's
+/// container arguments start the server (KServe's mount and ports replaced by a temporary
+/// folder and free loopback ports), whose probes answer.
+#[test]
+fn the_kserve_runtime_starts_the_server() {
+    use yaml_rust2::YamlLoader;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kserve");
+    let read = |name: &str| {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        YamlLoader::load_from_str(&text).unwrap().remove(0)
+    };
+    let runtime = read("servingruntime.yaml");
+    assert_eq!(runtime["kind"].as_str(), Some("ServingRuntime"));
+    assert_eq!(
+        runtime["apiVersion"].as_str(),
+        Some("serving.kserve.io/v1alpha1")
+    );
+    let protocols: Vec<&str> = runtime["spec"]["protocolVersions"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert_eq!(protocols, ["v2", "grpc-v2"]);
+    let container = &runtime["spec"]["containers"][0];
+    let port = container["ports"][0]["containerPort"].as_i64().unwrap();
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["port"].as_i64(),
+        Some(port)
+    );
+    let ready_path = container["readinessProbe"]["httpGet"]["path"]
+        .as_str()
+        .unwrap();
+    let service = read("inferenceservice.yaml");
+    assert_eq!(service["kind"].as_str(), Some("InferenceService"));
+    let model = &service["spec"]["predictor"]["model"];
+    assert_eq!(model["runtime"], runtime["metadata"]["name"]);
+    let formats = runtime["spec"]["supportedModelFormats"].as_vec().unwrap();
+    assert!(formats
+        .iter()
+        .any(|f| f["name"] == model["modelFormat"]["name"]));
+
+    let case = Case::new();
+    std::fs::create_dir(case.path("models")).unwrap();
+    let w = Weights::random(&RnnSpec::gru(3, 4), 2).unwrap();
+    model_file::save(&case.path("models/model.safetensors"), &w, false).unwrap();
+    let device = *crate::devices().last().unwrap();
+    let args: Vec<String> = container["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().expect("string arguments");
+            let a = a.replace("{{.Name}}", "kws");
+            let a = a.replace("/mnt/models", &case.p("models"));
+            match a.as_str() {
+                "0.0.0.0:8080" | "0.0.0.0:9000" => "127.0.0.1:0".to_string(),
+                "gpu" => device.to_string(),
+                _ => a,
+            }
+        })
+        .collect();
+    assert_eq!(args[0], "serve");
+    let mut child = bin().args(&args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let http: SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the server did not start"
+        );
+        if let Some(rest) = line.strip_prefix("listening: http=") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    assert_eq!(http_request(http, "GET", ready_path, &[], b"").status, 200);
+    assert_eq!(
+        http_request(http, "GET", "/v2/models/kws/ready", &[], b"").status,
+        200
+    );
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -9,39 +9,25 @@ what it checked; exits non-zero at the first mismatch.
 """
 
 import argparse
-import json
 import os
 import queue
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
-from functools import partial
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from model_file import write_safetensors
+
 INPUT, HIDDEN, LAYERS = 6, 10, 2
 # Outputs agree with `run` within float32 rounding: the server batches requests into rounds,
 # whose kernels tile the rows differently from a lone forward's.
 ATOL, RTOL = 2e-5, 2e-5
-
-
-def write_safetensors(path, tensors, metadata):
-    header, offset, blobs = {"__metadata__": metadata}, 0, []
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def lstm_weights(rng):

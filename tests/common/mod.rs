@@ -251,3 +251,38 @@ pub fn onnx_fixture_dirs() -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// What a model gives for one sequence `x` `[T, I]` from `h0`/`c0` `[L·D, ·]` alone: one
+/// forward of batch 1 on the CPU's reference engine; `y`, `h_n`, and `c_n` for an LSTM, in the
+/// unbatched layout.
+pub fn alone(
+    weights: &wgpu_lstm::Weights,
+    x: &ndarray::Array2<f32>,
+    h0: Option<&ndarray::Array2<f32>>,
+    c0: Option<&ndarray::Array2<f32>>,
+) -> (
+    ndarray::Array2<f32>,
+    ndarray::Array2<f32>,
+    Option<ndarray::Array2<f32>>,
+) {
+    use ndarray::Axis;
+    use wgpu_lstm::Forward;
+    let model = wgpu_lstm::CpuModel::reference(weights.clone());
+    let h0 = h0.map(|h| h.view().insert_axis(Axis(1)).to_owned());
+    let c0 = c0.map(|c| c.view().insert_axis(Axis(1)).to_owned());
+    let mut input = wgpu_lstm::Input::new(x.view().insert_axis(Axis(1)));
+    if let Some(h0) = &h0 {
+        input = input.h0(h0.view());
+    }
+    if let Some(c0) = &c0 {
+        input = input.c0(c0.view());
+    }
+    let out = model.forward(&input).unwrap();
+    let squeeze = |a: ArrayD<f32>| {
+        a.into_dimensionality::<ndarray::Ix3>()
+            .unwrap()
+            .index_axis(Axis(1), 0)
+            .to_owned()
+    };
+    (squeeze(out.y), squeeze(out.h_n), out.c_n.map(squeeze))
+}

@@ -109,6 +109,9 @@ fn malformed_requests_get_clear_errors() {
     // Over the body limit (4096 bytes here).
     let big = json!({ "inputs": [json_input("x", &Array2::<f32>::ones((400, 3)))] });
     refused(server.post_json(path, &big), 413, "limit of 4096 bytes");
+    // The same without a Content-Length (chunked), found while reading.
+    let chunked = chunked_post(server.http, path, big.to_string().as_bytes());
+    assert!(chunked.contains("413"), "{chunked}");
     refused(
         server.http("POST", path, &[("content-encoding", "gzip".into())], b"{}"),
         400,
@@ -165,4 +168,23 @@ fn clients_that_disconnect_leak_nothing() {
         waited += 1;
     }
     assert_eq!(slots(), "0", "every abandoned request's slot freed");
+}
+
+/// A POST with a chunked body (no Content-Length); the response's head and body as text.
+fn chunked_post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    for part in body.chunks(1000) {
+        let _ = s.write_all(format!("{:x}\r\n", part.len()).as_bytes());
+        let _ = s.write_all(part);
+        let _ = s.write_all(b"\r\n");
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
 }

@@ -99,6 +99,38 @@ fn a_sequence_starts_from_its_initial_state() {
     assert_eq!(json_output(&r.json(), "h_n"), h_n);
 }
 
+/// A state given with a later request of a sequence replaces the sequence's state: that chunk
+/// and the next continue from it (how clients that keep the state themselves, and
+/// `perf_analyzer`, which sends every input, use a sequence).
+#[test]
+fn a_state_given_mid_sequence_replaces_it() {
+    let server = TestServer::start();
+    let x = Array2::from_shape_fn((8, 5), |(t, i)| ((t * 5 + i) as f32 * 0.21).cos());
+    let h0 = Array2::from_shape_fn((2, 4), |(l, j)| (l as f32 - j as f32) * 0.1);
+    let c0 = Array2::from_shape_fn((2, 7), |(l, j)| (l + j) as f32 * 0.05);
+    let post = |v: &Value| server.post_json("/v2/models/lstm/infer", v);
+    assert_eq!(
+        post(&chunk(json!(9), x.slice(s![..3, ..]), true, false)).status,
+        200
+    );
+    let mut v = chunk(json!(9), x.slice(s![3..5, ..]), false, false);
+    let inputs = v["inputs"].as_array_mut().unwrap();
+    inputs.push(json_input("h0", &h0));
+    inputs.push(json_input("c0", &c0));
+    let first = post(&v).json();
+    let last = post(&chunk(json!(9), x.slice(s![5.., ..]), false, true)).json();
+    let (y, h_n, c_n) = alone(
+        "lstm",
+        &x.slice(s![3.., ..]).to_owned(),
+        Some(&h0),
+        Some(&c0),
+    );
+    assert_eq!(json_output(&first, "y"), y.slice(s![..2, ..]));
+    assert_eq!(json_output(&last, "y"), y.slice(s![2.., ..]));
+    assert_eq!(json_output(&last, "h_n"), h_n);
+    assert_eq!(json_output(&last, "c_n"), c_n.unwrap());
+}
+
 #[test]
 fn sequence_errors_are_clear() {
     let server = TestServer::start();
@@ -111,15 +143,21 @@ fn sequence_errors_are_clear() {
     assert_eq!(post(&chunk(json!(3), x.view(), true, true)).status, 200);
     let e = post(&chunk(json!(3), x.view(), false, false)).error(400);
     assert!(e.contains("not open"), "{e}");
-    // An initial state without a start.
+    // Half a state for an LSTM, mid-sequence.
     assert_eq!(post(&chunk(json!(4), x.view(), true, false)).status, 200);
-    let mut v = chunk(json!(4), x.view(), false, true);
+    let mut v = chunk(json!(4), x.view(), false, false);
     v["inputs"]
         .as_array_mut()
         .unwrap()
         .push(json_input("h0", &Array2::zeros((2, 4))));
     let e = post(&v).error(400);
-    assert!(e.contains("only with `sequence_start`"), "{e}");
+    assert!(e.contains("give both `h0` and `c0`"), "{e}");
+    // A state for a sequence never started.
+    let mut v = chunk(json!(77), x.view(), false, false);
+    let inputs = v["inputs"].as_array_mut().unwrap();
+    inputs.push(json_input("h0", &Array2::zeros((2, 4))));
+    inputs.push(json_input("c0", &Array2::zeros((2, 7))));
+    assert!(post(&v).error(400).contains("sequence 77 is not open"));
     // Flags without an id, an id of the wrong type.
     let v = json!({ "parameters": { "sequence_start": true }, "inputs": [json_input("x", &x)] });
     assert!(post(&v).error(400).contains("without a `sequence_id`"));

@@ -158,11 +158,24 @@ async fn run_infer(
         }
     }
     let limit = shared.max_body_bytes();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let too_large = || {
         ServeError::new(
             Kind::TooLarge,
-            format!("the body could not be read whole within the limit of {limit} bytes: {e}"),
+            format!("the body is larger than the limit of {limit} bytes"),
         )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ServeError::bad(format!("the body could not be read: {e}"))
+        }
     })?;
     let length =
         match headers.get(body::HEADER_LENGTH) {
