@@ -44,6 +44,7 @@ mod metrics;
 mod model;
 mod sequences;
 mod server;
+mod shared;
 
 pub use model::{load_model_file, ServedModel, TensorNames};
 pub use server::{Running, ServeOptions, Server};

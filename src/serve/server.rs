@@ -1,9 +1,7 @@
 //! The server: its models, its listeners (HTTP and gRPC), and its life from start to a
 //! graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 
-use super::describe::VERSION;
-use super::error::{ServeError, ServeResult};
 use super::grpc::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use super::model::ServedModel;
+use super::shared::Shared;
 
 /// Where and how a [`Server`] listens.
 ///
@@ -54,46 +51,6 @@ impl Default for ServeOptions {
     }
 }
 
-/// What the protocol handlers share: the models by name, and whether the server is ready.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    models: BTreeMap<String, Arc<ServedModel>>,
-    ready: AtomicBool,
-    max_body_bytes: usize,
-}
-
-impl Shared {
-    /// The model of `name`, at `version` when one is given (each model has version `1`).
-    pub fn model(&self, name: &str, version: Option<&str>) -> ServeResult<&Arc<ServedModel>> {
-        let model = self.models.get(name).ok_or_else(|| {
-            ServeError::not_found(format!(
-                "unknown model `{name}`; this server has {}",
-                self.models.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
-        match version {
-            Some(v) if v != VERSION => Err(ServeError::not_found(format!(
-                "model `{name}` has no version `{v}`; its one version is `{VERSION}`"
-            ))),
-            _ => Ok(model),
-        }
-    }
-
-    /// Every model, by name.
-    pub fn models(&self) -> impl Iterator<Item = &ServedModel> {
-        self.models.values().map(|m| m.as_ref())
-    }
-
-    /// Whether the server takes requests (until its shutdown starts).
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    pub fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
-    }
-}
-
 /// A server of one or more [`ServedModel`]s over the Open Inference Protocol (see the
 /// [module documentation](super)).
 #[derive(Debug)]
@@ -128,15 +85,7 @@ impl Server {
                 "the server needs an HTTP or a gRPC listener".into(),
             ));
         }
-        let shared = Arc::new(Shared {
-            models: self
-                .models
-                .into_iter()
-                .map(|m| (m.name().to_string(), Arc::new(m)))
-                .collect(),
-            ready: AtomicBool::new(true),
-            max_body_bytes: options.max_body_bytes,
-        });
+        let shared = Arc::new(Shared::new(self.models, options.max_body_bytes));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let bind = |addr: SocketAddr| async move {
@@ -251,7 +200,7 @@ impl Running {
     /// the requests in flight (for at most the grace period), then shuts each model's
     /// batcher down (finishing what it admitted).
     pub async fn shutdown(self) {
-        self.shared.ready.store(false, Ordering::Release);
+        self.shared.stop_taking();
         let _ = self.stop.send(true);
         let all = futures_join(self.tasks);
         if tokio::time::timeout(self.grace, all).await.is_err() {

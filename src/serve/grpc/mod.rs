@@ -26,7 +26,7 @@ use proto::*;
 use super::describe::{self, DATATYPE, VERSION};
 use super::error::{ServeError, ServeResult};
 use super::infer::{self, Call, InputTensor, OutputTensor, Param};
-use super::server::Shared;
+use super::shared::Shared;
 
 /// The service, on the server's shared state.
 #[derive(Debug, Clone)]

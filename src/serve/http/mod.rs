@@ -17,7 +17,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::error::{Kind, ServeError, ServeResult};
-use super::server::Shared;
+use super::shared::Shared;
 use super::{describe, infer, metrics};
 
 /// The routes, on the server's shared state.
