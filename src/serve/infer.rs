@@ -401,13 +401,26 @@ impl Submitted {
     }
 }
 
-/// Runs `call` on `model`: [`ServedModel::submit`], then [`Submitted::finish`], counted in the
-/// model's success and failure counters.
-pub(crate) async fn infer(model: &ServedModel, call: &Call) -> ServeResult<Vec<OutputTensor>> {
-    let result = match model.submit(call) {
-        Ok(s) => s.finish().await,
-        Err(e) => Err(e),
-    };
+/// [`ServedModel::submit`], a refusal counted in the model's failure counter.
+pub(crate) fn submit_counted(model: &ServedModel, call: &Call) -> ServeResult<Submitted> {
+    let submitted = model.submit(call);
+    if submitted.is_err() {
+        model.counts.record(false);
+    }
+    submitted
+}
+
+/// [`Submitted::finish`], counted in `model`'s success or failure counter.
+pub(crate) async fn finish_counted(
+    model: &ServedModel,
+    submitted: Submitted,
+) -> ServeResult<Vec<OutputTensor>> {
+    let result = submitted.finish().await;
     model.counts.record(result.is_ok());
     result
+}
+
+/// Runs `call` on `model`: submitted, then finished, counted.
+pub(crate) async fn infer(model: &ServedModel, call: &Call) -> ServeResult<Vec<OutputTensor>> {
+    finish_counted(model, submit_counted(model, call)?).await
 }

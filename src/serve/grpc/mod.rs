@@ -273,20 +273,15 @@ fn submit_in_order(
         let version = Some(request.model_version.as_str()).filter(|v| !v.is_empty());
         let model = shared.model(&request.model_name, version)?.clone();
         let call = decode(&request)?;
-        let s = model.submit(&call);
-        if s.is_err() {
-            model.counts.record(false);
-        }
-        Ok::<_, ServeError>((model, s?))
+        let submitted = infer::submit_counted(&model, &call)?;
+        Ok::<_, ServeError>((model, submitted))
     })();
     let (name, id) = (request.model_name, request.id);
     async move {
         let result = match submitted {
-            Ok((model, s)) => {
-                let r = s.finish().await;
-                model.counts.record(r.is_ok());
-                r.map(|out| encode(model.name(), &id, out))
-            }
+            Ok((model, s)) => infer::finish_counted(&model, s)
+                .await
+                .map(|out| encode(model.name(), &id, out)),
             Err(e) => Err(e),
         };
         match result {
