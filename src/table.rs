@@ -7,6 +7,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
+use crate::tensor::Output;
 
 /// One slot's state: `h` `[L·D, H_out]` and, for an LSTM, `c` `[L·D, H]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +67,65 @@ pub(crate) trait StateTable: Send {
     /// Advances every row by its steps in one forward, each from the state in its slot,
     /// writing each row's final state back to its slot. Rows name distinct slots.
     fn round(&mut self, rows: &[RoundRow<'_>]) -> Result<RoundOutput>;
+    /// How many rounds may be in flight at once, each on its own thread (rows of rounds in
+    /// flight are distinct).
+    fn lanes(&self) -> usize {
+        1
+    }
+    /// Starts a round: the whole of it ([`Begun::Done`], the default), or everything but its
+    /// forward, which comes back as a [`Job`] for another thread, its output then given to
+    /// [`StateTable::end`] with the same rows.
+    fn begin(&mut self, rows: &[RoundRow<'_>]) -> Result<Begun> {
+        self.round(rows).map(Begun::Done)
+    }
+    /// Ends a round [`StateTable::begin`] handed out as a job: writes the rows' final states
+    /// back to their slots and returns the rows' outputs.
+    fn end(&mut self, _rows: &[RoundRow<'_>], _job: JobDone) -> Result<RoundOutput> {
+        Err(Error::Internal("this table runs its rounds whole".into()))
+    }
+}
+
+/// A round started by [`StateTable::begin`].
+pub(crate) enum Begun {
+    Done(RoundOutput),
+    Job(Job),
+}
+
+/// A round's forward, apart from its table: run it on any thread with [`Job::run`].
+pub(crate) struct Job {
+    /// The round's row at each batch row of the forward.
+    pub order: Vec<usize>,
+    /// The steps of each batch row.
+    pub lens: Vec<usize>,
+    pub forward: Box<dyn FnOnce() -> Result<Output> + Send>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").field("order", &self.order).finish()
+    }
+}
+
+/// A [`Job`] that has run.
+#[derive(Debug)]
+pub(crate) struct JobDone {
+    pub order: Vec<usize>,
+    pub lens: Vec<usize>,
+    pub out: Output,
+}
+
+impl Job {
+    /// Runs the forward (a panic in it caught and returned as an error).
+    pub fn run(self) -> Result<JobDone> {
+        let Job {
+            order,
+            lens,
+            forward,
+        } = self;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward))
+            .unwrap_or_else(|_| Err(Error::Internal("a batched round panicked".into())))?;
+        Ok(JobDone { order, lens, out })
+    }
 }
 
 /// Checks what every table's `round` needs of its rows: at least one, distinct slots in

@@ -59,7 +59,12 @@ fn run_case(model: &dyn Forward, c: &Case) -> Output {
     };
     let h0: Array3<f32> = uniform(&mut r, (ld, b, spec.hidden_out()), 1.0);
     let c0: Array3<f32> = uniform(&mut r, (ld, b, spec.hidden_size), 2.0);
-    let lengths: Vec<usize> = (0..b).map(|_| r.random_range(1..=t)).collect();
+    let mut lengths: Vec<usize> = (0..b).map(|_| r.random_range(1..=t)).collect();
+    if r.random_bool(0.5) {
+        // Lengths that do not increase down the batch: the steps leave out the rows that
+        // have ended (a path of its own).
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+    }
     if c.unbatched {
         let x2 = x.index_axis(ndarray::Axis(1), 0);
         let h2 = h0.index_axis(ndarray::Axis(1), 0);

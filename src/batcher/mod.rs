@@ -19,7 +19,11 @@
 //! dispatch that gathers its rows' `h`/`c` from their slots and ends with one that scatters
 //! the final states back, in the same submission — no state is read back between rounds;
 //! only `y` comes back (and `h_n`/`c_n` of requests that finish). On the CPU the table is one
-//! host array.
+//! host array, and a round's forward runs on one of the model's threads (its *lanes*): with
+//! two threads two rounds run side by side, each on its own rows, while the scheduling thread
+//! answers the rounds that ended and plans the next — no thread meets another at a barrier
+//! at every step, and no core waits for the answering. A round's rows run longest first, so
+//! that no step computes a row that has ended.
 //!
 //! **Results** are those of the same sequence run alone through
 //! [`Forward::forward`](crate::Forward::forward), within

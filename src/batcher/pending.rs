@@ -46,17 +46,21 @@ impl<T> Reply<T> {
         (reply, pending)
     }
 
-    /// Delivers the result (the first one delivered counts) and wakes the caller.
+    /// Delivers the result (the first one delivered counts) and wakes the caller (its waker
+    /// called after the lock is released: it may poll the `Pending` at once).
     pub fn send(&self, result: Result<T>) {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.result.is_some() || slot.taken {
-            return;
-        }
-        slot.result = Some(result);
-        if let Some(w) = slot.waker.take() {
+        let waker = {
+            let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.result.is_some() || slot.taken {
+                return;
+            }
+            slot.result = Some(result);
+            self.ready.notify_all();
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
             w.wake();
         }
-        self.ready.notify_all();
     }
 
     /// Whether the caller dropped its [`Pending`] without the result.

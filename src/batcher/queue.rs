@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 
@@ -14,7 +14,7 @@ use super::request::{Admitted, Response};
 use super::stats::Counters;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
-use crate::table::SlotState;
+use crate::table::{JobDone, SlotState};
 
 /// The state behind the lock, and the condition the scheduling thread waits on.
 #[derive(Debug)]
@@ -54,6 +54,16 @@ pub(crate) struct Queue {
     pub closing: bool,
     pub next_id: u64,
     pub counters: Counters,
+    /// Rounds whose forward has run on a lane, for the scheduling thread to end.
+    pub landed: Vec<Landed>,
+}
+
+/// A round's forward that has run on lane `lane`, and how long it took.
+#[derive(Debug)]
+pub(crate) struct Landed {
+    pub lane: usize,
+    pub done: Result<JobDone>,
+    pub took: Duration,
 }
 
 /// One sequence holding a slot: a one-shot request, or a stream.
@@ -74,6 +84,8 @@ pub(crate) struct Seq {
     pub lost: Option<String>,
     /// Its key in [`Queue::ready`], while it is there.
     pub ready_key: Option<Instant>,
+    /// In a round in flight: out of [`Queue::ready`] and of the sweeps until it lands.
+    pub running: bool,
 }
 
 /// A sequence's next piece of work.
@@ -149,6 +161,7 @@ impl Queue {
             closing: false,
             next_id: 0,
             counters: Counters::default(),
+            landed: Vec::new(),
         }
     }
 
@@ -194,12 +207,30 @@ impl Queue {
                 last_active: Instant::now(),
                 lost: None,
                 ready_key: None,
+                running: false,
             },
         );
         if stream {
             self.open_streams += 1;
         }
         Ok(id)
+    }
+
+    /// Takes sequence `id` into a round: out of [`Queue::ready`] until [`Queue::land`].
+    pub fn take_running(&mut self, id: u64) {
+        if let Some(seq) = self.seqs.get_mut(&id) {
+            if let Some(key) = seq.ready_key.take() {
+                self.ready.remove(&(key, id));
+            }
+            seq.running = true;
+        }
+    }
+
+    /// Sequence `id`'s round has landed: it may be requeued.
+    pub fn land(&mut self, id: u64) {
+        if let Some(seq) = self.seqs.get_mut(&id) {
+            seq.running = false;
+        }
     }
 
     /// Puts sequence `id` where its front work says: in [`Queue::ready`] behind steps, among
@@ -210,6 +241,10 @@ impl Queue {
         };
         if let Some(key) = seq.ready_key.take() {
             self.ready.remove(&(key, id));
+        }
+        if seq.running {
+            // Requeued when its round lands.
+            return;
         }
         match seq.work.front() {
             Some(Work::Steps(s)) => {

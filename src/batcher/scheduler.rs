@@ -1,24 +1,33 @@
 //! The scheduling thread: rounds of cellular batching. Each round takes the sequences with
 //! steps to run, oldest work first, up to `max_batch`, and advances each by up to `quantum`
 //! steps (a bidirectional model: its whole request) in one forward over the state table;
-//! sequences join and leave between rounds. Between rounds it answers state reads and closes
-//! streams; every [`SWEEP`] it drops cancelled and late requests and closes idle streams.
-//! Its work per round grows with the round, not with the number of sequences queued.
+//! sequences join and leave between rounds. A table with several lanes (the CPU's, one per
+//! thread) hands each round's forward to a lane thread and the scheduler goes on: up to one
+//! round per lane is in flight, on distinct sequences (those of a round in flight are out of
+//! the ready set until it lands), the ready sequences shared between the free lanes. Between
+//! rounds it answers state reads and closes streams; every [`SWEEP`] it drops cancelled and
+//! late requests and closes idle streams. Its work per round grows with the round, not with
+//! the number of sequences queued.
 
 use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::mpsc::{channel, Receiver, SendError, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2};
 
-use super::queue::{Queue, Seq, Shared, Steps, StepsReply, Work};
+use super::queue::{Landed, Queue, Seq, Shared, Steps, StepsReply, Work};
 use super::request::Response;
 use crate::error::{Error, Result};
-use crate::table::{RoundOutput, RoundRow, StateTable};
+use crate::table::{Begun, Job, JobDone, RoundOutput, RoundRow, StateTable};
 
 /// How often every sequence is looked at for cancellation, deadlines and idleness (a round's
 /// own rows are checked before each round).
 const SWEEP: Duration = Duration::from_millis(20);
+
+/// How many quanta a round runs when no sequence waits beyond it (see [`plan`]).
+const IDLE_QUANTA: usize = 4;
 
 /// How long the thread sleeps at most with nothing open (it wakes on any arrival).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -41,9 +50,30 @@ enum Next {
 
 /// Runs rounds until the batcher shuts down and its admitted work is done.
 pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
+    let mut lanes = Lanes::new(shared.clone(), table.lanes().max(1));
+    // The rows of the round in flight on each lane.
+    let mut flights: Vec<Option<Vec<Planned>>> = (0..lanes.count()).map(|_| None).collect();
     let mut q = shared.lock();
     let mut next_sweep = Instant::now();
     loop {
+        if !q.landed.is_empty() {
+            let landed = std::mem::take(&mut q.landed);
+            drop(q);
+            let ended: Vec<_> = landed
+                .into_iter()
+                .filter_map(|l| {
+                    let rows = flights.get_mut(l.lane)?.take()?;
+                    let out = l
+                        .done
+                        .and_then(|done| end_round(table.as_mut(), &rows, done));
+                    Some((rows, out, l.took))
+                })
+                .collect();
+            q = shared.lock();
+            for (rows, out, took) in ended {
+                finish(&mut q, &rows, out, took);
+            }
+        }
         let now = Instant::now();
         attend(&mut q, table.as_mut(), now);
         if now >= next_sweep || q.closing {
@@ -53,7 +83,15 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
         if q.closing && q.seqs.is_empty() {
             break;
         }
-        match plan(&shared, &mut q, table.as_mut(), now) {
+        let free: Vec<usize> = (0..flights.len())
+            .filter(|&i| flights[i].is_none())
+            .collect();
+        let next = match free.first() {
+            Some(_) => plan(&shared, &mut q, table.as_mut(), now, free.len()),
+            None => Next::Wait(IDLE_POLL),
+        };
+        match next {
+            Next::Wait(_) if !q.landed.is_empty() => {}
             Next::Wait(timeout) => {
                 let limit = if q.seqs.is_empty() {
                     IDLE_POLL
@@ -69,26 +107,132 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
             Next::Round(rows) => {
                 drop(q);
                 let start = Instant::now();
-                let out = run_round(table.as_mut(), &rows);
-                let took = start.elapsed();
-                q = shared.lock();
-                finish(&mut q, &rows, out, took);
+                match begin_round(table.as_mut(), &rows) {
+                    Ok(Begun::Job(job)) => {
+                        let lane = free[0];
+                        flights[lane] = Some(rows);
+                        lanes.send(lane, job);
+                        q = shared.lock();
+                    }
+                    Ok(Begun::Done(out)) => {
+                        let took = start.elapsed();
+                        q = shared.lock();
+                        finish(&mut q, &rows, Ok(out), took);
+                    }
+                    Err(e) => {
+                        let took = start.elapsed();
+                        q = shared.lock();
+                        finish(&mut q, &rows, Err(e), took);
+                    }
+                }
             }
+        }
+    }
+    drop(q);
+    lanes.stop();
+}
+
+/// The threads rounds' forwards run on, one round at a time each, started when first used;
+/// each forward's result lands in [`Queue::landed`](super::queue::Queue) and wakes the
+/// scheduling thread.
+struct Lanes {
+    shared: Arc<Shared>,
+    senders: Vec<Option<Sender<Job>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Lanes {
+    fn new(shared: Arc<Shared>, count: usize) -> Lanes {
+        Lanes {
+            shared,
+            senders: (0..count).map(|_| None).collect(),
+            threads: Vec::new(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Runs `job` on lane `lane`, starting its thread if need be.
+    fn send(&mut self, lane: usize, job: Job) {
+        if self.senders[lane].is_none() {
+            let (tx, rx) = channel::<Job>();
+            let shared = self.shared.clone();
+            match std::thread::Builder::new()
+                .name(format!("wgpu-lstm lane {lane}"))
+                .spawn(move || run_lane(&shared, lane, rx))
+            {
+                Ok(thread) => {
+                    self.threads.push(thread);
+                    self.senders[lane] = Some(tx);
+                }
+                Err(e) => {
+                    let e = Error::Internal(format!("cannot start a batcher lane: {e}"));
+                    self.land(lane, Err(e));
+                    return;
+                }
+            }
+        }
+        if let Some(Err(SendError(_))) = self.senders[lane].as_ref().map(|tx| tx.send(job)) {
+            self.land(
+                lane,
+                Err(Error::Internal("a batcher lane has stopped".into())),
+            );
+        }
+    }
+
+    /// A result for lane `lane` that no thread produced.
+    fn land(&self, lane: usize, done: Result<JobDone>) {
+        self.shared.lock().landed.push(Landed {
+            lane,
+            done,
+            took: Duration::ZERO,
+        });
+    }
+
+    /// Stops the lanes' threads once their jobs are done.
+    fn stop(mut self) {
+        self.senders.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
 
-/// One forward over the table, a panic in it caught and turned into an error.
-fn run_round(table: &mut dyn StateTable, rows: &[Planned]) -> Result<RoundOutput> {
-    let views: Vec<RoundRow<'_>> = rows
-        .iter()
+/// Lane `lane`'s thread: runs the jobs it is sent, one after the other.
+fn run_lane(shared: &Shared, lane: usize, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        let start = Instant::now();
+        let done = job.run();
+        let took = start.elapsed();
+        shared.lock().landed.push(Landed { lane, done, took });
+        shared.wake.notify_all();
+    }
+}
+
+/// The round's row views, as the table takes them.
+fn views(rows: &[Planned]) -> Vec<RoundRow<'_>> {
+    rows.iter()
         .map(|r| RoundRow {
             slot: r.slot,
             x: r.x.view(),
             read_state: r.last,
         })
-        .collect();
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.round(&views)))
+        .collect()
+}
+
+/// Starts a round on the table, a panic in it caught and turned into an error.
+fn begin_round(table: &mut dyn StateTable, rows: &[Planned]) -> Result<Begun> {
+    let views = views(rows);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.begin(&views)))
+        .unwrap_or_else(|_| Err(Error::Internal("a batched round panicked".into())))
+}
+
+/// Ends a round whose forward ran on a lane, a panic in it caught and turned into an error.
+fn end_round(table: &mut dyn StateTable, rows: &[Planned], done: JobDone) -> Result<RoundOutput> {
+    let views = views(rows);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.end(&views, done)))
         .unwrap_or_else(|_| Err(Error::Internal("a batched round panicked".into())))
 }
 
@@ -127,6 +271,9 @@ fn sweep(shared: &Shared, q: &mut Queue, now: Instant) {
     let ids: Vec<u64> = q.seqs.keys().copied().collect();
     for id in ids {
         let seq = &q.seqs[&id];
+        if seq.running {
+            continue;
+        }
         let verdict = match seq.work.front() {
             Some(Work::Steps(steps)) if !seq.stream => late_or_cancelled(steps, now),
             None if seq.stream && (seq.closed || closing) => Verdict::Close,
@@ -204,7 +351,13 @@ fn apply_init(table: &mut dyn StateTable, seq: &mut Seq) -> Result<()> {
 }
 
 /// The next round, or how long to wait for one.
-fn plan(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant) -> Next {
+fn plan(
+    shared: &Shared,
+    q: &mut Queue,
+    table: &mut dyn StateTable,
+    now: Instant,
+    free_lanes: usize,
+) -> Next {
     let options = &shared.options;
     let Some(&(oldest, _)) = q.ready.first() else {
         return Next::Wait(IDLE_POLL);
@@ -219,16 +372,33 @@ fn plan(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant
     let mut rows: Vec<Planned> = Vec::new();
     let mut longest = 0;
     let mut after: Option<(Instant, u64)> = None;
-    while rows.len() < options.max_batch {
+    // With several lanes free, the ready sequences shared between them.
+    let most = if free_lanes > 1 {
+        options.max_batch.min(q.ready.len().div_ceil(free_lanes))
+    } else {
+        options.max_batch
+    };
+    // No one waits beyond this round: where the table runs rounds that long, it goes on for
+    // several quanta — fewer fixed costs per step at light load.
+    let quantum = options.quantum;
+    let cap = if whole {
+        None
+    } else if q.ready.len() <= most && table.fits(quantum * IDLE_QUANTA, most) {
+        Some(quantum * IDLE_QUANTA)
+    } else {
+        Some(quantum)
+    };
+    while rows.len() < most {
         let next = match after {
             None => q.ready.first().copied(),
             Some(k) => q.ready.range((Excluded(k), Unbounded)).next().copied(),
         };
         let Some(key @ (_, id)) = next else { break };
         after = Some(key);
-        match plan_row(shared, q, table, id, now, whole, longest, rows.len()) {
+        match plan_row(q, table, id, now, cap, longest, rows.len()) {
             Some(row) => {
                 longest = longest.max(row.x.nrows());
+                q.take_running(row.id);
                 rows.push(row);
             }
             None => continue,
@@ -245,12 +415,11 @@ fn plan(shared: &Shared, q: &mut Queue, table: &mut dyn StateTable, now: Instant
 /// or (a bidirectional model's whole request) does not fit beside the rows taken.
 #[allow(clippy::too_many_arguments)]
 fn plan_row(
-    shared: &Shared,
     q: &mut Queue,
     table: &mut dyn StateTable,
     id: u64,
     now: Instant,
-    whole: bool,
+    cap: Option<usize>,
     longest: usize,
     taken: usize,
 ) -> Option<Planned> {
@@ -272,12 +441,8 @@ fn plan_row(
         return None;
     }
     let left = steps.x.nrows() - steps.done;
-    let n = if whole {
-        left
-    } else {
-        left.min(shared.options.quantum)
-    };
-    if whole && !table.fits(longest.max(n), taken + 1) {
+    let n = cap.map_or(left, |most| left.min(most));
+    if cap.is_none() && !table.fits(longest.max(n), taken + 1) {
         if taken == 0 {
             let e = Error::InvalidInput(format!(
                 "a request of {n} steps exceeds what the device runs in one forward \
@@ -312,6 +477,9 @@ fn plan_row(
 /// Takes a round's results: outputs appended, finished requests and chunks answered, slots
 /// of finished one-shot requests freed; on failure every row's work failed.
 fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Duration) {
+    for row in rows {
+        q.land(row.id);
+    }
     let steps: usize = rows.iter().map(|r| r.x.nrows()).sum();
     q.counters.rounds += 1;
     q.counters.rows += rows.len() as u64;
@@ -346,6 +514,7 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
             .assign(&out.y[i]);
         steps.done += n;
         if steps.done < steps.x.nrows() {
+            q.requeue(row.id);
             continue;
         }
         let Some(Work::Steps(done)) = seq.work.pop_front() else {

@@ -84,12 +84,6 @@ pub struct CpuModel {
 /// step this small takes about a microsecond on one core.
 pub const MIN_WORK_PER_THREAD: usize = 32_768;
 
-/// Rows below which a part of [`CpuModel::forward_apart`] is not worth waking a thread for: a
-/// product of a few rows waits on the latency of its multiply-adds, and takes about as long
-/// for 3 rows as for 1 (measured: a step of `edge`'s model, 4.4 µs at 1 row, 2.8 µs per row
-/// at 8), while handing a part to another thread costs tens of microseconds.
-const MIN_ROWS_PER_PART: usize = 4;
-
 /// Forwards with short steps (see `fast::SHORT_STEP_WORK`) that run on one thread after one
 /// whose team went solo, before the model tries its threads again.
 const SOLO_FORWARDS: usize = 16;
@@ -205,47 +199,23 @@ impl CpuModel {
             .as_ref()
     }
 
-    /// Independent forwards side by side, each on one of the model's threads: a batch split
-    /// by rows this way runs without the barrier a team of threads meets at every step (the
-    /// batcher's rounds, whose steps are short). On the calling thread one after the other
-    /// when the model has one thread, the reference engine, or its threads busy with a team.
-    pub(crate) fn forward_apart(&self, inputs: &[Input<'_>]) -> Vec<Result<Output>> {
-        let Some(fast) = self
-            .fast
-            .as_ref()
-            .filter(|_| self.threads > 1 && inputs.len() > 1)
-        else {
-            return inputs.iter().map(|input| self.forward(input)).collect();
-        };
-        let one = |input: &Input<'_>| fast.forward(input, None, 1).map(|(out, _)| out);
-        let (Ok(_busy), Some(pool)) = (self.pool.busy.try_lock(), self.worker_pool(fast)) else {
-            return inputs.iter().map(one).collect();
-        };
-        // Each pool thread runs its own parts (a broadcast: no thread left idle spins for work
-        // beside the others, and none waits for another to wake).
-        let ran = pool.broadcast(|ctx| {
-            (ctx.index()..inputs.len())
-                .step_by(ctx.num_threads())
-                .map(|i| (i, one(&inputs[i])))
-                .collect::<Vec<_>>()
-        });
-        let mut outs: Vec<Result<Output>> = inputs
-            .iter()
-            .map(|_| Err(Error::Internal("a part did not run".into())))
-            .collect();
-        for (i, out) in ran.into_iter().flatten() {
-            outs[i] = out;
-        }
-        outs
-    }
-
-    /// How many parts [`CpuModel::forward_apart`] splits `rows` rows into: one per thread it
-    /// may use, each of at least [`MIN_ROWS_PER_PART`] rows.
-    pub(crate) fn apart_parts(&self, rows: usize) -> usize {
+    /// How many forwards may usefully run at once, each on its own thread with
+    /// [`CpuModel::forward_alone`]: the model's threads (the fast engine), else 1.
+    pub(crate) fn lanes(&self) -> usize {
         if self.fast.is_some() {
-            (rows / MIN_ROWS_PER_PART).clamp(1, self.threads)
+            self.threads
         } else {
             1
+        }
+    }
+
+    /// A forward on the calling thread alone (the reference engine: its forward). Several
+    /// run side by side on their own threads without meeting at a barrier at every step, as
+    /// a team does: the batcher's rounds, whose steps are short, run this way.
+    pub(crate) fn forward_alone(&self, input: &Input<'_>) -> Result<Output> {
+        match &self.fast {
+            Some(fast) => fast.forward(input, None, 1).map(|(out, _)| out),
+            None => reference::forward(&self.weights, input),
         }
     }
 }

@@ -1,20 +1,26 @@
 //! The state table on the CPU: every slot's state in one host array; a round gathers its
-//! rows' states into the forward's `h0`/`c0`, runs forwards with per-row lengths — the rows
-//! split in one part per thread, each part's forward on one thread, side by side, so that no
-//! barrier is met at every step — and writes the rows' final states back to their slots.
+//! rows' states into the forward's `h0`/`c0`, hands out its forward with per-row lengths (the
+//! rows longest first, so that no step computes a row that has ended) as a job, and writes
+//! the rows' final states back to their slots when it has run. The model's threads are its
+//! lanes: one round in flight on each, one thread per round, side by side — no barrier met
+//! at every step, no thread waiting for another's round.
 
-use ndarray::{s, Array3, Axis, Ix3};
+use std::sync::Arc;
+
+use ndarray::{s, Array2, Array3, Axis, Ix3};
 
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
-use crate::table::{check_rows, pack_rows, RoundOutput, RoundRow, SlotState, StateTable};
-use crate::tensor::{Input, Output};
+use crate::table::{
+    check_rows, pack_rows, Begun, Job, JobDone, RoundOutput, RoundRow, SlotState, StateTable,
+};
+use crate::tensor::{Forward, Input, Output};
 
 /// Slots in host memory (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct CpuTable {
-    model: CpuModel,
+    model: Arc<CpuModel>,
     /// `[slots, L·D, H_out]`.
     h: Array3<f32>,
     /// `[slots, L·D, H]`, for an LSTM.
@@ -32,7 +38,7 @@ impl CpuTable {
                 .cell
                 .has_cell_state()
                 .then(|| Array3::zeros((slots, ld, spec.hidden_size))),
-            model,
+            model: Arc::new(model),
         }
     }
 
@@ -94,24 +100,53 @@ impl StateTable for CpuTable {
     }
 
     fn round(&mut self, rows: &[RoundRow<'_>]) -> Result<RoundOutput> {
+        match self.begin(rows)? {
+            Begun::Done(out) => Ok(out),
+            Begun::Job(job) => {
+                let done = job.run()?;
+                self.end(rows, done)
+            }
+        }
+    }
+
+    fn lanes(&self) -> usize {
+        self.model.lanes()
+    }
+
+    fn begin(&mut self, rows: &[RoundRow<'_>]) -> Result<Begun> {
         let spec = self.spec().clone();
         check_rows(&spec, self.slots(), rows)?;
-        // The rows in contiguous parts, one forward each, side by side on the model's threads.
-        let parts = self.model.apart_parts(rows.len());
-        let bounds: Vec<usize> = (0..=parts).map(|p| p * rows.len() / parts).collect();
-        let packed: Vec<Packed> = bounds
-            .windows(2)
-            .map(|w| self.pack(&spec, &rows[w[0]..w[1]]))
-            .collect();
-        let inputs: Vec<Input<'_>> = packed.iter().map(Packed::input).collect();
-        let outs = self.model.forward_apart(&inputs);
+        // Longest rows first: the forward leaves out the rows that have ended at each step.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(rows[i].x.nrows()));
+        let sorted: Vec<RoundRow<'_>> = order.iter().map(|&i| rows[i].clone()).collect();
+        let packed = self.pack(&spec, &sorted);
+        let lens = packed.lens.clone();
+        let model = self.model.clone();
+        // With several lanes each round runs on one thread, beside the others; alone, a
+        // round may use the model's team of threads.
+        let alone = model.lanes() > 1;
+        let forward = Box::new(move || {
+            let input = packed.input();
+            if alone {
+                model.forward_alone(&input)
+            } else {
+                model.forward(&input)
+            }
+        });
+        Ok(Begun::Job(Job {
+            order,
+            lens,
+            forward,
+        }))
+    }
+
+    fn end(&mut self, rows: &[RoundRow<'_>], job: JobDone) -> Result<RoundOutput> {
         let mut output = RoundOutput {
-            y: Vec::with_capacity(rows.len()),
-            states: Vec::with_capacity(rows.len()),
+            y: vec![Array2::zeros((0, 0)); rows.len()],
+            states: vec![None; rows.len()],
         };
-        for ((w, part), out) in bounds.windows(2).zip(&packed).zip(outs) {
-            self.finish(&rows[w[0]..w[1]], &part.lens, out?, &mut output)?;
-        }
+        self.finish(rows, &job.order, &job.lens, job.out, &mut output)?;
         Ok(output)
     }
 }
@@ -157,10 +192,12 @@ impl CpuTable {
         }
     }
 
-    /// Writes the final states of `rows` back to their slots and appends their outputs.
+    /// Writes the final states of a part's rows (`rows[idx[b]]` its row `b`) back to their
+    /// slots and puts their outputs in their places.
     fn finish(
         &mut self,
         rows: &[RoundRow<'_>],
+        idx: &[usize],
         lens: &[usize],
         out: Output,
         output: &mut RoundOutput,
@@ -172,7 +209,8 @@ impl CpuTable {
             Some(c) => Some(c.into_dimensionality::<Ix3>().map_err(shape_err)?),
             None => None,
         };
-        for (b, row) in rows.iter().enumerate() {
+        for (b, &i) in idx.iter().enumerate() {
+            let row = &rows[i];
             self.h
                 .index_axis_mut(Axis(0), row.slot)
                 .assign(&h_n.slice(s![.., b, ..]));
@@ -181,11 +219,11 @@ impl CpuTable {
                     .index_axis_mut(Axis(0), row.slot)
                     .assign(&c_n.slice(s![.., b, ..]));
             }
-            output.y.push(y.slice(s![..lens[b], b, ..]).to_owned());
-            output.states.push(row.read_state.then(|| SlotState {
+            output.y[i] = y.slice(s![..lens[b], b, ..]).to_owned();
+            output.states[i] = row.read_state.then(|| SlotState {
                 h: h_n.slice(s![.., b, ..]).to_owned(),
                 c: c_n.as_ref().map(|c| c.slice(s![.., b, ..]).to_owned()),
-            }));
+            });
         }
         Ok(())
     }

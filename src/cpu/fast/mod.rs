@@ -140,6 +140,7 @@ impl FastModel {
             steps: t,
             batch: b,
             lengths: &lengths,
+            descending: lengths.windows(2).all(|w| w[0] >= w[1]),
             x0: &x0,
             y: [Shared::new(y0), Shared::new(y1)],
             gx: Shared::new(&mut gx),

@@ -135,8 +135,16 @@ impl Ctx<'_> {
                 fused,
                 projected: spec.proj_size > 0,
             };
+            let live = self.live_rows(s);
+            if !at.projected {
+                for r in live..b {
+                    // SAFETY: as in `step_epilogue`, for a row that has ended.
+                    let next = unsafe { self.h.slice_mut(at.next + r * h_out + u0, at.nu) };
+                    copy_units::<L>(next, at.keep(r));
+                }
+            }
             product::<FMA, MR, NC, ASIDE>(
-                0..b,
+                0..live,
                 #[inline(always)]
                 |r| self.step_inputs(&at, s, x, r),
                 [w_x, w],
@@ -144,6 +152,17 @@ impl Ctx<'_> {
                 #[inline(always)]
                 |r, acc, aside| self.step_epilogue::<FMA, L, NC, ASIDE>(&at, s, r, acc, aside),
             );
+        }
+    }
+
+    /// The rows step `s` computes: where the lengths do not increase down the batch, those
+    /// before the first that has ended (the rest only carry their state over); else all.
+    #[inline(always)]
+    fn live_rows(&self, s: usize) -> usize {
+        if self.descending {
+            self.lengths.partition_point(|&len| len > s)
+        } else {
+            self.batch
         }
     }
 
@@ -322,13 +341,18 @@ impl Ctx<'_> {
                 )
             };
             let next = (idx * 2 + 1 - cur) * b * p;
+            let live = self.live_rows(s);
+            for r in live..b {
+                // SAFETY: as below, for a row that has ended.
+                unsafe { self.h.slice_mut(next + r * p + u0, nu) }
+                    .copy_from_slice(&h_prev[r * p + u0..][..nu]);
+            }
             let run = |f: &mut dyn FnMut(usize, &[f32])| {
+                let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
                 if L == 16 {
-                    let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 32, 0>(0..b, a, [&[], w], false, |r, acc, _| f(r, acc));
+                    product::<FMA, PR, 32, 0>(0..live, a, [&[], w], false, |r, acc, _| f(r, acc));
                 } else {
-                    let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
-                    product::<FMA, PR, 16, 0>(0..b, a, [&[], w], false, |r, acc, _| f(r, acc));
+                    product::<FMA, PR, 16, 0>(0..live, a, [&[], w], false, |r, acc, _| f(r, acc));
                 }
             };
             run(&mut |r, acc| {

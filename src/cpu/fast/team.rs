@@ -18,6 +18,9 @@ pub(super) struct Ctx<'a> {
     pub(super) steps: usize,
     pub(super) batch: usize,
     pub(super) lengths: &'a [usize],
+    /// The lengths do not increase down the batch: a step leaves out the rows that have
+    /// ended (see [`Ctx::live_rows`]).
+    pub(super) descending: bool,
     /// Layer 0's input `[T·B, I]`.
     pub(super) x0: &'a [f32],
     /// Layer outputs `[T·B, D·H_out]`, layer `l` writing `y[l % 2]`.

@@ -55,6 +55,10 @@ pub struct LoadArgs {
     /// The cellular batcher's quantum (steps per sequence per round).
     #[arg(long, default_value_t = 16)]
     pub quantum: usize,
+    /// Which servers to run, in this order (the "× per-request" column is relative to the
+    /// first one run).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Kind::ALL)]
+    pub servers: Vec<Kind>,
     /// Worker threads of the per-request server (default: 4 on the GPU; on the CPU one per
     /// core, each running single-threaded forwards).
     #[arg(long)]
@@ -91,7 +95,9 @@ pub struct LoadArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct BurstRounds {
     pub rows_per_round: f64,
-    /// Share of the burst's wall time inside rounds (the rest: planning and answering).
+    /// The rounds' forwards' time over the burst's wall time (above 1 where lanes run rounds
+    /// side by side: the CPU's; below the lanes' number, the time spent planning and
+    /// answering, or waiting for a core).
     pub busy: f64,
     pub us_per_sequence_step: f64,
 }
@@ -268,7 +274,7 @@ fn run_device(
     work: &Workload,
 ) -> Result<Vec<ServerRecord>, Error> {
     let mut out: Vec<ServerRecord> = Vec::new();
-    for kind in Kind::ALL {
+    for &kind in &args.servers {
         let (tx, done) = channel::<Done>();
         let mut batcher = None;
         let server = match kind {
@@ -312,7 +318,7 @@ fn run_device(
             .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
         if let Some(r) = &burst_rounds {
             eprintln!(
-                "{label}: {:.1} rows per round, rounds busy {:.0} % of the burst, {:.2} µs per sequence-step in them",
+                "{label}: {:.1} rows per round, rounds' forwards {:.0} % of the burst's wall time, {:.2} µs per sequence-step in them",
                 r.rows_per_round,
                 r.busy * 100.0,
                 r.us_per_sequence_step

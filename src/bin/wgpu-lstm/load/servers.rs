@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
@@ -38,7 +38,7 @@ pub struct Job {
 }
 
 /// The servers compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     PerRequest,
     Padding,
@@ -60,12 +60,16 @@ impl Kind {
 /// A running server: jobs go in through `submit`; it ends when dropped.
 pub struct Server {
     input: Option<Sender<Job>>,
+    /// The cellular batcher, handed each job on the submitting thread.
+    direct: Option<Direct>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
     pub fn submit(&self, job: Job) {
-        if let Some(tx) = &self.input {
+        if let Some(direct) = &self.direct {
+            direct.submit(job);
+        } else if let Some(tx) = &self.input {
             let _ = tx.send(job);
         }
     }
@@ -74,6 +78,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.input = None;
+        self.direct = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -110,6 +115,7 @@ pub fn per_request(
         .collect();
     Server {
         input: Some(tx),
+        direct: None,
         threads,
     }
 }
@@ -147,6 +153,7 @@ pub fn padding(
     });
     Server {
         input: Some(tx),
+        direct: None,
         threads: vec![thread],
     }
 }
@@ -185,28 +192,52 @@ fn pad(jobs: &[Job]) -> (Array3<f32>, Vec<usize>) {
     (x, lens)
 }
 
-/// The cellular batcher: jobs submitted as they come (a stream's chunks fed to the stream the
-/// first one opens, which the last one closes); a collector thread answers each when its
-/// `Pending` completes (woken through its `Future`, so completions are seen in the order they
-/// happen).
+/// The cellular batcher: each job submitted on the thread that hands it over (a stream's
+/// chunks fed to the stream the first one opens, which the last one closes), and reported
+/// from its `Pending`'s waker, on the batcher's thread, the moment its answer is delivered —
+/// no thread of the load generator's own between the two.
 pub fn cellular(batcher: Batcher, done: Sender<Done>) -> Server {
-    let (tx, rx) = channel::<Job>();
-    let (msgs, inbox) = channel::<Msg>();
-    let submitter = {
-        let msgs = msgs.clone();
-        std::thread::spawn(move || {
-            let mut streams: HashMap<u64, BatchStream> = HashMap::new();
-            while let Ok(job) = rx.recv() {
-                let waiting = submit(&batcher, &mut streams, &job);
-                let _ = msgs.send(Msg::New(job.tag, job.scheduled, waiting));
-            }
-            let _ = msgs.send(Msg::End);
-        })
-    };
-    let collector = std::thread::spawn(move || collect(inbox, msgs, done));
     Server {
-        input: Some(tx),
-        threads: vec![submitter, collector],
+        input: None,
+        direct: Some(Direct {
+            batcher,
+            streams: Mutex::new(HashMap::new()),
+            done,
+        }),
+        threads: Vec::new(),
+    }
+}
+
+/// The cellular batcher and the streams open on it.
+struct Direct {
+    batcher: Batcher,
+    streams: Mutex<HashMap<u64, BatchStream>>,
+    done: Sender<Done>,
+}
+
+impl Direct {
+    fn submit(&self, job: Job) {
+        let waiting = {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            submit(&self.batcher, &mut streams, &job)
+        };
+        match waiting {
+            Ok(waiting) => Arc::new(Notify {
+                tag: job.tag,
+                scheduled: job.scheduled,
+                waiting: Mutex::new(Some(waiting)),
+                done: self.done.clone(),
+            })
+            .poll(),
+            Err(_) => {
+                let _ = self.done.send(Done {
+                    tag: job.tag,
+                    scheduled: job.scheduled,
+                    finished: Instant::now(),
+                    ok: false,
+                });
+            }
+        }
     }
 }
 
@@ -255,66 +286,36 @@ impl Waiting {
     }
 }
 
-/// What the collector hears.
-enum Msg {
-    New(u64, Instant, Result<Waiting, Error>),
-    Woken(u64),
-    End,
-}
-
-/// Wakes the collector for request `tag`.
+/// A request waiting for its answer; polled when submitted and again when woken.
 struct Notify {
     tag: u64,
-    tx: Sender<Msg>,
+    scheduled: Instant,
+    waiting: Mutex<Option<Waiting>>,
+    done: Sender<Done>,
+}
+
+impl Notify {
+    /// Reports the request if its answer has come (once).
+    fn poll(self: Arc<Self>) {
+        let waker = Waker::from(self.clone());
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pending) = waiting.as_mut() else {
+            return;
+        };
+        if let Poll::Ready(ok) = pending.poll(&mut Context::from_waker(&waker)) {
+            *waiting = None;
+            let _ = self.done.send(Done {
+                tag: self.tag,
+                scheduled: self.scheduled,
+                finished: Instant::now(),
+                ok,
+            });
+        }
+    }
 }
 
 impl Wake for Notify {
     fn wake(self: Arc<Self>) {
-        let _ = self.tx.send(Msg::Woken(self.tag));
-    }
-}
-
-/// Polls each pending request when it is woken; reports it when it is ready.
-fn collect(inbox: Receiver<Msg>, tx: Sender<Msg>, done: Sender<Done>) {
-    let mut waiting: HashMap<u64, (Instant, Waiting)> = HashMap::new();
-    let mut ended = false;
-    while !(ended && waiting.is_empty()) {
-        let Ok(msg) = inbox.recv() else { return };
-        let tag = match msg {
-            Msg::End => {
-                ended = true;
-                continue;
-            }
-            Msg::New(tag, scheduled, Ok(pending)) => {
-                waiting.insert(tag, (scheduled, pending));
-                tag
-            }
-            Msg::New(tag, scheduled, Err(_)) => {
-                let _ = done.send(Done {
-                    tag,
-                    scheduled,
-                    finished: Instant::now(),
-                    ok: false,
-                });
-                continue;
-            }
-            Msg::Woken(tag) => tag,
-        };
-        let Some((scheduled, pending)) = waiting.get_mut(&tag) else {
-            continue;
-        };
-        let waker = Waker::from(Arc::new(Notify {
-            tag,
-            tx: tx.clone(),
-        }));
-        if let Poll::Ready(ok) = pending.poll(&mut Context::from_waker(&waker)) {
-            let _ = done.send(Done {
-                tag,
-                scheduled: *scheduled,
-                finished: Instant::now(),
-                ok,
-            });
-            waiting.remove(&tag);
-        }
+        self.poll();
     }
 }
