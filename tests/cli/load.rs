@@ -99,6 +99,34 @@ fn load_mixes_live_streams_with_one_shot_requests() {
     assert_eq!(case.files(), ["load.json"]);
 }
 
+/// `--servers` runs only the servers named: one row, one record.
+#[test]
+fn load_runs_only_the_servers_named() {
+    let case = Case::new();
+    let json = case.p("load.json");
+    let out = tiny_load(&[
+        "--max-steps",
+        "20",
+        "--servers",
+        "cellular",
+        "--json",
+        &json,
+    ]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| cellular |"), "{stdout}");
+    assert!(
+        !stdout.contains("| per-request |") && !stdout.contains("| padding |"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["server"], "cellular");
+    assert_eq!(records[0]["speedup"].as_f64(), Some(1.0));
+}
+
 /// An unknown shape or impossible lengths: one line, a non-zero exit, nothing written.
 #[test]
 fn load_refuses_bad_arguments() {
@@ -124,4 +152,9 @@ fn load_refuses_bad_arguments() {
         &["--shape", "bidir", "--streams", "0.5"],
         "--streams needs a unidirectional model",
     );
+    refused(
+        &["--servers", "cellular,cellular", "--json", &json],
+        "--servers names each",
+    );
+    refused(&["--servers", "nope"], "invalid value 'nope'");
 }

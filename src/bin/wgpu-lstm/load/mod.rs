@@ -199,6 +199,13 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
             "--chunk must be at least 1 and --chunk-ms at least 0".into(),
         ));
     }
+    if args.servers.is_empty()
+        || (1..args.servers.len()).any(|i| args.servers[..i].contains(&args.servers[i]))
+    {
+        return Err(Error::InvalidInput(
+            "--servers names each of per-request, padding, cellular at most once".into(),
+        ));
+    }
     let weights = Weights::random(&shape.spec, args.seed)?;
     let work = Workload::new(
         shape.spec.input_size,
