@@ -67,6 +67,7 @@
 //! # Ok::<(), wgpu_lstm::Error>(())
 //! ```
 
+mod lanes;
 mod options;
 mod pending;
 mod queue;

@@ -10,17 +10,16 @@
 //! the number of sequences queued.
 
 use std::ops::Bound::{Excluded, Unbounded};
-use std::sync::mpsc::{channel, Receiver, SendError, Sender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2};
 
-use super::queue::{Landed, Queue, Seq, Shared, Steps, StepsReply, Work};
+use super::lanes::Lanes;
+use super::queue::{Queue, Seq, Shared, Steps, StepsReply, Work};
 use super::request::Response;
 use crate::error::{Error, Result};
-use crate::table::{Begun, Job, JobDone, RoundOutput, RoundRow, StateTable};
+use crate::table::{Begun, JobDone, RoundOutput, RoundRow, StateTable};
 
 /// How often every sequence is looked at for cancellation, deadlines and idleness (a round's
 /// own rows are checked before each round).
@@ -142,85 +141,6 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
     }
     drop(q);
     lanes.stop();
-}
-
-/// The threads rounds' forwards run on, one round at a time each, started when first used;
-/// each forward's result lands in [`Queue::landed`](super::queue::Queue) and wakes the
-/// scheduling thread.
-struct Lanes {
-    shared: Arc<Shared>,
-    senders: Vec<Option<Sender<Job>>>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Lanes {
-    fn new(shared: Arc<Shared>, count: usize) -> Lanes {
-        Lanes {
-            shared,
-            senders: (0..count).map(|_| None).collect(),
-            threads: Vec::new(),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.senders.len()
-    }
-
-    /// Runs `job` on lane `lane`, starting its thread if need be.
-    fn send(&mut self, lane: usize, job: Job) {
-        if self.senders[lane].is_none() {
-            let (tx, rx) = channel::<Job>();
-            let shared = self.shared.clone();
-            match std::thread::Builder::new()
-                .name(format!("wgpu-lstm lane {lane}"))
-                .spawn(move || run_lane(&shared, lane, rx))
-            {
-                Ok(thread) => {
-                    self.threads.push(thread);
-                    self.senders[lane] = Some(tx);
-                }
-                Err(e) => {
-                    let e = Error::Internal(format!("cannot start a batcher lane: {e}"));
-                    self.land(lane, Err(e));
-                    return;
-                }
-            }
-        }
-        if let Some(Err(SendError(_))) = self.senders[lane].as_ref().map(|tx| tx.send(job)) {
-            self.land(
-                lane,
-                Err(Error::Internal("a batcher lane has stopped".into())),
-            );
-        }
-    }
-
-    /// A result for lane `lane` that no thread produced.
-    fn land(&self, lane: usize, done: Result<JobDone>) {
-        self.shared.lock().landed.push(Landed {
-            lane,
-            done,
-            took: Duration::ZERO,
-        });
-    }
-
-    /// Stops the lanes' threads once their jobs are done.
-    fn stop(mut self) {
-        self.senders.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Lane `lane`'s thread: runs the jobs it is sent, one after the other.
-fn run_lane(shared: &Shared, lane: usize, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        let start = Instant::now();
-        let done = job.run();
-        let took = start.elapsed();
-        shared.lock().landed.push(Landed { lane, done, took });
-        shared.wake.notify_all();
-    }
 }
 
 /// The round's row views, as the table takes them.
