@@ -95,8 +95,6 @@ pub(crate) enum Begun {
 pub(crate) struct Job {
     /// The round's row at each batch row of the forward.
     pub order: Vec<usize>,
-    /// The steps of each batch row.
-    pub lens: Vec<usize>,
     pub forward: Box<dyn FnOnce() -> Result<Output> + Send>,
 }
 
@@ -110,21 +108,16 @@ impl std::fmt::Debug for Job {
 #[derive(Debug)]
 pub(crate) struct JobDone {
     pub order: Vec<usize>,
-    pub lens: Vec<usize>,
     pub out: Output,
 }
 
 impl Job {
     /// Runs the forward (a panic in it caught and returned as an error).
     pub fn run(self) -> Result<JobDone> {
-        let Job {
-            order,
-            lens,
-            forward,
-        } = self;
+        let Job { order, forward } = self;
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward))
             .unwrap_or_else(|_| Err(Error::Internal("a batched round panicked".into())))?;
-        Ok(JobDone { order, lens, out })
+        Ok(JobDone { order, out })
     }
 }
 

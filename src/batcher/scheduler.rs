@@ -82,12 +82,11 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
         if q.closing && q.seqs.is_empty() {
             break;
         }
-        let free: Vec<usize> = (0..flights.len())
-            .filter(|&i| flights[i].is_none())
-            .collect();
-        let next = match free.first() {
-            Some(_) => plan(&shared, &mut q, table.as_mut(), now, free.len()),
-            None => Next::Wait(IDLE_POLL),
+        let free = flights.iter().filter(|f| f.is_none()).count();
+        let next = if free > 0 {
+            plan(&shared, &mut q, table.as_mut(), now, free)
+        } else {
+            Next::Wait(IDLE_POLL)
         };
         match next {
             Next::Wait(_) if !q.landed.is_empty() => {}
@@ -109,33 +108,24 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
                 let start = Instant::now();
                 // Alone (no lane busy, no one waiting): the round runs here, without the two
                 // wake-ups of a lane's thread, which cost more than a short round's work.
-                let alone = free.len() == flights.len() && waiting == 0;
-                match begin_round(table.as_mut(), &rows) {
-                    Ok(Begun::Job(job)) if alone => {
-                        let out = job
-                            .run()
-                            .and_then(|done| end_round(table.as_mut(), &rows, done));
-                        let took = start.elapsed();
-                        q = shared.lock();
-                        finish(&mut q, &rows, out, took);
-                    }
-                    Ok(Begun::Job(job)) => {
-                        let lane = free[0];
+                let alone = free == flights.len() && waiting == 0;
+                let out = match begin_round(table.as_mut(), &rows) {
+                    Ok(Begun::Job(job)) if !alone => {
+                        let lane = flights.iter().position(Option::is_none).unwrap_or(0);
                         flights[lane] = Some(rows);
                         lanes.send(lane, job);
                         q = shared.lock();
+                        continue;
                     }
-                    Ok(Begun::Done(out)) => {
-                        let took = start.elapsed();
-                        q = shared.lock();
-                        finish(&mut q, &rows, Ok(out), took);
-                    }
-                    Err(e) => {
-                        let took = start.elapsed();
-                        q = shared.lock();
-                        finish(&mut q, &rows, Err(e), took);
-                    }
-                }
+                    Ok(Begun::Job(job)) => job
+                        .run()
+                        .and_then(|done| end_round(table.as_mut(), &rows, done)),
+                    Ok(Begun::Done(out)) => Ok(out),
+                    Err(e) => Err(e),
+                };
+                let took = start.elapsed();
+                q = shared.lock();
+                finish(&mut q, &rows, out, took);
             }
         }
     }

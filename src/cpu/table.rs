@@ -121,7 +121,6 @@ impl StateTable for CpuTable {
         order.sort_by_key(|&i| std::cmp::Reverse(rows[i].x.nrows()));
         let sorted: Vec<RoundRow<'_>> = order.iter().map(|&i| rows[i].clone()).collect();
         let packed = self.pack(&spec, &sorted);
-        let lens = packed.lens.clone();
         let model = self.model.clone();
         // With several lanes each round runs on one thread, beside the others; alone, a
         // round may use the model's team of threads.
@@ -134,11 +133,7 @@ impl StateTable for CpuTable {
                 model.forward(&input)
             }
         });
-        Ok(Begun::Job(Job {
-            order,
-            lens,
-            forward,
-        }))
+        Ok(Begun::Job(Job { order, forward }))
     }
 
     fn end(&mut self, rows: &[RoundRow<'_>], job: JobDone) -> Result<RoundOutput> {
@@ -146,7 +141,7 @@ impl StateTable for CpuTable {
             y: vec![Array2::zeros((0, 0)); rows.len()],
             states: vec![None; rows.len()],
         };
-        self.finish(rows, &job.order, &job.lens, job.out, &mut output)?;
+        self.finish(rows, &job.order, job.out, &mut output)?;
         Ok(output)
     }
 }
@@ -192,13 +187,12 @@ impl CpuTable {
         }
     }
 
-    /// Writes the final states of a part's rows (`rows[idx[b]]` its row `b`) back to their
-    /// slots and puts their outputs in their places.
+    /// Writes the final states of a round's rows (`rows[order[b]]` the forward's batch row
+    /// `b`) back to their slots and puts their outputs in their places.
     fn finish(
         &mut self,
         rows: &[RoundRow<'_>],
-        idx: &[usize],
-        lens: &[usize],
+        order: &[usize],
         out: Output,
         output: &mut RoundOutput,
     ) -> Result<()> {
@@ -209,7 +203,7 @@ impl CpuTable {
             Some(c) => Some(c.into_dimensionality::<Ix3>().map_err(shape_err)?),
             None => None,
         };
-        for (b, &i) in idx.iter().enumerate() {
+        for (b, &i) in order.iter().enumerate() {
             let row = &rows[i];
             self.h
                 .index_axis_mut(Axis(0), row.slot)
@@ -219,7 +213,7 @@ impl CpuTable {
                     .index_axis_mut(Axis(0), row.slot)
                     .assign(&c_n.slice(s![.., b, ..]));
             }
-            output.y[i] = y.slice(s![..lens[b], b, ..]).to_owned();
+            output.y[i] = y.slice(s![..row.x.nrows(), b, ..]).to_owned();
             output.states[i] = row.read_state.then(|| SlotState {
                 h: h_n.slice(s![.., b, ..]).to_owned(),
                 c: c_n.as_ref().map(|c| c.slice(s![.., b, ..]).to_owned()),
