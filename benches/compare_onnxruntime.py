@@ -123,7 +123,7 @@ def time_ours(binary, name, threads, quick):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cpu.json")
         cmd = [binary, "bench", "--device", "cpu", "--suite", name, "--threads", str(threads),
-               "--json", out]
+               "--weights-dtype", "f32", "--json", out]
         if quick:
             cmd.append("--quick")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -118,6 +118,7 @@ pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod io;
+mod quant;
 #[cfg(feature = "serve")]
 pub mod serve;
 mod spec;

@@ -193,7 +193,9 @@ impl Weights {
     /// Every tensor with its PyTorch name, in `state_dict()` order.
     /// These weights as `dtype` stores them: every weight matrix and the peepholes rounded to
     /// the nearest float16 for [`WeightsDtype::F16`], biases kept (the GPU keeps them in
-    /// float32); unchanged for [`WeightsDtype::F32`]. This is what a GPU model uploaded with
+    /// float32); every weight matrix quantized row by row and back for [`WeightsDtype::I8`]
+    /// (each row's integers times its scale, see [`WeightsDtype::I8`]; biases and peepholes
+    /// kept); unchanged for [`WeightsDtype::F32`]. This is what a GPU model uploaded with
     /// float16 weights computes with — except an LSTM with a projection, whose recurrent
     /// weights the GPU folds into `W_hh·W_hr` before rounding the product.
     ///
@@ -219,6 +221,18 @@ impl Weights {
                     }
                     if let Some(p) = d.w_ph.as_mut() {
                         p.mapv_inplace(round_f16);
+                    }
+                }
+                out
+            }
+            WeightsDtype::I8 => {
+                let mut out = self.clone();
+                for d in &mut out.params {
+                    for a in [&mut d.w_ih, &mut d.w_hh]
+                        .into_iter()
+                        .chain(d.w_hr.as_mut())
+                    {
+                        *a = crate::quant::dequantized(a.view());
                     }
                 }
                 out
@@ -266,12 +280,14 @@ fn into1(t: ArrayD<f32>) -> Array1<f32> {
     t.into_dimensionality::<Ix1>().expect("shape checked")
 }
 
-/// How a GPU model's weights are stored on the device
-/// ([`UploadOptions`](crate::UploadOptions)).
+/// How a model's weights are stored: on the device for a GPU model
+/// ([`UploadOptions`](crate::UploadOptions)), in memory for a CPU model
+/// ([`CpuModel::weights_dtype`](crate::CpuModel::weights_dtype)).
 ///
-/// Sums, states and activations are float32 either way; `F16` halves the weights' memory and
-/// the bandwidth of reading them, at the cost of rounding each weight to 11 significant bits
-/// (a relative error of at most 2⁻¹¹ per weight).
+/// States, biases and the cell updates are float32 whatever the type. `F16` halves the
+/// weights' memory and the bandwidth of reading them, at the cost of rounding each weight to
+/// 11 significant bits (a relative error of at most 2⁻¹¹ per weight). `I8` quarters them and
+/// computes the products in integers (see its own docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WeightsDtype {
     /// float32, exactly as given.
@@ -279,6 +295,21 @@ pub enum WeightsDtype {
     F32,
     /// float16 (IEEE binary16), unpacked to float32 as the kernels load them.
     F16,
+    /// Eight-bit integers with a float32 scale per output row, products in integers (the
+    /// CPU so far).
+    ///
+    /// The scheme: each row of `W_ih`, `W_hh` and `W_hr` is stored as `round(w / s)` in
+    /// −127..=127 with `s = max|w| / 127` (symmetric, per output channel: onnxruntime's
+    /// `quantize_dynamic` with `per_channel=True`). The operands of each product (the layer's
+    /// input, `h_{t−1}`, an LSTM's `m_t`) are quantized as the product runs, each sequence's
+    /// row on its own (so its results do not depend on the others batched with it), to seven
+    /// bits over the row's range widened to include zero: `scale = (max − min) / 127`, zero
+    /// point `round(−min / scale)`. Sums are int32, exact, then scaled to float32; biases,
+    /// peepholes, activations and states stay float32. Seven-bit activations keep a pair of
+    /// products inside AVX2's 16-bit `vpmaddubsw` sums, so every instruction set computes
+    /// the same integers: the results are the same bits on every core and thread count.
+    /// [`Weights::rounded`] gives the float32 weights the integers stand for.
+    I8,
 }
 
 impl WeightsDtype {
@@ -287,6 +318,7 @@ impl WeightsDtype {
         match self {
             WeightsDtype::F32 => "f32",
             WeightsDtype::F16 => "f16",
+            WeightsDtype::I8 => "i8",
         }
     }
 
@@ -295,6 +327,7 @@ impl WeightsDtype {
         match self {
             WeightsDtype::F32 => 16,
             WeightsDtype::F16 => 8,
+            WeightsDtype::I8 => 4,
         }
     }
 }

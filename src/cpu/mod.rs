@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::tensor::{Forward, Input, Output};
-use crate::weights::Weights;
+use crate::weights::{Weights, WeightsDtype};
 
 use fast::FastModel;
 
@@ -73,6 +73,7 @@ pub enum Engine {
 #[derive(Debug, Clone)]
 pub struct CpuModel {
     weights: Weights,
+    dtype: WeightsDtype,
     fast: Option<Arc<FastModel>>,
     threads: usize,
     min_work_per_thread: usize,
@@ -124,9 +125,10 @@ impl CpuModel {
 
     fn build(weights: Weights, engine: Engine, threads: usize) -> Self {
         let fast = (engine == Engine::Fast && FastModel::computes(weights.spec()))
-            .then(|| Arc::new(FastModel::new(&weights)));
+            .then(|| Arc::new(FastModel::new(&weights, false)));
         CpuModel {
             weights,
+            dtype: WeightsDtype::F32,
             fast,
             threads,
             min_work_per_thread: MIN_WORK_PER_THREAD,
@@ -143,6 +145,73 @@ impl CpuModel {
     /// The weights this model runs.
     pub fn weights(&self) -> &Weights {
         &self.weights
+    }
+
+    /// The model with its weight matrices stored and multiplied as `dtype`:
+    /// [`WeightsDtype::I8`] repacks them as eight-bit integers with a scale per output row
+    /// and computes every product in integers (the scheme: [`WeightsDtype::I8`]), for every
+    /// cell, direction and option the fast engine runs; [`WeightsDtype::F32`] as given.
+    /// [`CpuModel::weights`] stays the float32 weights given.
+    ///
+    /// # Errors
+    /// [`WeightsDtype::F16`] (a GPU storage type: on the CPU, run
+    /// [`Weights::rounded`](crate::Weights::rounded) weights for its results); `I8` for a model the fast engine
+    /// does not run (the reference engine, or ONNX's gate options) or with more than
+    /// 66 000 input features or hidden units (the int32 sums' bound).
+    ///
+    /// ```
+    /// use ndarray::Array3;
+    /// use wgpu_lstm::{CpuModel, Forward, Input, RnnSpec, Weights, WeightsDtype};
+    /// let weights = Weights::random(&RnnSpec::lstm(16, 32), 7)?;
+    /// let exact = CpuModel::new(weights.clone());
+    /// let int8 = CpuModel::new(weights).weights_dtype(WeightsDtype::I8)?;
+    /// let x = Array3::from_shape_fn((20, 3, 16), |(t, b, i)| ((t + 2 * b + 3 * i) as f32 * 0.1).sin());
+    /// let (a, b) = (exact.forward(&Input::new(x.view()))?, int8.forward(&Input::new(x.view()))?);
+    /// let worst = a.y.iter().zip(&b.y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+    /// assert!(worst < 0.05, "{worst}");
+    /// # Ok::<(), wgpu_lstm::Error>(())
+    /// ```
+    pub fn weights_dtype(mut self, dtype: WeightsDtype) -> Result<Self> {
+        match dtype {
+            WeightsDtype::F32 => {
+                if self.dtype != WeightsDtype::F32 {
+                    self.fast = Some(Arc::new(FastModel::new(&self.weights, false)));
+                }
+            }
+            WeightsDtype::F16 => {
+                return Err(Error::InvalidInput(
+                    "float16 weights are a GPU storage type; on the CPU run Weights::rounded(WeightsDtype::F16)".into(),
+                ))
+            }
+            WeightsDtype::I8 => {
+                if self.fast.is_none() {
+                    return Err(Error::InvalidInput(
+                        "int8 weights run on the fast engine, which this model does not use (the reference engine, or ONNX's gate options)".into(),
+                    ));
+                }
+                let spec = self.weights.spec();
+                let widest = (0..spec.num_layers)
+                    .map(|l| spec.layer_input_size(l))
+                    .chain([spec.hidden_size, spec.hidden_out()])
+                    .max()
+                    .unwrap_or(0);
+                if widest > crate::quant::MAX_K {
+                    return Err(Error::InvalidInput(format!(
+                        "int8 weights: a product over {widest} features exceeds the int32 sums' bound of {}",
+                        crate::quant::MAX_K
+                    )));
+                }
+                self.fast = Some(Arc::new(FastModel::new(&self.weights, true)));
+            }
+        }
+        self.dtype = dtype;
+        self.pool = Arc::default();
+        Ok(self)
+    }
+
+    /// How the weight matrices are stored and multiplied (see [`CpuModel::weights_dtype`]).
+    pub fn dtype(&self) -> WeightsDtype {
+        self.dtype
     }
 
     /// Which engine this model runs.
@@ -181,8 +250,14 @@ impl CpuModel {
     /// `portable`), `None` for the reference engine. The best the processor has, unless the
     /// `WGPU_LSTM_CPU_ISA` environment variable names a lesser one when the model is built
     /// (`avx2` on an AVX-512 core, or `portable`), to measure that path on a faster core.
+    /// With eight-bit weights the products are integer ones: AVX2's (`avx2 int8`, on AVX-512
+    /// cores too) or the portable loop (`portable int8`).
     pub fn kernel(&self) -> Option<&'static str> {
-        self.fast.as_ref().map(|f| f.isa().name())
+        self.fast.as_ref().map(|f| match (f.int8(), f.isa()) {
+            (false, isa) => isa.name(),
+            (true, fast::Isa::Avx2Fma | fast::Isa::Avx512) => "avx2 int8",
+            (true, _) => "portable int8",
+        })
     }
 
     /// The model's worker threads, started on first use (`None` if they cannot be).

@@ -66,6 +66,7 @@ impl WeightStore {
             format: match dtype {
                 WeightsDtype::F32 => wgpu::TextureFormat::Rgba32Float,
                 WeightsDtype::F16 => wgpu::TextureFormat::Rgba16Float,
+                WeightsDtype::I8 => unreachable!("int8 weights are refused at upload"),
             },
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
@@ -182,6 +183,7 @@ impl DeviceWeights {
                 .iter()
                 .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
                 .collect(),
+            WeightsDtype::I8 => unreachable!("int8 weights are refused at upload"),
         };
         let layers = layouts
             .iter()

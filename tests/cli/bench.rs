@@ -4,8 +4,9 @@
 
 use crate::{assert_fails, assert_ok, run, Case};
 
-/// A quick CPU run: each step on stderr with the time elapsed and left, a row per shape, and
-/// the JSON report; `--exhaustive` is accepted.
+/// A quick CPU run: each step on stderr with the time elapsed and left, a row per shape and
+/// weight type (f32, and i8 with its error against f32), and the JSON report; `--exhaustive`
+/// is accepted.
 #[test]
 fn bench_shows_progress_and_writes_a_report() {
     let case = Case::new();
@@ -30,8 +31,10 @@ fn bench_shows_progress_and_writes_a_report() {
         assert_ok(&out);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stderr.contains("[1/2] edge"), "{stderr}");
-        assert!(stderr.contains("[2/2] gru"), "{stderr}");
+        assert!(stderr.contains("[1/4] edge"), "{stderr}");
+        assert!(stderr.contains("[2/4] edge"), "{stderr}");
+        assert!(stderr.contains(", int8 ("), "{stderr}");
+        assert!(stderr.contains("[4/4] gru"), "{stderr}");
         assert!(stderr.contains("elapsed, about "), "{stderr}");
         assert!(stderr.contains(" left)"), "{stderr}");
         assert!(stderr.contains("benchmark done in "), "{stderr}");
@@ -39,8 +42,17 @@ fn bench_shows_progress_and_writes_a_report() {
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let records = report["records"].as_array().unwrap();
-        assert_eq!(records.len(), 2, "{report}");
+        assert_eq!(records.len(), 4, "{report}");
         assert!(records.iter().all(|r| r["device"] == "cpu"), "{report}");
+        let weights: Vec<&str> = records
+            .iter()
+            .map(|r| r["weights"].as_str().unwrap())
+            .collect();
+        assert_eq!(weights, ["f32", "i8", "f32", "i8"], "{report}");
+        for r in records.iter().filter(|r| r["weights"] == "i8") {
+            let err = r["max_abs_err"].as_f64().unwrap();
+            assert!(err > 0.0 && err < 0.05, "int8 error {err}: {report}");
+        }
     }
 }
 

@@ -65,9 +65,11 @@ pub struct BenchArgs {
     /// Threads of the CPU engine (default: the cores this process may use).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Comma-separated weight types each GPU shape runs with (f32: as given; f16: rounded to
-    /// float16 on the device, f32 sums and states; its error against f32 is reported).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16")]
+    /// Comma-separated weight types each shape runs with (f32: as given; f16: rounded to
+    /// float16 on the GPU, f32 sums and states; i8: eight-bit integers with a scale per row,
+    /// products in int32, on the CPU so far). The error of each against the CPU with f32
+    /// weights is reported; the CPU always runs f32.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16,i8")]
     pub weights_dtype: Vec<Dtype>,
     /// Comma-separated weight storages each GPU shape runs with (auto: measured on the
     /// device; buffer; texture). Default: auto, or buffer,texture with --exhaustive.
@@ -224,16 +226,27 @@ fn run_shape(
     let weights = Weights::random(&shape.spec, 1)?;
     let x = shape.input(2);
     let cpu = CpuModel::with_threads(weights.clone(), settings.threads)?;
-    let cpu_ms = if settings.cpu {
-        progress.next();
-        let r = cpu_record(shape, &cpu, &x, settings)?;
-        let median = r.median_ms;
-        records.push(r);
-        Some(median)
-    } else {
-        None
-    };
     let run = ShapeRun::new(shape, &weights, &x, &cpu);
+    let mut cpu_ms = None;
+    for dtype in settings.cpu_types() {
+        progress.next();
+        let mut r = if dtype == Dtype::F32 {
+            cpu_record(shape, &cpu, &x, settings)?
+        } else {
+            let model = cpu.clone().weights_dtype(dtype.weights())?;
+            let mut r = cpu_record(shape, &model, &x, settings)?;
+            let got = model.forward(&wgpu_lstm::Input::new(x.view()))?;
+            r.max_abs_err = Some(wgpu_lstm::bench::check_against(&got, run.cpu_output()?)?.0);
+            r.weights = Some(dtype.weights().name().to_string());
+            r.speedup_vs_cpu = cpu_ms.map(|c: f64| c / r.median_ms);
+            r
+        };
+        if dtype == Dtype::F32 {
+            cpu_ms = Some(r.median_ms);
+            r.weights = Some("f32".into());
+        }
+        records.push(r);
+    }
     for (ctx, &ceiling) in contexts.iter().zip(ceiling_gflops) {
         for (dtype, storage) in settings.weight_types() {
             progress.next();

@@ -3,12 +3,13 @@
 use clap::ValueEnum;
 use wgpu_lstm::{ContextOptions, UploadOptions, WeightsDtype, WeightsStorage};
 
-/// `--weights-dtype`: how a GPU model stores its weights.
+/// `--weights-dtype`: how a model stores its weights (f16: the GPU; i8: the CPU so far).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default, Debug)]
 pub enum Dtype {
     #[default]
     F32,
     F16,
+    I8,
 }
 
 impl Dtype {
@@ -16,6 +17,7 @@ impl Dtype {
         match self {
             Dtype::F32 => WeightsDtype::F32,
             Dtype::F16 => WeightsDtype::F16,
+            Dtype::I8 => WeightsDtype::I8,
         }
     }
 

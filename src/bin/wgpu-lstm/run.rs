@@ -341,10 +341,15 @@ fn write_all(files: &[(&Path, &ArrayD<f32>)]) -> Result<(), Error> {
 /// Runs the model `args` name on their inputs and writes the outputs they ask for.
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     check_distinct_outputs(args)?;
-    if args.device == Device::Cpu && args.weights_dtype != Dtype::F32 {
+    if args.device == Device::Cpu && args.weights_dtype == Dtype::F16 {
         return Err(Error::InvalidInput(
-            "--weights-dtype f16 applies to --device gpu (the CPU computes with the f32 weights)"
+            "--weights-dtype f16 applies to --device gpu (the CPU computes with f32 or i8 weights)"
                 .into(),
+        ));
+    }
+    if args.weights_dtype == Dtype::I8 && args.model.is_some() {
+        return Err(Error::InvalidInput(
+            "--weights-dtype i8 applies to --weights M.safetensors so far, not to --model".into(),
         ));
     }
     let weights_path = match (&args.weights, &args.model) {
@@ -398,7 +403,9 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
     let out = match args.device {
         Device::Cpu => {
             let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
-            CpuModel::with_threads(model.weights, threads)?.forward(&input)?
+            CpuModel::with_threads(model.weights, threads)?
+                .weights_dtype(args.weights_dtype.weights())?
+                .forward(&input)?
         }
         Device::Gpu => {
             let ctx = gpu_context(args)?;

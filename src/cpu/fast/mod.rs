@@ -20,6 +20,7 @@ mod aligned;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod epilogue;
+mod int8;
 mod kernel;
 mod math;
 mod pack;
@@ -34,6 +35,7 @@ use crate::error::Result;
 use crate::spec::Cell;
 use crate::tensor::{Input, Output, Prepared};
 use aligned::AlignedFloats;
+pub(super) use kernel::Isa;
 pub(super) use pack::FastModel;
 use pack::Scratch;
 use pool::{ItemQueue, Shared, SpinBarrier};
@@ -99,7 +101,9 @@ impl FastModel {
         };
         // Every element of `gx` is written by the input projection before it is read.
         let mut gx = std::mem::take(&mut scratch.gx);
-        let fused = b >= FUSE_MIN_BATCH;
+        // Eight-bit weights always project the input up front (one quantization of each row
+        // of `X`, and two sums that keep their own scales).
+        let fused = b >= FUSE_MIN_BATCH && !self.int8;
         let gx_len = if fused {
             0
         } else {

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use ndarray::ArrayView2;
 
 use super::aligned::AlignedFloats;
+use super::int8::QuantMatrix;
 use super::kernel::Isa;
 
 use crate::spec::{Cell, RnnSpec};
@@ -67,7 +68,7 @@ impl Tiling {
     }
 
     /// Tile and column of row `r` of a gate-major PyTorch weight with `units` rows per gate.
-    fn place(&self, r: usize, units: usize) -> (usize, usize) {
+    pub(super) fn place(&self, r: usize, units: usize) -> (usize, usize) {
         let (g, u) = (r / units, r % units);
         (u / self.units, g * self.units + u % self.units)
     }
@@ -114,11 +115,23 @@ pub(crate) struct PackedDirection {
     pub peephole: AlignedFloats,
     /// LSTM with a projection: `W_hr` as `[P tiles][H][2·lanes]`.
     pub w_hr: AlignedFloats,
+    /// Eight-bit weights: the three matrices as integers, in place of the float32 ones
+    /// (which are then empty).
+    pub quant: Option<QuantDirection>,
+}
+
+/// One layer and direction's weight matrices as eight-bit integers (see [`super::int8`]).
+#[derive(Debug, Clone)]
+pub(crate) struct QuantDirection {
+    pub w_ih: QuantMatrix,
+    pub w_hh: QuantMatrix,
+    /// LSTM with a projection.
+    pub w_hr: Option<QuantMatrix>,
 }
 
 /// Packs every layer and direction of `weights` for vectors of `lanes` floats, indexed
-/// `layer · D + direction`.
-pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
+/// `layer · D + direction`; the weight matrices as eight-bit integers when `int8`.
+pub(crate) fn pack(weights: &Weights, lanes: usize, int8: bool) -> Vec<PackedDirection> {
     let spec = weights.spec();
     let h = spec.hidden_size;
     let tiling = Tiling::step(spec, lanes);
@@ -147,18 +160,34 @@ pub(crate) fn pack(weights: &Weights, lanes: usize) -> Vec<PackedDirection> {
                 (None, Cell::Lstm) => vec![0.0; tiling.tiles * 3 * lanes],
                 (None, _) => Vec::new(),
             };
-            let w_hr = p.w_hr.as_ref().map_or_else(Vec::new, |w| {
-                Tiling::plain(spec.proj_size, lanes).pack(w.view(), spec.proj_size)
-            });
-            out.push(PackedDirection {
+            let proj = Tiling::plain(spec.proj_size, lanes);
+            let mut packed = PackedDirection {
                 input: spec.layer_input_size(layer),
-                w_ih: tiling.pack(p.w_ih.view(), h).into(),
-                w_hh: tiling.pack(p.w_hh.view(), h).into(),
+                w_ih: AlignedFloats::default(),
+                w_hh: AlignedFloats::default(),
                 bias: tiling.pack_vector(&bias, h).into(),
                 b_hn: b_hn.into(),
                 peephole: peephole.into(),
-                w_hr: w_hr.into(),
-            });
+                w_hr: AlignedFloats::default(),
+                quant: None,
+            };
+            if int8 {
+                packed.quant = Some(QuantDirection {
+                    w_ih: QuantMatrix::pack(&tiling, p.w_ih.view(), h),
+                    w_hh: QuantMatrix::pack(&tiling, p.w_hh.view(), h),
+                    w_hr: p
+                        .w_hr
+                        .as_ref()
+                        .map(|w| QuantMatrix::pack(&proj, w.view(), spec.proj_size)),
+                });
+            } else {
+                packed.w_ih = tiling.pack(p.w_ih.view(), h).into();
+                packed.w_hh = tiling.pack(p.w_hh.view(), h).into();
+                if let Some(w) = &p.w_hr {
+                    packed.w_hr = proj.pack(w.view(), spec.proj_size).into();
+                }
+            }
+            out.push(packed);
         }
     }
     out
@@ -185,6 +214,8 @@ pub(crate) struct FastModel {
     /// Every layer and direction, `layer · D + direction`.
     pub(super) dirs: Vec<PackedDirection>,
     pub(super) isa: Isa,
+    /// The weight matrices are eight-bit integers ([`PackedDirection::quant`]).
+    pub(super) int8: bool,
     /// The working buffers of the last forward, reused by the next one (they are the largest
     /// buffers of a forward; allocating them afresh costs a page fault per 4 KiB). A forward
     /// that finds them taken by a concurrent one allocates its own.
@@ -197,14 +228,20 @@ impl FastModel {
         spec.plain_gates()
     }
 
-    pub(crate) fn new(weights: &Weights) -> Self {
+    /// `weights` packed, as float32 or (`int8`) as eight-bit integers.
+    pub(crate) fn new(weights: &Weights, int8: bool) -> Self {
         let spec = weights.spec().clone();
-        let isa = Isa::detect();
+        let mut isa = Isa::detect();
+        if int8 && isa == Isa::Avx512 {
+            // The integer kernels are AVX2's, on tiles of 8 units.
+            isa = Isa::Avx2Fma;
+        }
         let lanes = isa.lanes();
         FastModel {
             tiling: Tiling::step(&spec, lanes),
             proj_tiling: Tiling::plain(spec.proj_size, lanes),
-            dirs: pack(weights, lanes),
+            dirs: pack(weights, lanes, int8),
+            int8,
             isa,
             spec,
             scratch: Mutex::default(),
@@ -214,6 +251,11 @@ impl FastModel {
     /// The instruction set the kernels run with.
     pub(crate) fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Whether the weight matrices are eight-bit integers.
+    pub(crate) fn int8(&self) -> bool {
+        self.int8
     }
 
     /// Work items of a step (tiles of both directions): more threads than this idle.

@@ -4,6 +4,7 @@
 //! for the phases around it).
 
 use super::epilogue::{copy_units, gru_epilogue, lstm_epilogue, rnn_epilogue};
+use super::int8::{product_i8, QuantBatch};
 use super::kernel::product;
 use super::pack::PackedDirection;
 use super::pool::Shared;
@@ -57,20 +58,28 @@ impl<const NC: usize> StepTile<'_, NC> {
 impl Ctx<'_> {
     /// Step `s` for the tiles `items`: `H_{t−1}·W_hhᵀ` (`X_t·W_ihᵀ + H_{t−1}·W_hhᵀ`, one
     /// running sum, when the input projection is fused), then the cell update in the epilogue.
-    /// `x` is the layer's input.
+    /// `x` is the layer's input; `qh` (eight-bit weights) the quantized `H_{t−1}` of every
+    /// direction (see [`Ctx::quantize_states`]).
     #[inline(always)]
-    pub(super) fn step<const FMA: bool, const L: usize, const NC: usize, const MR: usize>(
+    pub(super) fn step<
+        const FMA: bool,
+        const L: usize,
+        const NC: usize,
+        const MR: usize,
+        const I8: bool,
+    >(
         &self,
         layer: usize,
         s: usize,
         x: &[f32],
+        qh: &QuantBatch,
         items: impl Iterator<Item = usize>,
     ) {
         // The GRU's n gate keeps its input part apart from its recurrent part.
         if self.fused && self.m.spec.cell == Cell::Gru {
-            self.step_items::<FMA, L, NC, MR, L>(layer, s, x, items);
+            self.step_items::<FMA, L, NC, MR, L, I8>(layer, s, x, qh, items);
         } else {
-            self.step_items::<FMA, L, NC, MR, 0>(layer, s, x, items);
+            self.step_items::<FMA, L, NC, MR, 0, I8>(layer, s, x, qh, items);
         }
     }
 
@@ -83,11 +92,13 @@ impl Ctx<'_> {
         const NC: usize,
         const MR: usize,
         const ASIDE: usize,
+        const I8: bool,
     >(
         &self,
         layer: usize,
         s: usize,
         x: &[f32],
+        qh: &QuantBatch,
         items: impl Iterator<Item = usize>,
     ) {
         let m = self.m;
@@ -104,13 +115,6 @@ impl Ctx<'_> {
             // The first step from a zero state adds nothing from `W_hh`: its `k` range is
             // empty (`0 · w` terms, each exactly zero for finite weights, left out).
             let k_h = if s == 0 && self.zero_h0 { 0 } else { h_out };
-            let w = &pd.w_hh[tile * h_out * NC..][..k_h * NC];
-            let k = pd.input;
-            let w_x: &[f32] = if fused {
-                &pd.w_ih[tile * k * NC..][..k * NC]
-            } else {
-                &[]
-            };
             let u0 = tile * m.tiling.units;
             let at = StepTile {
                 spec,
@@ -143,6 +147,29 @@ impl Ctx<'_> {
                     copy_units::<L>(next, at.keep(r));
                 }
             }
+            if I8 {
+                // Not fused: the input part is in `gx`, nothing is set aside. (A first step
+                // from a zero state multiplies quantized zeros.)
+                let Some(q) = &pd.quant else { continue };
+                let none = [0.0f32; ASIDE];
+                product_i8::<NC>(
+                    m.isa,
+                    0..live,
+                    #[inline(always)]
+                    |r| qh.row(d * b + r),
+                    q.w_hh.tile(tile),
+                    #[inline(always)]
+                    |r, acc| self.step_epilogue::<FMA, L, NC, ASIDE>(&at, s, r, acc, &none),
+                );
+                continue;
+            }
+            let w = &pd.w_hh[tile * h_out * NC..][..k_h * NC];
+            let k = pd.input;
+            let w_x: &[f32] = if fused {
+                &pd.w_ih[tile * k * NC..][..k * NC]
+            } else {
+                &[]
+            };
             product::<FMA, MR, NC, ASIDE>(
                 0..live,
                 #[inline(always)]
@@ -309,12 +336,14 @@ impl Ctx<'_> {
     }
 
     /// Step `s` of an LSTM with a projection, for the projection tiles `items`:
-    /// `h_t = m_t · W_hrᵀ`.
+    /// `h_t = m_t · W_hrᵀ` (eight-bit weights: `qm` is `m_t` quantized, see
+    /// [`Ctx::quantize_projected`]).
     #[inline(always)]
-    pub(super) fn projection<const FMA: bool, const L: usize, const PR: usize>(
+    pub(super) fn projection<const FMA: bool, const L: usize, const PR: usize, const I8: bool>(
         &self,
         layer: usize,
         s: usize,
+        qm: &QuantBatch,
         items: std::ops::Range<usize>,
     ) {
         // Const generic expressions are not stable: the tile is 2·L columns, at most 32.
@@ -329,7 +358,7 @@ impl Ctx<'_> {
         for item in items {
             let (d, tile) = (item / tiles, item % tiles);
             let idx = layer * dirs + d;
-            let w = &m.dirs[idx].w_hr[tile * h * nc..][..h * nc];
+            let pd = &m.dirs[idx];
             let u0 = tile * nc;
             let nu = nc.min(p - u0);
             // SAFETY: `m` was written in the step phase and is only read now; the current
@@ -348,6 +377,23 @@ impl Ctx<'_> {
                     .copy_from_slice(&h_prev[r * p + u0..][..nu]);
             }
             let run = |f: &mut dyn FnMut(usize, &[f32])| {
+                if I8 {
+                    let Some(w_hr) = pd.quant.as_ref().and_then(|q| q.w_hr.as_ref()) else {
+                        return;
+                    };
+                    // Eight-bit weights have tiles of 8 units: 16 columns here.
+                    product_i8::<16>(
+                        m.isa,
+                        0..live,
+                        #[inline(always)]
+                        |r| qm.row(d * b + r),
+                        w_hr.tile(tile),
+                        #[inline(always)]
+                        |r, acc| f(r, acc),
+                    );
+                    return;
+                }
+                let w = &pd.w_hr[tile * h * nc..][..h * nc];
                 let a = |r: usize| [&[][..], &m_d[r * h..][..h]];
                 if L == 16 {
                     product::<FMA, PR, 32, 0>(0..live, a, [&[], w], false, |r, acc, _| f(r, acc));

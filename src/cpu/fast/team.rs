@@ -2,6 +2,7 @@
 //! step's work in [`super::step`]), each phase split between the team's threads by tiles of
 //! output columns and ended by a barrier (see [the engine](super)).
 
+use super::int8::{product_i8, QuantBatch};
 use super::kernel::{product, Isa};
 use super::pack::FastModel;
 use super::pool::{next_item, share, ItemQueue, PoisonOnPanic, Shared, SpinBarrier};
@@ -59,11 +60,25 @@ impl Ctx<'_> {
             // FMA.
             Isa::Avx512 => unsafe { self.run_avx512(id) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` is chosen only when the processor has AVX2 and FMA.
+            // SAFETY: `Isa::Avx2Fma` is chosen only when the processor has AVX2 and FMA (and
+            // for eight-bit weights on AVX-512 cores, which have both).
+            Isa::Avx2Fma if self.m.int8 => unsafe { self.run_avx2_i8(id) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
             Isa::Avx2Fma => unsafe { self.run_avx2(id) },
-            Isa::NativeFma => self.run_cell::<true, 8>(id),
-            _ => self.run_cell::<false, 8>(id),
+            // Eight-bit weights elsewhere: the portable integer loop, unfused float updates.
+            _ if self.m.int8 => self.run_cell::<false, 8, true>(id),
+            // (Chosen only on AArch64: not compiled elsewhere.)
+            #[cfg(target_arch = "aarch64")]
+            Isa::NativeFma => self.run_cell::<true, 8, false>(id),
+            _ => self.run_cell::<false, 8, false>(id),
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2_i8(&self, id: usize) {
+        self.run_cell::<true, 8, true>(id)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -71,9 +86,9 @@ impl Ctx<'_> {
     fn run_avx512(&self, id: usize) {
         // 32 registers: 4 rows × 4 gates of accumulators for the LSTM (6 rows spill).
         match self.m.spec.cell {
-            Cell::Lstm => self.run_team::<true, 16, 64, 4, 6>(id),
-            Cell::Gru => self.run_team::<true, 16, 48, 6, 6>(id),
-            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<true, 16, 32, 6, 6>(id),
+            Cell::Lstm => self.run_team::<true, 16, 64, 4, 6, false>(id),
+            Cell::Gru => self.run_team::<true, 16, 48, 6, 6, false>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<true, 16, 32, 6, 6, false>(id),
         }
     }
 
@@ -83,25 +98,26 @@ impl Ctx<'_> {
         // The LSTM's 3-row block is hand-scheduled (see `super::avx2`); the others are
         // `run_cell`'s.
         match self.m.spec.cell {
-            Cell::Lstm => self.run_team::<true, 8, 32, 3, 6>(id),
-            _ => self.run_cell::<true, 8>(id),
+            Cell::Lstm => self.run_team::<true, 8, 32, 3, 6, false>(id),
+            _ => self.run_cell::<true, 8, false>(id),
         }
     }
 
     /// Tile widths and row blocks are constants of the kernels: one instance per cell, for
-    /// 16 registers of `L` floats.
+    /// 16 registers of `L` floats (`I8`: eight-bit weights, whose products choose their own
+    /// row blocks).
     #[inline(always)]
-    fn run_cell<const FMA: bool, const L: usize>(&self, id: usize) {
+    fn run_cell<const FMA: bool, const L: usize, const I8: bool>(&self, id: usize) {
         match self.m.spec.cell {
-            Cell::Lstm => self.run_team::<FMA, L, 32, 2, 6>(id),
-            Cell::Gru => self.run_team::<FMA, L, 24, 3, 6>(id),
-            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<FMA, L, 16, 6, 6>(id),
+            Cell::Lstm => self.run_team::<FMA, L, 32, 2, 6, I8>(id),
+            Cell::Gru => self.run_team::<FMA, L, 24, 3, 6, I8>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<FMA, L, 16, 6, 6, I8>(id),
         }
     }
 
     /// Every layer: the input projection, then the steps, with barriers between phases.
     /// `L` is the vector width, `NC` the step tile's width, `MR` the rows per kernel call (and
-    /// `PR` per call of the projection's kernel).
+    /// `PR` per call of the projection's kernel); `I8`: the model's weights are eight-bit.
     #[inline(always)]
     fn run_team<
         const FMA: bool,
@@ -109,6 +125,7 @@ impl Ctx<'_> {
         const NC: usize,
         const MR: usize,
         const PR: usize,
+        const I8: bool,
     >(
         &self,
         id: usize,
@@ -130,6 +147,8 @@ impl Ctx<'_> {
             }
             true
         };
+        // Eight-bit weights: this thread's quantized rows of the product at hand.
+        let mut qa = QuantBatch::default();
         for layer in 0..spec.num_layers {
             let x = if layer == 0 {
                 self.x0
@@ -140,7 +159,7 @@ impl Ctx<'_> {
                 unsafe { y.slice(0, self.steps * self.batch * dirs * spec.hidden_out()) }
             };
             if !self.fused {
-                self.input_projection::<FMA, NC, MR>(layer, x, mine.clone());
+                self.input_projection::<FMA, NC, MR, I8>(layer, x, mine.clone(), &mut qa);
                 if !sync(&mut mine, &mut mine_proj) {
                     return;
                 }
@@ -150,21 +169,27 @@ impl Ctx<'_> {
                 // `k` down (see `product`), so that a step begins with the weights the
                 // previous one ended with, still in the nearest cache.
                 let forwards = !self.zigzag(s);
+                if I8 {
+                    self.quantize_states(layer, s, &mut qa);
+                }
                 if self.steal {
                     self.queues[id].reset(mine.clone());
                     while let Some(item) = next_item(self.queues, id, forwards) {
-                        self.step::<FMA, L, NC, MR>(layer, s, x, item..item + 1);
+                        self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, item..item + 1);
                     }
                 } else if forwards {
-                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone());
+                    self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone());
                 } else {
-                    self.step::<FMA, L, NC, MR>(layer, s, x, mine.clone().rev());
+                    self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone().rev());
                 }
                 if !sync(&mut mine, &mut mine_proj) {
                     return;
                 }
                 if spec.proj_size > 0 {
-                    self.projection::<FMA, L, PR>(layer, s, mine_proj.clone());
+                    if I8 {
+                        self.quantize_projected(&mut qa);
+                    }
+                    self.projection::<FMA, L, PR, I8>(layer, s, &qa, mine_proj.clone());
                     if !sync(&mut mine, &mut mine_proj) {
                         return;
                     }
@@ -181,13 +206,48 @@ impl Ctx<'_> {
         self.batch == 1 && s % 2 == 1
     }
 
-    /// `Gx = X·W_ihᵀ + b` for the tiles `items` (of both directions), every row.
+    /// Eight-bit weights: `H_{t−1}` of step `s`, every row of every direction of `layer`,
+    /// quantized into `qa` (row `d · B + r`).
     #[inline(always)]
-    fn input_projection<const FMA: bool, const NC: usize, const MR: usize>(
+    fn quantize_states(&self, layer: usize, s: usize, qa: &mut QuantBatch) {
+        let (b, h_out, dirs) = (
+            self.batch,
+            self.m.spec.hidden_out(),
+            self.m.spec.num_directions(),
+        );
+        let cur = s % 2;
+        qa.quantize(dirs * b, h_out, |i| {
+            let (d, r) = (i / b, i % b);
+            let idx = layer * dirs + d;
+            // SAFETY: slot `cur` of the hidden state is only read during a step.
+            unsafe { self.h.slice(((idx * 2 + cur) * b + r) * h_out, h_out) }
+        });
+    }
+
+    /// Eight-bit weights: every row of `m_t` (row `d · B + r`) quantized into `qa`, for the
+    /// projection.
+    #[inline(always)]
+    fn quantize_projected(&self, qa: &mut QuantBatch) {
+        let (b, h, dirs) = (
+            self.batch,
+            self.m.spec.hidden_size,
+            self.m.spec.num_directions(),
+        );
+        qa.quantize(dirs * b, h, |i| {
+            // SAFETY: `m` was written in the step phase and is only read now.
+            unsafe { self.m_buf.slice(i * h, h) }
+        });
+    }
+
+    /// `Gx = X·W_ihᵀ + b` for the tiles `items` (of both directions), every row (eight-bit
+    /// weights: each block of rows quantized into `qa` first).
+    #[inline(always)]
+    fn input_projection<const FMA: bool, const NC: usize, const MR: usize, const I8: bool>(
         &self,
         layer: usize,
         x: &[f32],
         items: std::ops::Range<usize>,
+        qa: &mut QuantBatch,
     ) {
         let m = self.m;
         let (tiles, dirs) = (m.tiling.tiles, m.spec.num_directions());
@@ -195,15 +255,32 @@ impl Ctx<'_> {
         let gx_width = tiles * NC;
         // A multiple of `MR`, so that only the last block can be short.
         let row_block = (ROW_BLOCK / MR).max(1) * MR;
+        let k = m.spec.layer_input_size(layer);
         for start in (0..rows).step_by(row_block) {
             let block = start..(start + row_block).min(rows);
+            if I8 && !items.is_empty() {
+                qa.quantize(block.len(), k, |i| &x[(start + i) * k..][..k]);
+            }
+            let quantized: &QuantBatch = qa;
             for item in items.clone() {
                 let (d, tile) = (item / tiles, item % tiles);
                 let pd = &m.dirs[layer * dirs + d];
-                let k = pd.input;
-                let w = &pd.w_ih[tile * k * NC..][..k * NC];
                 let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
                 let base = d * rows * gx_width + tile * NC;
+                if I8 {
+                    let Some(q) = &pd.quant else { continue };
+                    product_i8::<NC>(
+                        m.isa,
+                        block.clone(),
+                        #[inline(always)]
+                        |r| quantized.row(r - start),
+                        q.w_ih.tile(tile),
+                        #[inline(always)]
+                        |r, acc| self.store_gx(base + r * gx_width, acc, bias),
+                    );
+                    continue;
+                }
+                let w = &pd.w_ih[tile * k * NC..][..k * NC];
                 product::<FMA, MR, NC, 0>(
                     block.clone(),
                     #[inline(always)]
@@ -211,16 +288,20 @@ impl Ctx<'_> {
                     [&[], w],
                     false,
                     #[inline(always)]
-                    |r, acc, _| {
-                        // SAFETY: this tile's columns of `gx` for direction `d` are written by
-                        // this thread only (it owns `item`), and read by nobody in this phase.
-                        let out = unsafe { self.gx.slice_mut(base + r * gx_width, NC) };
-                        for c in 0..NC {
-                            out[c] = acc[c] + bias[c];
-                        }
-                    },
+                    |r, acc, _| self.store_gx(base + r * gx_width, acc, bias),
                 );
             }
+        }
+    }
+
+    /// `acc + bias` into `gx` at `at`: one row of a tile of the input projection.
+    #[inline(always)]
+    fn store_gx<const NC: usize>(&self, at: usize, acc: &[f32; NC], bias: &[f32; NC]) {
+        // SAFETY: this tile's columns of `gx` are written by the thread that owns the tile,
+        // and read by nobody in the input projection's phase.
+        let out = unsafe { self.gx.slice_mut(at, NC) };
+        for c in 0..NC {
+            out[c] = acc[c] + bias[c];
         }
     }
 }

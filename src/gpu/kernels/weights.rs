@@ -38,6 +38,9 @@ impl Reader {
             (WeightsBinding::Texture, _) => Reader::Texture,
             (WeightsBinding::Buffer, WeightsDtype::F32) => Reader::F32,
             (WeightsBinding::Buffer, WeightsDtype::F16) => Reader::F16,
+            (WeightsBinding::Buffer, WeightsDtype::I8) => {
+                unreachable!("int8 weights are refused at upload")
+            }
         }
     }
 }

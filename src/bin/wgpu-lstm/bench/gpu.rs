@@ -51,7 +51,7 @@ impl<'a> ShapeRun<'a> {
     }
 
     /// The CPU's output with float32 weights.
-    fn cpu_output(&self) -> Result<&Output, Error> {
+    pub fn cpu_output(&self) -> Result<&Output, Error> {
         if let Some(out) = self.cpu_out.get() {
             return Ok(out);
         }

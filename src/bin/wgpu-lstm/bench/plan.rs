@@ -24,7 +24,7 @@ pub struct Settings {
     pub cpu: bool,
     /// Threads of the CPU engine.
     pub threads: usize,
-    /// Weight types of each GPU shape.
+    /// Weight types of each shape: on the GPU f32 and f16, on the CPU f32 and i8.
     pub dtypes: Vec<Dtype>,
     /// Weight storages of each GPU shape.
     pub storages: Vec<Storage>,
@@ -64,12 +64,27 @@ impl Settings {
         }
     }
 
-    /// Every (weight type, storage) each GPU shape runs with, in order.
+    /// Every (weight type, storage) each GPU shape runs with, in order (int8 weights run on
+    /// the CPU only so far).
     pub fn weight_types(&self) -> Vec<(Dtype, Storage)> {
         self.dtypes
             .iter()
+            .filter(|&&d| d != Dtype::I8)
             .flat_map(|&d| self.storages.iter().map(move |&s| (d, s)))
             .collect()
+    }
+
+    /// The weight types each CPU shape runs with, in order: f32 always (the baseline of the
+    /// others), then i8 if asked for (f16 is a GPU storage type).
+    pub fn cpu_types(&self) -> Vec<Dtype> {
+        if !self.cpu {
+            return Vec::new();
+        }
+        let mut types = vec![Dtype::F32];
+        if self.dtypes.contains(&Dtype::I8) {
+            types.push(Dtype::I8);
+        }
+        types
     }
 
     /// Plans every step of the run in `progress`, in the order `run_bench` takes them: the
@@ -97,9 +112,14 @@ impl Settings {
             );
         }
         for shape in shapes {
-            if self.cpu {
+            for dtype in self.cpu_types() {
                 progress.plan(
-                    format!("{}: cpu, {} threads", describe(shape), self.threads),
+                    format!(
+                        "{}: cpu, {} threads{}",
+                        describe(shape),
+                        self.threads,
+                        if dtype == Dtype::I8 { ", int8" } else { "" }
+                    ),
                     vec!["lane:cpu".into()],
                     self.guess_cpu_s(shape),
                 );

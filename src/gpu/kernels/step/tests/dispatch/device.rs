@@ -88,6 +88,7 @@ pub(super) fn run(
             .iter()
             .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
             .collect(),
+        WeightsDtype::I8 => unreachable!("the step kernels run f32 and f16 weights"),
     };
     let w = WeightStore::upload(device, queue, "w", &w_bytes, case.dtype, case.storage);
     let h0 = input("h0", bytemuck::cast_slice(&dev.h0));

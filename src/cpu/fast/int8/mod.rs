@@ -1,0 +1,127 @@
+//! Eight-bit weights in the fast engine ([`WeightsDtype::I8`](crate::WeightsDtype::I8)): the
+//! weights packed as integers in the tiles of the float32 ones, the activations of a product
+//! quantized row by row on the fly, and the integer product kernel whose epilogue hands the
+//! float32 sums to the same cell updates as float32 weights (the scheme:
+//! [`crate::quant`]).
+//!
+//! Integer sums are exact, so the order of a sum does not matter: every instruction set and
+//! thread count gives the same bits, and the product ignores the float32 kernels' tricks of
+//! order (two halves, backwards steps).
+//!
+//! ```text
+//! mod.rs     the packed integer weights (QuantMatrix) and one batch of quantized rows
+//! kernel.rs  the product: blocks of rows against a tile, dequantized for the epilogue
+//! avx2.rs    the AVX2 block (vpmaddubsw, vpmaddwd), chosen at run time
+//! ```
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod kernel;
+
+pub(super) use kernel::product_i8;
+
+use ndarray::ArrayView2;
+
+use super::pack::Tiling;
+use crate::quant::{quantize_activations, quantize_rows, RowScale};
+
+/// Bytes of an activation row and of a weight column per step of the kernel: four
+/// consecutive `k` (one 32-bit lane of `vpmaddubsw`).
+pub(crate) const K_GROUP: usize = 4;
+
+/// One product's weights as integers, in the tiles of the float32 layout (see
+/// [`super::pack`]): `[tiles][K/4][width][4]` bytes (four consecutive `k` of a column side by
+/// side), a scale and the sum of the integers of every column, `[tiles][width]` (zero for the
+/// columns past the last unit).
+#[derive(Debug, Clone)]
+pub(crate) struct QuantMatrix {
+    /// `K` rounded up to a multiple of [`K_GROUP`].
+    pub(crate) k_padded: usize,
+    width: usize,
+    q: Vec<i8>,
+    scale: Vec<f32>,
+    colsum: Vec<i32>,
+}
+
+/// One tile of a [`QuantMatrix`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QuantTile<'a> {
+    pub(crate) q: &'a [i8],
+    pub(crate) scale: &'a [f32],
+    pub(crate) colsum: &'a [i32],
+}
+
+impl QuantMatrix {
+    /// `w` (`[gates·units, K]`, PyTorch's layout) quantized row by row and packed as `tiling`
+    /// packs it, `units` rows per gate.
+    pub(crate) fn pack(tiling: &Tiling, w: ArrayView2<'_, f32>, units: usize) -> Self {
+        let (rows, k) = w.dim();
+        let k_padded = k.div_ceil(K_GROUP) * K_GROUP;
+        let width = tiling.width;
+        let quant = quantize_rows(w);
+        let mut q = vec![0i8; tiling.tiles * k_padded * width];
+        let mut scale = vec![0.0f32; tiling.tiles * width];
+        let mut colsum = vec![0i32; tiling.tiles * width];
+        for r in 0..rows {
+            let (tile, col) = tiling.place(r, units);
+            scale[tile * width + col] = quant.scales[r];
+            let mut sum = 0i32;
+            for (kk, &v) in quant.q.row(r).iter().enumerate() {
+                let (group, j) = (kk / K_GROUP, kk % K_GROUP);
+                q[((tile * k_padded / K_GROUP + group) * width + col) * K_GROUP + j] = v;
+                sum += i32::from(v);
+            }
+            colsum[tile * width + col] = sum;
+        }
+        QuantMatrix {
+            k_padded,
+            width,
+            q,
+            scale,
+            colsum,
+        }
+    }
+
+    /// Tile `t`.
+    #[inline(always)]
+    pub(crate) fn tile(&self, t: usize) -> QuantTile<'_> {
+        let w = self.width;
+        QuantTile {
+            q: &self.q[t * self.k_padded * w..][..self.k_padded * w],
+            scale: &self.scale[t * w..][..w],
+            colsum: &self.colsum[t * w..][..w],
+        }
+    }
+}
+
+/// Rows of activations quantized for a product: `[rows][K padded]` bytes and a scale per row.
+#[derive(Debug, Default)]
+pub(crate) struct QuantBatch {
+    k_padded: usize,
+    q: Vec<u8>,
+    scales: Vec<RowScale>,
+}
+
+impl QuantBatch {
+    /// Quantizes `rows` rows of `k` floats, row `r` being `row(r)`, replacing what it held.
+    #[inline(always)]
+    pub(crate) fn quantize<'a>(&mut self, rows: usize, k: usize, row: impl Fn(usize) -> &'a [f32]) {
+        let k_padded = k.div_ceil(K_GROUP) * K_GROUP;
+        self.k_padded = k_padded;
+        self.q.resize(rows * k_padded, 0);
+        self.scales.clear();
+        for r in 0..rows {
+            let s = quantize_activations(&row(r)[..k], &mut self.q[r * k_padded..][..k_padded]);
+            self.scales.push(s);
+        }
+    }
+
+    /// Row `r`: its bytes and scale.
+    #[inline(always)]
+    pub(crate) fn row(&self, r: usize) -> (&[u8], RowScale) {
+        (
+            &self.q[r * self.k_padded..][..self.k_padded],
+            self.scales[r],
+        )
+    }
+}
