@@ -100,17 +100,14 @@ pub fn render(
     std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
 }
 
-/// A record's bar: the CPU, or a GPU adapter with its weight type where not float32.
+/// A record's bar: the CPU or a GPU adapter, with its weight type where not float32.
 fn label(r: &Record) -> String {
+    let weights = r.weights.as_deref().filter(|w| *w != "f32");
     match &r.adapter {
         Some(a) => {
-            let weights = r
-                .weights
-                .as_deref()
-                .filter(|w| *w != "f32")
-                .map_or(String::new(), |w| format!(", {w} weights"));
+            let weights = weights.map_or(String::new(), |w| format!(", {w} weights"));
             format!("gpu: {} ({}{weights})", a.name, a.backend)
         }
-        None => "cpu".to_string(),
+        None => weights.map_or("cpu".to_string(), |w| format!("cpu ({w} weights)")),
     }
 }
