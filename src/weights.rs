@@ -208,36 +208,25 @@ impl Weights {
     /// # Ok::<(), wgpu_lstm::Error>(())
     /// ```
     pub fn rounded(&self, dtype: WeightsDtype) -> Weights {
-        match dtype {
-            WeightsDtype::F32 => self.clone(),
-            WeightsDtype::F16 => {
-                let mut out = self.clone();
-                for d in &mut out.params {
-                    for a in [&mut d.w_ih, &mut d.w_hh]
-                        .into_iter()
-                        .chain(d.w_hr.as_mut())
-                    {
-                        a.mapv_inplace(round_f16);
-                    }
+        let mut out = self.clone();
+        for d in &mut out.params {
+            let matrices = [&mut d.w_ih, &mut d.w_hh]
+                .into_iter()
+                .chain(d.w_hr.as_mut());
+            match dtype {
+                WeightsDtype::F32 => {}
+                WeightsDtype::F16 => {
+                    matrices.for_each(|a| a.mapv_inplace(round_f16));
                     if let Some(p) = d.w_ph.as_mut() {
                         p.mapv_inplace(round_f16);
                     }
                 }
-                out
-            }
-            WeightsDtype::I8 => {
-                let mut out = self.clone();
-                for d in &mut out.params {
-                    for a in [&mut d.w_ih, &mut d.w_hh]
-                        .into_iter()
-                        .chain(d.w_hr.as_mut())
-                    {
-                        *a = crate::quant::dequantized(a.view());
-                    }
+                WeightsDtype::I8 => {
+                    matrices.for_each(|a| *a = crate::quant::dequantized(a.view()));
                 }
-                out
             }
         }
+        out
     }
 
     /// Every tensor under its PyTorch name ([`param_name`]), in PyTorch's order (layer by
