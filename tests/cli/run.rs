@@ -124,6 +124,46 @@ fn run_with_f16_weights() {
     assert_close("f16 y", &expected.y, &got, Tolerance::GPU_VS_CPU);
 }
 
+/// `--weights-dtype i8` on the CPU: the library's int8 model, bit for bit (the same scheme,
+/// any thread count); on the GPU and with `--model`, a clear error and no output file.
+#[test]
+fn run_with_i8_weights() {
+    let case = Case::new();
+    let spec = RnnSpec::lstm(4, 9).layers(2);
+    let w = Weights::random(&spec, 6).unwrap();
+    model_file::save(&case.path("m.safetensors"), &w, false).unwrap();
+    let x: ArrayD<f32> = uniform(&mut rng(63), IxDyn(&[6, 2, 4]), 1.0);
+    npy::write(&case.path("x.npy"), &x).unwrap();
+    let (m, xs, y) = (case.p("m.safetensors"), case.p("x.npy"), case.p("y.npy"));
+    let args = ["run", "--weights", &m, "--input", &xs, "--output", &y];
+    assert_ok(&run(&[
+        &args[..],
+        &["--device", "cpu", "--weights-dtype", "i8"],
+    ]
+    .concat()));
+    let model = CpuModel::new(w).weights_dtype(WeightsDtype::I8).unwrap();
+    let expected = model.forward(&Input::new(x.view())).unwrap();
+    assert_eq!(read(Path::new(&y)), expected.y.into_dyn());
+    std::fs::remove_file(&y).unwrap();
+    let onnx = ["run", "--model", "m.onnx", "--input", &xs, "--output", &y];
+    let out = run(&[&onnx[..], &["--device", "cpu", "--weights-dtype", "i8"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--weights-dtype i8 applies to --weights"),
+        "{err}"
+    );
+    assert!(!case.path("y.npy").exists());
+    if !devices().contains(&"gpu") {
+        return;
+    }
+    let out = run(&[&args[..], &["--device", "gpu", "--weights-dtype", "i8"]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CPU only so far"), "{err}");
+    assert!(!case.path("y.npy").exists());
+}
+
 /// Batch-first by flag and by metadata, unbatched input, float64 input, a prefixed model.
 #[test]
 fn run_layouts_and_formats() {
