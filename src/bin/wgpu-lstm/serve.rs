@@ -102,27 +102,36 @@ fn models(args: &ServeArgs, options: &BatcherOptions) -> Result<Vec<ServedModel>
     Ok(out)
 }
 
-/// Resolves at SIGINT (Ctrl-C) or SIGTERM.
-async fn terminated() {
+/// The SIGTERM handler, installed before the server answers anyone: a SIGTERM that came
+/// between the first answer and the first wait would otherwise end the process by the
+/// signal's default action, without a graceful shutdown.
+#[cfg(unix)]
+type Termination = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Termination = ();
+
+/// Installs the SIGTERM handler (inside the async runtime).
+fn watch_termination() -> Termination {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        signal(SignalKind::terminate()).ok()
+    }
+}
+
+/// Resolves at SIGINT (Ctrl-C) or at SIGTERM (`term`, where it could be installed).
+async fn terminated(term: Termination) {
+    #[cfg(unix)]
+    if let Some(mut term) = term {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
+        return;
     }
     #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    let () = term;
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
@@ -175,6 +184,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
+        let term = watch_termination();
         let running = server.start(&options).await?;
         let show = |a: Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
         eprintln!(
@@ -182,7 +192,7 @@ pub fn run_serve(args: &ServeArgs) -> Result<(), Error> {
             show(running.http_addr()),
             show(running.grpc_addr())
         );
-        running.serve_until(terminated()).await;
+        running.serve_until(terminated(term)).await;
         eprintln!("shut down");
         Ok(())
     })
