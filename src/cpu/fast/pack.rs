@@ -68,7 +68,7 @@ impl Tiling {
     }
 
     /// Tile and column of row `r` of a gate-major PyTorch weight with `units` rows per gate.
-    pub(super) fn place(&self, r: usize, units: usize) -> (usize, usize) {
+    fn place(&self, r: usize, units: usize) -> (usize, usize) {
         let (g, u) = (r / units, r % units);
         (u / self.units, g * self.units + u % self.units)
     }
@@ -84,6 +84,11 @@ impl Tiling {
             }
         }
         out
+    }
+
+    /// `w` as [`Tiling::pack`] places it, as eight-bit integers (see [`QuantMatrix`]).
+    fn pack_quant(&self, w: ArrayView2<'_, f32>, units: usize) -> QuantMatrix {
+        QuantMatrix::pack(self.tiles, self.width, w, |r| self.place(r, units))
     }
 
     /// A gate-major vector (`[gates·units]`) as `[tiles][width]`.
@@ -173,12 +178,12 @@ pub(crate) fn pack(weights: &Weights, lanes: usize, int8: bool) -> Vec<PackedDir
             };
             if int8 {
                 packed.quant = Some(QuantDirection {
-                    w_ih: QuantMatrix::pack(&tiling, p.w_ih.view(), h),
-                    w_hh: QuantMatrix::pack(&tiling, p.w_hh.view(), h),
+                    w_ih: tiling.pack_quant(p.w_ih.view(), h),
+                    w_hh: tiling.pack_quant(p.w_hh.view(), h),
                     w_hr: p
                         .w_hr
                         .as_ref()
-                        .map(|w| QuantMatrix::pack(&proj, w.view(), spec.proj_size)),
+                        .map(|w| proj.pack_quant(w.view(), spec.proj_size)),
                 });
             } else {
                 packed.w_ih = tiling.pack(p.w_ih.view(), h).into();

@@ -22,7 +22,6 @@ pub(super) use kernel::product_i8;
 
 use ndarray::ArrayView2;
 
-use super::pack::Tiling;
 use crate::quant::{quantize_activations, quantize_rows, RowScale};
 
 /// Bytes of an activation row and of a weight column per step of the kernel: four
@@ -52,18 +51,23 @@ pub(crate) struct QuantTile<'a> {
 }
 
 impl QuantMatrix {
-    /// `w` (`[gates·units, K]`, PyTorch's layout) quantized row by row and packed as `tiling`
-    /// packs it, `units` rows per gate.
-    pub(crate) fn pack(tiling: &Tiling, w: ArrayView2<'_, f32>, units: usize) -> Self {
+    /// `w` (`[rows, K]`, PyTorch's layout) quantized row by row and packed into `tiles`
+    /// tiles `width` columns wide, row `r` going to the tile and column `place(r)` (the float32
+    /// layout's `Tiling::place`).
+    pub(crate) fn pack(
+        tiles: usize,
+        width: usize,
+        w: ArrayView2<'_, f32>,
+        place: impl Fn(usize) -> (usize, usize),
+    ) -> Self {
         let (rows, k) = w.dim();
         let k_padded = k.div_ceil(K_GROUP) * K_GROUP;
-        let width = tiling.width;
         let quant = quantize_rows(w);
-        let mut q = vec![0i8; tiling.tiles * k_padded * width];
-        let mut scale = vec![0.0f32; tiling.tiles * width];
-        let mut colsum = vec![0i32; tiling.tiles * width];
+        let mut q = vec![0i8; tiles * k_padded * width];
+        let mut scale = vec![0.0f32; tiles * width];
+        let mut colsum = vec![0i32; tiles * width];
         for r in 0..rows {
-            let (tile, col) = tiling.place(r, units);
+            let (tile, col) = place(r);
             scale[tile * width + col] = quant.scales[r];
             let mut sum = 0i32;
             for (kk, &v) in quant.q.row(r).iter().enumerate() {
