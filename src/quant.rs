@@ -41,13 +41,21 @@ pub(crate) struct QuantRows {
 
 /// Quantizes each row of `w` with its own symmetric scale (see the [module](self) docs). A
 /// row of zeros gets scale 0 (all its integers 0).
-pub(crate) fn quantize_rows(w: ArrayView2<'_, f32>) -> QuantRows {
+///
+/// `given`, one scale per row, are the scales a quantized model came with (its weights are
+/// integers times them): a row keeps its given scale when every `w / s` rounds into
+/// −127..=127 — the model's own integers, exactly — and gets its own scale otherwise.
+pub(crate) fn quantize_rows(w: ArrayView2<'_, f32>, given: Option<&[f32]>) -> QuantRows {
     let (rows, k) = w.dim();
     let mut q = Array2::<i8>::zeros((rows, k));
     let mut scales = Vec::with_capacity(rows);
-    for (row, mut out) in w.rows().into_iter().zip(q.rows_mut()) {
+    for (r, (row, mut out)) in w.rows().into_iter().zip(q.rows_mut()).enumerate() {
         let max = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
-        let scale = max / WEIGHT_MAX;
+        let fits = |s: f32| s > 0.0 && s.is_finite() && (max / s).round_ties_even() <= WEIGHT_MAX;
+        let scale = match given.map(|g| g[r]) {
+            Some(s) if fits(s) => s,
+            _ => max / WEIGHT_MAX,
+        };
         scales.push(scale);
         if scale > 0.0 && scale.is_finite() {
             for (o, &v) in out.iter_mut().zip(row) {
@@ -58,9 +66,10 @@ pub(crate) fn quantize_rows(w: ArrayView2<'_, f32>) -> QuantRows {
     QuantRows { q, scales }
 }
 
-/// `w` as the eight-bit weights represent it: each row's integers times its scale.
-pub(crate) fn dequantized(w: ArrayView2<'_, f32>) -> Array2<f32> {
-    let QuantRows { q, scales } = quantize_rows(w);
+/// `w` as the eight-bit weights represent it: each row's integers times its scale (`given`:
+/// see [`quantize_rows`]).
+pub(crate) fn dequantized(w: ArrayView2<'_, f32>, given: Option<&[f32]>) -> Array2<f32> {
+    let QuantRows { q, scales } = quantize_rows(w, given);
     let mut out = q.mapv(f32::from);
     for (mut row, s) in out.rows_mut().into_iter().zip(scales) {
         row.mapv_inplace(|v| v * s);
@@ -147,12 +156,24 @@ mod tests {
     fn weights_by_hand() {
         // Row 0: max 2.54 → scale 0.02; 1.0 → 50, −2.54 → −127, 0.011 → 0.55 → 1.
         let w = array![[1.0f32, -2.54, 0.011], [0.0, 0.0, 0.0]];
-        let QuantRows { q, scales } = quantize_rows(w.view());
+        let QuantRows { q, scales } = quantize_rows(w.view(), None);
         assert!((scales[0] - 0.02).abs() < 1e-9);
         assert_eq!(q.row(0).to_vec(), vec![50, -127, 1]);
         assert_eq!((scales[1], q.row(1).to_vec()), (0.0, vec![0, 0, 0]));
-        let d = dequantized(w.view());
+        let d = dequantized(w.view(), None);
         assert!((d[[0, 1]] + 2.54).abs() < 1e-6 && (d[[0, 2]] - 0.02).abs() < 1e-6);
+    }
+
+    #[test]
+    fn given_scales_keep_a_models_integers() {
+        // A model's row: integers [3, −5, 0] with scale 0.1 (its largest is 5, not 127).
+        let s = 0.1f32;
+        let w = array![[3.0 * s, -5.0 * s, 0.0], [1.0, 2.0, 3.0]];
+        let QuantRows { q, scales } = quantize_rows(w.view(), Some(&[s, 1e-3]));
+        assert_eq!((q.row(0).to_vec(), scales[0]), (vec![3, -5, 0], s));
+        // Row 1's given scale would need integers up to 3000: the row's own scale instead.
+        assert_eq!(q.row(1).to_vec(), vec![42, 85, 127]);
+        assert!((scales[1] - 3.0 / 127.0).abs() < 1e-9);
     }
 
     #[test]

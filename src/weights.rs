@@ -57,6 +57,17 @@ pub struct Weights {
     spec: RnnSpec,
     /// Indexed `layer · D + direction`, like PyTorch's `h_n`.
     params: Vec<DirectionWeights>,
+    /// The scales of a quantized model's weight rows, indexed like `params` (see
+    /// [`Weights::quantized`]); `None` for float weights.
+    row_scales: Option<Vec<RowScales>>,
+}
+
+/// The scale of each row of one direction's `W_ih` and `W_hh` in a quantized model (the
+/// weights are integers times these).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RowScales {
+    pub(crate) w_ih: Vec<f32>,
+    pub(crate) w_hh: Vec<f32>,
 }
 
 /// PyTorch's name of a parameter, e.g. `param_name("weight_hh", 1, true)` is
@@ -103,6 +114,7 @@ impl Weights {
         Ok(Weights {
             spec: spec.clone(),
             params,
+            row_scales: None,
         })
     }
 
@@ -173,7 +185,39 @@ impl Weights {
         Ok(Weights {
             spec: spec.clone(),
             params,
+            row_scales: None,
         })
+    }
+
+    /// These weights marked as a quantized model's: `scales[layer · D + direction]` holds the
+    /// scale of each row of that direction's `W_ih` and `W_hh`, whose values are integers in
+    /// −127..=127 times them. [`WeightsDtype::I8`] then keeps the model's own integers and
+    /// scales instead of choosing its own.
+    pub(crate) fn with_row_scales(mut self, scales: Vec<RowScales>) -> Result<Self> {
+        let fits = scales.len() == self.params.len()
+            && scales
+                .iter()
+                .zip(&self.params)
+                .all(|(s, p)| s.w_ih.len() == p.w_ih.nrows() && s.w_hh.len() == p.w_hh.nrows());
+        if !fits {
+            return Err(Error::Internal(
+                "quantization scales do not match the weights".into(),
+            ));
+        }
+        self.row_scales = Some(scales);
+        Ok(self)
+    }
+
+    /// The row scales of direction `index` (`layer · D + direction`) of a quantized model.
+    pub(crate) fn row_scales(&self, index: usize) -> Option<&RowScales> {
+        self.row_scales.as_ref().map(|s| &s[index])
+    }
+
+    /// Whether these weights came from a quantized model (an onnxruntime
+    /// `DynamicQuantizeLSTM`): their values are the model's eight-bit integers times its
+    /// scales, and [`WeightsDtype::I8`] computes with those same integers and scales.
+    pub fn quantized(&self) -> bool {
+        self.row_scales.is_some()
     }
 
     /// The model description.
@@ -209,7 +253,8 @@ impl Weights {
     /// ```
     pub fn rounded(&self, dtype: WeightsDtype) -> Weights {
         let mut out = self.clone();
-        for d in &mut out.params {
+        for (index, d) in out.params.iter_mut().enumerate() {
+            let given = self.row_scales(index);
             let matrices = [&mut d.w_ih, &mut d.w_hh]
                 .into_iter()
                 .chain(d.w_hr.as_mut());
@@ -222,7 +267,10 @@ impl Weights {
                     }
                 }
                 WeightsDtype::I8 => {
-                    matrices.for_each(|a| *a = crate::quant::dequantized(a.view()));
+                    let scales = [given.map(|g| &g.w_ih[..]), given.map(|g| &g.w_hh[..]), None];
+                    for (a, s) in matrices.zip(scales) {
+                        *a = crate::quant::dequantized(a.view(), s);
+                    }
                 }
             }
         }

@@ -30,12 +30,26 @@ fn f32s(p: &Path) -> ndarray::ArrayD<f32> {
     }
 }
 
-/// Runs `case` with `files` (flag, fixture file) and compares the outputs (flag, expected).
+/// Runs `case` on the CPU with `files` (flag, fixture file) and compares the outputs (flag,
+/// expected) within 3e-5.
 fn check(case: &str, files: &[(&str, &str)], outputs: &[(&str, &str)]) {
+    check_with(case, &["--device", "cpu"], files, outputs, 3e-5);
+}
+
+/// Runs `case` with the flags `extra` and `files` (flag, fixture file) and compares the
+/// outputs (flag, expected file) within `tol`.
+fn check_with(
+    case: &str,
+    extra: &[&str],
+    files: &[(&str, &str)],
+    outputs: &[(&str, &str)],
+    tol: f32,
+) {
     let d = fixture(case);
     let tmp = tempfile::tempdir().unwrap();
     let model = d.join("model.onnx").display().to_string();
-    let mut args = vec!["run", "--device", "cpu", "--model", &model];
+    let mut args = vec!["run", "--model", &model];
+    args.extend_from_slice(extra);
     let ins: Vec<(String, String)> = files
         .iter()
         .map(|(f, n)| (f.to_string(), d.join(n).display().to_string()))
@@ -62,8 +76,60 @@ fn check(case: &str, files: &[(&str, &str)], outputs: &[(&str, &str)]) {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        assert!(err <= 3e-5, "{case}: {n} differs by {err}");
+        assert!(err <= tol, "{case} {extra:?}: {n} differs by {err}");
     }
+}
+
+/// onnxruntime's quantized LSTM (`DynamicQuantizeLSTM`): on the CPU its int8 weights by
+/// default (onnxruntime's int8 outputs, within the case's tolerance), `--weights-dtype f32`
+/// and the GPU the float LSTM of the values its integers stand for (to float32 rounding);
+/// `--weights-dtype i8` on a float model quantizes it.
+#[test]
+fn quantized_models_run_from_the_command_line() {
+    let case = "quantized/per_channel_bidirectional_states";
+    let files = [
+        ("--input", "X.npy"),
+        ("--h0", "initial_h.npy"),
+        ("--c0", "initial_c.npy"),
+        ("--lengths", "sequence_lens.npy"),
+    ];
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(case).join("case.json")).unwrap())
+            .unwrap();
+    let tol = json["tolerance"]["abs"].as_f64().unwrap() as f32;
+    let int8 = [
+        ("--output", "Y.npy"),
+        ("--hn", "Y_h.npy"),
+        ("--cn", "Y_c.npy"),
+    ];
+    check_with(case, &["--device", "cpu"], &files, &int8, tol);
+    let float = [
+        ("--output", "float_Y.npy"),
+        ("--hn", "float_Y_h.npy"),
+        ("--cn", "float_Y_c.npy"),
+    ];
+    let f32_cpu = ["--device", "cpu", "--weights-dtype", "f32"];
+    check_with(case, &f32_cpu, &files, &float, 1e-5);
+    if common::gpu().is_some() {
+        check_with(case, &["--device", "gpu"], &files, &float, 1e-5);
+    }
+    // A float model quantized with --weights-dtype i8: close to its float outputs.
+    check_with(
+        "random/lstm_reverse_layout1_full",
+        &["--device", "cpu", "--weights-dtype", "i8"],
+        &[
+            ("--input", "X.npy"),
+            ("--h0", "initial_h.npy"),
+            ("--c0", "initial_c.npy"),
+            ("--lengths", "sequence_lens.npy"),
+        ],
+        &[
+            ("--output", "Y.npy"),
+            ("--hn", "Y_h.npy"),
+            ("--cn", "Y_c.npy"),
+        ],
+        0.05,
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use ndarray::ArrayD;
 use serde_json::Value as Json;
 use wgpu_lstm::io::npy::{self, NpyArray};
 use wgpu_lstm::io::onnx::{self, OnnxModel, Value};
-use wgpu_lstm::{Forward, GpuModel};
+use wgpu_lstm::{CpuModel, Forward, GpuModel, WeightsDtype};
 
 fn case_id(dir: &Path) -> String {
     let case = dir.file_name().unwrap().to_string_lossy();
@@ -42,7 +42,8 @@ fn read_f32(path: &Path) -> ArrayD<f32> {
     }
 }
 
-/// Compares every expected output; returns the worst absolute error.
+/// Compares every expected output; returns the worst absolute error. `case` holds `outputs`
+/// and `tolerance` (a case, or its `float_reference`).
 #[track_caller]
 fn compare(what: &str, dir: &Path, case: &Json, actual: &BTreeMap<String, ArrayD<f32>>) -> f32 {
     let tol = &case["tolerance"];
@@ -133,6 +134,37 @@ fn check_case(dir: &Path, id: &str, gpu: Option<&wgpu_lstm::GpuContext>) -> Outc
         .run_cpu(&inputs)
         .unwrap_or_else(|e| panic!("{id}: cpu: {e}"));
     let mut worst = compare(&format!("{id} cpu"), dir, &case, &cpu);
+    // A quantized model (group `quantized`): the CPU computes with its eight-bit weights
+    // (compared above with onnxruntime's int8 outputs); float32 engines — the CPU with
+    // float32 weights, the GPU — give the float LSTM of the values the integers stand for.
+    let float_case = match case.get("float_reference") {
+        Some(reference) => {
+            assert!(model.quantized(), "{id}: not loaded as a quantized model");
+            assert!(
+                model
+                    .cpu_models()
+                    .iter()
+                    .all(|m| m.dtype() == WeightsDtype::I8),
+                "{id}: the CPU does not compute with the model's int8 weights"
+            );
+            let f32_models: Vec<CpuModel> = model
+                .stacks()
+                .iter()
+                .map(|s| CpuModel::new(s.weights.clone()))
+                .collect();
+            let engines: Vec<&dyn Forward> = f32_models.iter().map(|m| m as &dyn Forward).collect();
+            let out = model
+                .run(&engines, &inputs)
+                .unwrap_or_else(|e| panic!("{id}: cpu f32: {e}"));
+            let float_err = compare(&format!("{id} cpu f32"), dir, reference, &out);
+            let ort_err = case["quantization"]["onnxruntime_error"].as_f64().unwrap();
+            eprintln!(
+                "  {id}: int8 vs onnxruntime int8 {worst:.2e} (onnxruntime int8 vs float {ort_err:.2e}), f32 vs float reference {float_err:.2e}"
+            );
+            reference
+        }
+        None => &case,
+    };
     if let Some(ctx) = gpu {
         let models: Vec<GpuModel> = model
             .stacks()
@@ -143,7 +175,7 @@ fn check_case(dir: &Path, id: &str, gpu: Option<&wgpu_lstm::GpuContext>) -> Outc
         let out = model
             .run(&engines, &inputs)
             .unwrap_or_else(|e| panic!("{id}: gpu: {e}"));
-        worst = worst.max(compare(&format!("{id} gpu"), dir, &case, &out));
+        worst = worst.max(compare(&format!("{id} gpu"), dir, float_case, &out));
     }
     let stacks: Vec<usize> = model.stacks().iter().map(|s| s.nodes.len()).collect();
     eprintln!("  {id}: ok, layers per stack {stacks:?}, worst |diff| {worst:.2e}");

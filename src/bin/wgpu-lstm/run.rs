@@ -71,10 +71,12 @@ pub struct RunArgs {
     /// Threads of the CPU engine (default: the cores this process may use).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// How the GPU stores the weights: f16 halves their memory and bandwidth (sums and states
-    /// stay f32).
-    #[arg(long, value_enum, default_value_t = Dtype::F32)]
-    weights_dtype: Dtype,
+    /// How the weights are stored and multiplied: f16 (GPU) halves their memory and
+    /// bandwidth, i8 (CPU) quarters them and multiplies in integers; sums and states stay f32.
+    /// Default f32, except that an onnxruntime-quantized --model (DynamicQuantizeLSTM) runs
+    /// its own int8 weights on the CPU.
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    weights_dtype: Option<Dtype>,
     /// Where the GPU keeps the weights (auto: measured on the device); results are the same
     /// bits either way.
     #[arg(long, value_enum, default_value_t = Storage::Auto)]
@@ -189,18 +191,21 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
     let wanted = onnx_outputs(args, path, model.roles())?;
     let inputs = onnx_inputs(args, path, &model)?;
     let outputs = match args.device {
-        Device::Cpu => model.run_cpu(&inputs)?,
+        Device::Cpu => {
+            let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
+            let dtype = args.weights_dtype.map(Dtype::weights);
+            let cpu = model.cpu_models_with(threads, dtype)?;
+            let engines: Vec<&dyn Forward> = cpu.iter().map(|m| m as &dyn Forward).collect();
+            model.run(&engines, &inputs)?
+        }
         Device::Gpu => {
             let ctx = gpu_context(args)?;
+            let dtype = args.weights_dtype.unwrap_or(Dtype::F32);
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
                 .map(|s| {
-                    GpuModel::upload_with(
-                        &ctx,
-                        &s.weights,
-                        &args.weights_dtype.upload(args.weights_storage),
-                    )
+                    GpuModel::upload_with(&ctx, &s.weights, &dtype.upload(args.weights_storage))
                 })
                 .collect::<Result<_, _>>()?;
             let engines: Vec<&dyn Forward> = gpu.iter().map(|m| m as &dyn Forward).collect();
@@ -341,15 +346,10 @@ fn write_all(files: &[(&Path, &ArrayD<f32>)]) -> Result<(), Error> {
 /// Runs the model `args` name on their inputs and writes the outputs they ask for.
 pub fn run(args: &RunArgs) -> Result<(), Error> {
     check_distinct_outputs(args)?;
-    if args.device == Device::Cpu && args.weights_dtype == Dtype::F16 {
+    if args.device == Device::Cpu && args.weights_dtype == Some(Dtype::F16) {
         return Err(Error::InvalidInput(
             "--weights-dtype f16 applies to --device gpu (the CPU computes with f32 or i8 weights)"
                 .into(),
-        ));
-    }
-    if args.weights_dtype == Dtype::I8 && args.model.is_some() {
-        return Err(Error::InvalidInput(
-            "--weights-dtype i8 applies to --weights M.safetensors so far, not to --model".into(),
         ));
     }
     let weights_path = match (&args.weights, &args.model) {
@@ -404,7 +404,7 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
         Device::Cpu => {
             let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
             CpuModel::with_threads(model.weights, threads)?
-                .weights_dtype(args.weights_dtype.weights())?
+                .weights_dtype(args.weights_dtype.unwrap_or(Dtype::F32).weights())?
                 .forward(&input)?
         }
         Device::Gpu => {
@@ -412,7 +412,10 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
             GpuModel::upload_with(
                 &ctx,
                 &model.weights,
-                &args.weights_dtype.upload(args.weights_storage),
+                &args
+                    .weights_dtype
+                    .unwrap_or(Dtype::F32)
+                    .upload(args.weights_storage),
             )?
             .forward(&input)?
         }

@@ -87,8 +87,14 @@ impl Tiling {
     }
 
     /// `w` as [`Tiling::pack`] places it, as eight-bit integers (see [`QuantMatrix`]).
-    fn pack_quant(&self, w: ArrayView2<'_, f32>, units: usize) -> QuantMatrix {
-        QuantMatrix::pack(self.tiles, self.width, w, |r| self.place(r, units))
+    /// `given`: a quantized model's row scales (see [`QuantMatrix::pack`]).
+    fn pack_quant(
+        &self,
+        w: ArrayView2<'_, f32>,
+        given: Option<&[f32]>,
+        units: usize,
+    ) -> QuantMatrix {
+        QuantMatrix::pack(self.tiles, self.width, w, given, |r| self.place(r, units))
     }
 
     /// A gate-major vector (`[gates·units]`) as `[tiles][width]`.
@@ -177,13 +183,14 @@ pub(crate) fn pack(weights: &Weights, lanes: usize, int8: bool) -> Vec<PackedDir
                 quant: None,
             };
             if int8 {
+                let given = weights.row_scales(out.len());
                 packed.quant = Some(QuantDirection {
-                    w_ih: tiling.pack_quant(p.w_ih.view(), h),
-                    w_hh: tiling.pack_quant(p.w_hh.view(), h),
+                    w_ih: tiling.pack_quant(p.w_ih.view(), given.map(|g| &g.w_ih[..]), h),
+                    w_hh: tiling.pack_quant(p.w_hh.view(), given.map(|g| &g.w_hh[..]), h),
                     w_hr: p
                         .w_hr
                         .as_ref()
-                        .map(|w| proj.pack_quant(w.view(), spec.proj_size)),
+                        .map(|w| proj.pack_quant(w.view(), None, spec.proj_size)),
                 });
             } else {
                 packed.w_ih = tiling.pack(p.w_ih.view(), h).into();

@@ -45,6 +45,14 @@
 //! or pattern, is an [`Error::InvalidFile`] naming the node, its operator and what is
 //! supported.
 //!
+//! onnxruntime's quantized LSTM, `com.microsoft.DynamicQuantizeLSTM` (what
+//! `onnxruntime.quantization.quantize_dynamic` makes of every `LSTM`: eight-bit `W` and `R`
+//! with per-tensor or per-channel scales and zero points), loads too: its weights become the
+//! float32 values the integers stand for, `(q − zero_point)·scale`, and each stack remembers
+//! the scales ([`Weights::quantized`]), so that [`OnnxModel::cpu_models`] computes with the
+//! model's own integers ([`WeightsDtype::I8`]) while the GPU and float32 CPU models run the
+//! float LSTM of those values.
+//!
 //! Limits: the file is at most 2 GiB (protobuf's own limit; larger weights go in external data
 //! files, which must lie inside the model's directory). Decoding allocates at most in
 //! proportion to the file. The tensors the glue computes share one budget: 2²⁵ elements for
@@ -70,7 +78,7 @@ pub use value::Value;
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
-use crate::weights::{param_name, Weights};
+use crate::weights::{param_name, Weights, WeightsDtype};
 use graph::{Graph, LoadError};
 use value::DataDir;
 
@@ -179,8 +187,19 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
             }
         }
         let label = graph.nodes[g.members[0]].label();
-        let weights =
+        let mut weights =
             Weights::from_tensors(&spec, tensors).map_err(|e| bad(format!("{label}: {e}")))?;
+        if first.row_scales.is_some() {
+            // Stacked nodes compute the same way: all of them are quantized.
+            let scales = g
+                .members
+                .iter()
+                .flat_map(|&m| graph.rnn(m).row_scales.clone().unwrap_or_default())
+                .collect();
+            weights = weights
+                .with_row_scales(scales)
+                .map_err(|e| bad(format!("{label}: {e}")))?;
+        }
         stacks.push(Stack {
             nodes: g
                 .members
@@ -196,6 +215,19 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
         graph,
         stacks,
     })
+}
+
+/// `model` computing with its weights' own type: eight-bit for a quantized model where the
+/// fast engine runs it (see [`OnnxModel::cpu_models_with`]).
+fn own_dtype(model: CpuModel) -> CpuModel {
+    if model.weights().quantized() {
+        model
+            .clone()
+            .weights_dtype(WeightsDtype::I8)
+            .unwrap_or(model)
+    } else {
+        model
+    }
 }
 
 /// `s` on one line, its whitespace runs made single spaces.
@@ -225,11 +257,46 @@ impl OnnxModel {
         &self.graph.outputs
     }
 
-    /// One [`CpuModel`] per stack.
+    /// One [`CpuModel`] per stack on [`CpuModel::default_threads`] threads, with the model's
+    /// own weights type (see [`OnnxModel::cpu_models_with`]).
     pub fn cpu_models(&self) -> Vec<CpuModel> {
         self.stacks
             .iter()
-            .map(|s| CpuModel::new(s.weights.clone()))
+            .map(|s| own_dtype(CpuModel::new(s.weights.clone())))
             .collect()
+    }
+
+    /// One [`CpuModel`] per stack on `threads` threads, computing with `dtype` weights. `None`:
+    /// the model's own — a stack of onnxruntime's quantized LSTMs ([`Weights::quantized`])
+    /// computes with the model's eight-bit integers and scales ([`WeightsDtype::I8`]), as
+    /// onnxruntime does, except where the fast engine does not run it (ONNX's gate options
+    /// `clip`, `input_forget`, `activations`: the reference engine), which computes in float32
+    /// with the values the integers stand for ([`CpuModel::dtype`] says which); any other
+    /// stack computes in float32. `Some(WeightsDtype::F32)` runs a quantized model in float32
+    /// with those values; `Some(WeightsDtype::I8)` quantizes a float model (see
+    /// [`CpuModel::weights_dtype`]).
+    ///
+    /// # Errors
+    /// `threads` is 0, or `dtype` is refused by [`CpuModel::weights_dtype`].
+    pub fn cpu_models_with(
+        &self,
+        threads: usize,
+        dtype: Option<WeightsDtype>,
+    ) -> Result<Vec<CpuModel>> {
+        self.stacks
+            .iter()
+            .map(|s| {
+                let model = CpuModel::with_threads(s.weights.clone(), threads)?;
+                match dtype {
+                    Some(d) => model.weights_dtype(d),
+                    None => Ok(own_dtype(model)),
+                }
+            })
+            .collect()
+    }
+
+    /// Whether any stack is onnxruntime's quantized LSTM ([`Weights::quantized`]).
+    pub fn quantized(&self) -> bool {
+        self.stacks.iter().any(|s| s.weights.quantized())
     }
 }

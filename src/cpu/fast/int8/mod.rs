@@ -53,16 +53,18 @@ pub(crate) struct QuantTile<'a> {
 impl QuantMatrix {
     /// `w` (`[rows, K]`, PyTorch's layout) quantized row by row and packed into `tiles`
     /// tiles `width` columns wide, row `r` going to the tile and column `place(r)` (the float32
-    /// layout's `Tiling::place`).
+    /// layout's `Tiling::place`); `given`: a quantized model's row scales (see
+    /// `quant::quantize_rows`).
     pub(crate) fn pack(
         tiles: usize,
         width: usize,
         w: ArrayView2<'_, f32>,
+        given: Option<&[f32]>,
         place: impl Fn(usize) -> (usize, usize),
     ) -> Self {
         let (rows, k) = w.dim();
         let k_padded = k.div_ceil(K_GROUP) * K_GROUP;
-        let quant = quantize_rows(w);
+        let quant = quantize_rows(w, given);
         let mut q = vec![0i8; tiles * k_padded * width];
         let mut scale = vec![0.0f32; tiles * width];
         let mut colsum = vec![0i32; tiles * width];

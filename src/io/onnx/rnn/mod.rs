@@ -3,9 +3,12 @@
 //!
 //! ONNX stores `W` `[D, G·H, I]`, `R` `[D, G·H, H]`, `B` `[D, 2·G·H]` (input biases, then
 //! recurrent biases) and `P` `[D, 3·H]`, with gate blocks LSTM i, o, f, c (PyTorch i, f, g, o),
-//! GRU z, r, h (PyTorch r, z, n) and peepholes i, o, f (ours i, f, o).
+//! GRU z, r, h (PyTorch r, z, n) and peepholes i, o, f (ours i, f, o). onnxruntime's
+//! quantized LSTM, `com.microsoft.DynamicQuantizeLSTM`, is an `LSTM` with eight-bit `W` and
+//! `R` (see [`quantized`]).
 
 mod attributes;
+mod quantized;
 
 use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, Axis, Ix3};
 
@@ -14,8 +17,9 @@ use super::value::Value;
 use crate::activation::Activations;
 use crate::io::onnx::pb::NodeProto;
 use crate::spec::Cell;
-use crate::weights::DirectionWeights;
+use crate::weights::{DirectionWeights, RowScales};
 use attributes::attributes;
+pub(crate) use quantized::QuantSlots;
 
 /// Why a recurrent node was refused.
 #[derive(Debug)]
@@ -44,6 +48,16 @@ impl RnnOp {
             "LSTM" => Some(RnnOp::Lstm),
             "GRU" => Some(RnnOp::Gru),
             "RNN" => Some(RnnOp::Rnn),
+            _ => None,
+        }
+    }
+
+    /// The operator of a node of `domain` and `op_type`, and whether it is onnxruntime's
+    /// quantized LSTM (`com.microsoft.DynamicQuantizeLSTM`); `None` for other nodes.
+    pub fn from_node(domain: &str, op_type: &str) -> Option<(RnnOp, bool)> {
+        match domain {
+            "" | "ai.onnx" => Self::from_op_type(op_type).map(|op| (op, false)),
+            "com.microsoft" if op_type == "DynamicQuantizeLSTM" => Some((RnnOp::Lstm, true)),
             _ => None,
         }
     }
@@ -89,6 +103,8 @@ pub(crate) struct Slots {
     pub init_h: Option<usize>,
     pub init_c: Option<usize>,
     pub p: Option<usize>,
+    /// `DynamicQuantizeLSTM`'s scales and zero points (`None` for the ONNX operators).
+    pub quant: Option<QuantSlots>,
     pub y: Option<usize>,
     pub y_h: Option<usize>,
     pub y_c: Option<usize>,
@@ -117,6 +133,9 @@ pub(crate) struct RnnNode {
     /// Per direction, PyTorch's layout; biases and peepholes present only when the node has
     /// `B` / `P`.
     pub params: Vec<DirectionWeights>,
+    /// `DynamicQuantizeLSTM`: per direction, the scale of each row of `params`' `w_ih` and
+    /// `w_hh` (their values are integers times these).
+    pub row_scales: Option<Vec<RowScales>>,
 }
 
 impl RnnNode {
@@ -141,6 +160,7 @@ impl RnnNode {
             && self.linear_before_reset == other.linear_before_reset
             && self.has_bias() == other.has_bias()
             && self.has_peephole() == other.has_peephole()
+            && self.row_scales.is_some() == other.row_scales.is_some()
     }
 }
 
@@ -168,11 +188,27 @@ pub(crate) fn parse(
     if !(0..=1).contains(&layout) {
         return invalid(format!("attribute `layout` = {layout} must be 0 or 1"));
     }
+    if slots.quant.is_some() && layout != 0 {
+        return invalid("DynamicQuantizeLSTM has no attribute `layout` (its data is [T, B, …])");
+    }
     let inputs = inputs(node, op, &slots, &direction, directions, konst, name)?;
     let attrs = attributes(node, op, &direction, directions)?;
     let params = (0..directions)
         .map(|d| direction_weights(op, &inputs, d))
         .collect();
+    let order = op.gate_order();
+    let row_scales = inputs.scales.as_ref().map(|[ws, rs]| {
+        let reordered = |m: &Array2<f32>, d: usize| {
+            let col = m.row(d).to_owned().insert_axis(Axis(1));
+            column(reorder(col.view(), inputs.hidden, order)).to_vec()
+        };
+        (0..directions)
+            .map(|d| RowScales {
+                w_ih: reordered(ws, d),
+                w_hh: reordered(rs, d),
+            })
+            .collect()
+    });
     Ok(RnnNode {
         op,
         cell: attrs.cell,
@@ -187,6 +223,7 @@ pub(crate) fn parse(
         input_size: inputs.input_size,
         slots,
         params,
+        row_scales,
     })
 }
 
@@ -200,6 +237,8 @@ struct Inputs {
     b: Option<ArrayD<f32>>,
     /// `P` `[D, 3·H]` (LSTM only), when the node has it.
     p: Option<ArrayD<f32>>,
+    /// `DynamicQuantizeLSTM`: the scales of `W`'s and `R`'s rows, `[D, G·H]` each.
+    scales: Option<[Array2<f32>; 2]>,
     /// The hidden size `H`.
     hidden: usize,
     /// The input size `I`.
@@ -222,8 +261,18 @@ fn inputs(
         return invalid("input X is missing");
     }
     let weight = |slot: Option<usize>, what: &str| constant_weight(slot, what, konst, name);
-    let w = weight(slots.w, "W")?.ok_or_else(|| Refusal::Invalid("input W is missing".into()))?;
-    let r = weight(slots.r, "R")?.ok_or_else(|| Refusal::Invalid("input R is missing".into()))?;
+    let (w, r, scales) = match &slots.quant {
+        None => (
+            weight(slots.w, "W")?.ok_or_else(|| Refusal::Invalid("input W is missing".into()))?,
+            weight(slots.r, "R")?.ok_or_else(|| Refusal::Invalid("input R is missing".into()))?,
+            None,
+        ),
+        Some(q) => {
+            let w = quantized::dequantize("W", [slots.w, q.w_scale, q.w_zero_point], konst, name)?;
+            let r = quantized::dequantize("R", [slots.r, q.r_scale, q.r_zero_point], konst, name)?;
+            (w.w, r.w, Some([w.scales, r.scales]))
+        }
+    };
     let b = weight(slots.b, "B")?;
     let p = match op {
         RnnOp::Lstm => weight(slots.p, "P")?,
@@ -282,6 +331,7 @@ fn inputs(
         r: r.into_dimensionality::<Ix3>().expect("rank checked"),
         b,
         p,
+        scales,
         hidden,
         input_size,
     })

@@ -68,7 +68,8 @@ struct Analysis<'a> {
     producer: HashMap<usize, usize>,
     /// The recurrent nodes by node index, with their operator and proto, parsed once their
     /// weights are folded.
-    rnn_ops: HashMap<usize, (RnnOp, &'a pb::NodeProto)>,
+    /// (`true`: onnxruntime's `DynamicQuantizeLSTM`).
+    rnn_ops: HashMap<usize, (RnnOp, bool, &'a pb::NodeProto)>,
     /// Node indices in topological order.
     order: Vec<usize>,
     /// Per value: float or integer (`None` for names nothing defines).
@@ -176,18 +177,18 @@ impl<'a> Analysis<'a> {
         };
         let label = format!("node '{name}' ({op_type})");
         let domain = n.domain.as_deref().unwrap_or("");
-        let kind = if !domain.is_empty() && domain != "ai.onnx" {
-            return invalid(format!(
-                "{label} of domain `{domain}` is not supported: {SUPPORTED}"
-            ));
-        } else if let Some(op) = RnnOp::from_op_type(&op_type) {
-            self.rnn_ops.insert(self.nodes.len(), (op, n));
+        let kind = if let Some((op, quantized)) = RnnOp::from_node(domain, &op_type) {
+            self.rnn_ops.insert(self.nodes.len(), (op, quantized, n));
             if self.rnn_ops.len() > MAX_RNN_NODES {
                 return invalid(format!(
                     "{label}: the graph has more than {MAX_RNN_NODES} LSTM/GRU/RNN nodes"
                 ));
             }
             None
+        } else if !domain.is_empty() && domain != "ai.onnx" {
+            return invalid(format!(
+                "{label} of domain `{domain}` is not supported: {SUPPORTED}"
+            ));
         } else {
             match Op::parse(n, self.dir) {
                 Ok(Some(op)) => Some(op),

@@ -7,7 +7,7 @@ use super::super::{invalid, LoadError, Node, NodeKind, Source, BUDGET};
 use super::Analysis;
 use crate::io::onnx::ops::{Op, SUPPORTED};
 use crate::io::onnx::pb;
-use crate::io::onnx::rnn::{self, Refusal, RnnOp, Slots};
+use crate::io::onnx::rnn::{self, QuantSlots, Refusal, RnnOp, Slots};
 use crate::io::onnx::value::{Kind, Value};
 
 impl Analysis<'_> {
@@ -29,8 +29,8 @@ impl Analysis<'_> {
         }
         let mut budget = BUDGET;
         for ni in self.order.clone() {
-            if let Some(&(op, proto)) = self.rnn_ops.get(&ni) {
-                self.rnn_node(ni, op, proto)?;
+            if let Some(&(op, quantized, proto)) = self.rnn_ops.get(&ni) {
+                self.rnn_node(ni, op, quantized, proto)?;
             } else {
                 self.glue_node(ni, &mut budget)?;
             }
@@ -41,11 +41,21 @@ impl Analysis<'_> {
     /// Recurrent node `ni` (operator `op`, `proto` in the file): its inputs' kinds checked,
     /// the node parsed (weights must be constants by now), its outputs float and depending on
     /// its inputs' sources and on the node itself.
-    fn rnn_node(&mut self, ni: usize, op: RnnOp, proto: &pb::NodeProto) -> Result<(), LoadError> {
+    fn rnn_node(
+        &mut self,
+        ni: usize,
+        op: RnnOp,
+        quantized: bool,
+        proto: &pb::NodeProto,
+    ) -> Result<(), LoadError> {
         let n = &self.nodes[ni];
         let label = n.label();
-        let slots = slots(n, op);
-        let max_in = if op == RnnOp::Lstm { 8 } else { 6 };
+        let slots = slots(n, op, quantized);
+        let max_in = match (op, quantized) {
+            (_, true) => 12,
+            (RnnOp::Lstm, false) => 8,
+            _ => 6,
+        };
         let max_out = if op == RnnOp::Lstm { 3 } else { 2 };
         if n.inputs.len() > max_in || n.outputs.len() > max_out {
             return invalid(format!(
@@ -173,9 +183,9 @@ impl Analysis<'_> {
     }
 }
 
-/// The input and output slots of recurrent node `n` (operator `op`) by position; `initial_c`,
-/// `P` and `Y_c` only for LSTM.
-fn slots(n: &Node, op: RnnOp) -> Slots {
+/// The input and output slots of recurrent node `n` (operator `op`, `quantized` for
+/// `DynamicQuantizeLSTM`) by position; `initial_c`, `P` and `Y_c` only for LSTM.
+fn slots(n: &Node, op: RnnOp, quantized: bool) -> Slots {
     let slot = |k: usize| n.inputs.get(k).copied().flatten();
     let out = |k: usize| n.outputs.get(k).copied().flatten();
     let lstm = op == RnnOp::Lstm;
@@ -188,6 +198,12 @@ fn slots(n: &Node, op: RnnOp) -> Slots {
         init_h: slot(5),
         init_c: if lstm { slot(6) } else { None },
         p: if lstm { slot(7) } else { None },
+        quant: quantized.then(|| QuantSlots {
+            w_scale: slot(8),
+            w_zero_point: slot(9),
+            r_scale: slot(10),
+            r_zero_point: slot(11),
+        }),
         y: out(0),
         y_h: out(1),
         y_c: if lstm { out(2) } else { None },
