@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""CPU throughput of wgpu-lstm against onnxruntime's LSTM/GRU on the benchmark suite.
+"""CPU throughput of wgpu-lstm against onnxruntime's LSTM/GRU on the benchmark suite, float32
+and int8.
 
 Builds, for each shape of the default suite, the equivalent ONNX model (stacked LSTM or GRU
-nodes; bidirectional outputs transposed and reshaped between layers). For each thread count
-and each shape it times onnxruntime (intra_op_num_threads = N) and
-`wgpu-lstm bench --device cpu --threads N` on the same shape one right after the other, in
---rounds rounds (default 5) that alternate which goes first, so that both see the same load
-on a shared machine (a burst of load from elsewhere that slows one side for a round or two
-then moves neither median). Within a round both are repeated alike (2 warm-up runs, then at
-least 10 timed runs and half a second of them; --quick: 1, 3 and a tenth of a second).
-Prints each side's median over the rounds of its medians, their ratio (onnxruntime ms /
-wgpu-lstm ms: above 1 means wgpu-lstm is faster) and the range of the rounds' own ratios.
+nodes; bidirectional outputs transposed and reshaped between layers), and its int8 twin made
+by onnxruntime's `quantize_dynamic(per_channel=True)` (every LSTM becomes
+`com.microsoft.DynamicQuantizeLSTM`; onnxruntime quantizes no GRU, so `gru` has no int8
+onnxruntime column). For each thread count and each shape it times onnxruntime
+(intra_op_num_threads = N, default session options) on both models and
+`wgpu-lstm bench --device cpu --threads N --weights-dtype f32,i8` (one run, both types) one
+right after the other, in --rounds rounds (default 5) that alternate which goes first, so
+that both see the same load on a shared machine (a burst of load from elsewhere that slows
+one side for a round or two then moves neither median). Within a round each is repeated
+alike (2 warm-up runs, then at least 10 timed runs and half a second of them; --quick: 1, 3
+and a tenth of a second). Prints each side's median over the rounds of its medians and the
+ratios (onnxruntime ms / wgpu-lstm ms: above 1 means wgpu-lstm is faster), float32 against
+float32 and int8 against int8, with the range of the rounds' own float32 ratios, and our
+int8 speed over our float32. --no-int8 times float32 only.
+
+The instruction set of our side: what the core has, unless WGPU_LSTM_CPU_ISA (avx2,
+portable) forces a slower path; the table's last line names it.
 
     pip install onnxruntime onnx numpy
     cargo build --release
@@ -32,6 +41,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 
 # name: (cell, input, hidden, layers, bidirectional, batch, steps) -- src/bench.rs default_suite
 SUITE = {
@@ -90,16 +100,34 @@ def available_cores():
         return os.cpu_count()
 
 
-def ort_session(shape, threads, rng):
-    """onnxruntime's session for `shape` on `threads` threads, and its input."""
+def quantized(model_bytes):
+    """`model_bytes` through onnxruntime's `quantize_dynamic` (int8 weights per channel), or
+    None when it quantizes no recurrent node (a GRU)."""
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "f.onnx"), os.path.join(d, "q.onnx")
+        with open(src, "wb") as f:
+            f.write(model_bytes)
+        quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
+        q = onnx.load(dst)
+    if not any(n.op_type == "DynamicQuantizeLSTM" for n in q.graph.node):
+        return None
+    return q.SerializeToString()
+
+
+def ort_sessions(shape, threads, rng, int8):
+    """onnxruntime's sessions for `shape` on `threads` threads, float32 and (when `int8` and
+    onnxruntime quantizes the cell) int8, and their input."""
     cell, inp, hidden, layers, bidir, batch, steps = shape
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(build_model(cell, inp, hidden, layers, bidir, rng), opts,
-                                providers=["CPUExecutionProvider"])
+    opts.log_severity_level = 3
+    model = build_model(cell, inp, hidden, layers, bidir, rng)
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    q = quantized(model) if int8 else None
+    qsess = q and ort.InferenceSession(q, opts, providers=["CPUExecutionProvider"])
     x = rng.uniform(-1, 1, (steps, batch, inp)).astype(np.float32)
-    return sess, x
+    return sess, qsess, x
 
 
 def time_ort(sess, x, repeat):
@@ -119,16 +147,20 @@ def time_ort(sess, x, repeat):
     return float(np.median(runs))
 
 
-def time_ours(binary, name, threads, quick):
+def time_ours(binary, name, threads, quick, int8):
+    """Our median ms per weights type ("f32", and "i8" when `int8`), the f32 run's peak bytes
+    and the kernel our CPU engine ran."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cpu.json")
         cmd = [binary, "bench", "--device", "cpu", "--suite", name, "--threads", str(threads),
-               "--weights-dtype", "f32", "--json", out]
+               "--weights-dtype", "f32,i8" if int8 else "f32", "--json", out]
         if quick:
             cmd.append("--quick")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        (record,) = json.load(open(out))["records"]
-        return record["median_ms"], record.get("peak_bytes")
+        records = json.load(open(out))["records"]
+        ms = {r["weights"]: r["median_ms"] for r in records}
+        f32 = next(r for r in records if r["weights"] == "f32")
+        return ms, f32.get("peak_bytes"), f32.get("variant")
 
 
 def main():
@@ -143,6 +175,7 @@ def main():
                          "alternating (default 5); each side's time is the median of its "
                          "rounds' medians")
     ap.add_argument("--json", help="write the comparison here")
+    ap.add_argument("--no-int8", action="store_true", help="time float32 only")
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "wgpu-lstm"))
     args = ap.parse_args()
     if args.rounds < 1:
@@ -152,27 +185,42 @@ def main():
     # As `wgpu-lstm bench` (src/bench.rs, Repeat::QUICK / Repeat::FULL).
     repeat = (1, 3, 0.1) if args.quick else (2, 10, 0.5)
     rows = []
+    int8 = not args.no_int8
     for threads in thread_counts:
         for n in names:
-            sess, x = ort_session(SUITE[n], threads, np.random.default_rng(0))
-            ort_runs, our_runs, peak = [], [], None
+            sess, qsess, x = ort_sessions(SUITE[n], threads, np.random.default_rng(0), int8)
+            runs = {"ort": [], "ort_i8": [], "f32": [], "i8": []}
+            peak = kernel = None
             for k in range(args.rounds):
                 print(f"{threads} threads, {n}: round {k + 1} of {args.rounds}", file=sys.stderr)
+
+                def theirs():
+                    runs["ort"].append(time_ort(sess, x, repeat))
+                    if qsess is not None:
+                        runs["ort_i8"].append(time_ort(qsess, x, repeat))
+
                 # Each side first in every other round, so that a drift in the machine's load
                 # falls on both alike.
-                first_ort = k % 2 == 0
-                if first_ort:
-                    ort_runs.append(time_ort(sess, x, repeat))
-                ours_ms, peak = time_ours(args.bin, n, threads, args.quick)
-                our_runs.append(ours_ms)
-                if not first_ort:
-                    ort_runs.append(time_ort(sess, x, repeat))
-            ort_ms, ours_ms = float(np.median(ort_runs)), float(np.median(our_runs))
-            ratios = [o / w for o, w in zip(ort_runs, our_runs)]
-            rows.append(dict(shape=n, threads=threads, onnxruntime_ms=ort_ms,
-                             wgpu_lstm_cpu_ms=ours_ms, ratio=ort_ms / ours_ms,
-                             round_ratios=ratios, onnxruntime_rounds_ms=ort_runs,
-                             wgpu_lstm_rounds_ms=our_runs, wgpu_lstm_peak_bytes=peak))
+                if k % 2 == 0:
+                    theirs()
+                ms, peak, kernel = time_ours(args.bin, n, threads, args.quick, int8)
+                runs["f32"].append(ms["f32"])
+                if int8:
+                    runs["i8"].append(ms["i8"])
+                if k % 2 == 1:
+                    theirs()
+            med = {k: (float(np.median(v)) if v else None) for k, v in runs.items()}
+            ratio = lambda a, b: a / b if a and b else None  # noqa: E731
+            rows.append(dict(shape=n, threads=threads, onnxruntime_ms=med["ort"],
+                             wgpu_lstm_cpu_ms=med["f32"], ratio=med["ort"] / med["f32"],
+                             round_ratios=[o / w for o, w in zip(runs["ort"], runs["f32"])],
+                             onnxruntime_rounds_ms=runs["ort"], wgpu_lstm_rounds_ms=runs["f32"],
+                             onnxruntime_int8_ms=med["ort_i8"], wgpu_lstm_int8_ms=med["i8"],
+                             ratio_int8=ratio(med["ort_i8"], med["i8"]),
+                             int8_speedup=ratio(med["f32"], med["i8"]),
+                             onnxruntime_int8_rounds_ms=runs["ort_i8"],
+                             wgpu_lstm_int8_rounds_ms=runs["i8"],
+                             wgpu_lstm_peak_bytes=peak, wgpu_lstm_kernel=kernel))
     if args.json:
         # Written first (the table below may go to a pipe that closes early), whole or not at
         # all: into a temporary file beside it, then renamed.
@@ -182,13 +230,19 @@ def main():
                            available=available_cores(), rounds=args.rounds, rows=rows), f,
                       indent=2)
         os.replace(tmp, args.json)
-    print(f"{'shape':<6} {'threads':>7} {'onnxruntime ms':>15} {'wgpu-lstm cpu ms':>17} {'ratio':>7}"
-          f"  {'rounds':>11}  (ratio = ort / ours; goal >= 1.0)")
+    fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
+    print(f"{'shape':<6} {'thr':>3} {'ort f32 ms':>11} {'ours f32 ms':>11} {'ratio':>6} "
+          f"{'rounds':>10} {'ort i8 ms':>10} {'ours i8 ms':>10} {'ratio':>6} {'i8/f32':>6}"
+          "  (ratio = ort / ours; goal >= 1.0)")
     for r in rows:
         spread = f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
-        print(f"{r['shape']:<6} {r['threads']:>7} {r['onnxruntime_ms']:>15.3f} "
-              f"{r['wgpu_lstm_cpu_ms']:>17.3f} {r['ratio']:>7.2f}  {spread:>11}")
-    print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available")
+        print(f"{r['shape']:<6} {r['threads']:>3} {r['onnxruntime_ms']:>11.3f} "
+              f"{r['wgpu_lstm_cpu_ms']:>11.3f} {r['ratio']:>6.2f} {spread:>10} "
+              f"{fmt(r['onnxruntime_int8_ms'], '.3f'):>10} {fmt(r['wgpu_lstm_int8_ms'], '.3f'):>10} "
+              f"{fmt(r['ratio_int8'], '.2f'):>6} {fmt(r['int8_speedup'], '.2f'):>6}")
+    kernels = sorted({r["wgpu_lstm_kernel"] or "?" for r in rows})
+    print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available; "
+          f"our kernel: {', '.join(kernels)}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ use super::{QuantTile, K_GROUP};
 use crate::cpu::fast::kernel::Isa;
 use crate::quant::RowScale;
 
-/// Rows per block for a tile `nc` columns wide: the accumulators of a block fill 12 of the
-/// 16 vector registers.
+/// Rows per block for a tile `nc` columns wide: the block's accumulators, one broadcast
+/// activation per row, the weight vector, the ones and the 16-bit pairs fit the 16 vector
+/// registers (3 rows of a 32-wide tile, 18 registers, spilled accumulators to the stack).
 const fn rows_per_block(nc: usize) -> usize {
     match nc {
-        32 => 3,
+        32 => 2,
+        24 => 3,
         _ => 4,
     }
 }
@@ -47,12 +49,15 @@ pub(crate) fn product_i8<'a, const NC: usize>(
             _ => dot::<4, NC>(isa, &mut acc, bytes, w.q),
         }
         // One call of the epilogue (a large function once inlined) for every block shape.
+        // Fixed-size columns, so that the dequantization runs in vectors.
+        let colsum: &[i32; NC] = w.colsum[..NC].try_into().expect("NC columns");
+        let w_scale: &[f32; NC] = w.scale[..NC].try_into().expect("NC columns");
         for i in 0..n {
             let s = scales[i];
             let mut out = [0.0f32; NC];
             for c in 0..NC {
-                let sum = acc[i][c] - s.zero_point * w.colsum[c];
-                out[c] = sum as f32 * (s.scale * w.scale[c]);
+                let sum = acc[i][c] - s.zero_point * colsum[c];
+                out[c] = sum as f32 * (s.scale * w_scale[c]);
             }
             epilogue(r + i, &out);
         }
