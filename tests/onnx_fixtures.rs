@@ -157,9 +157,16 @@ fn check_case(dir: &Path, id: &str, gpu: Option<&wgpu_lstm::GpuContext>) -> Outc
                 .run(&engines, &inputs)
                 .unwrap_or_else(|e| panic!("{id}: cpu f32: {e}"));
             let float_err = compare(&format!("{id} cpu f32"), dir, reference, &out);
-            let ort_err = case["quantization"]["onnxruntime_error"].as_f64().unwrap();
+            // Our int8 against the float LSTM: within about twice onnxruntime's own error
+            // (activations rounded to 7 bits per row where it uses 8 per tensor), 3× stated.
+            let ort_err = case["quantization"]["onnxruntime_error"].as_f64().unwrap() as f32;
+            let bound = serde_json::json!({
+                "outputs": reference["outputs"],
+                "tolerance": {"abs": 3.0 * ort_err + 1e-4, "rel": 0.0},
+            });
+            let int8_err = compare(&format!("{id} cpu int8 vs float"), dir, &bound, &cpu);
             eprintln!(
-                "  {id}: int8 vs onnxruntime int8 {worst:.2e} (onnxruntime int8 vs float {ort_err:.2e}), f32 vs float reference {float_err:.2e}"
+                "  {id}: int8 vs onnxruntime int8 {worst:.2e}, vs float {int8_err:.2e} (onnxruntime int8 vs float {ort_err:.2e}); f32 vs float {float_err:.2e}"
             );
             reference
         }
