@@ -247,3 +247,58 @@ fn int8_upload_to_the_gpu_is_refused() {
     let e = wgpu_lstm::GpuModel::upload_with(ctx, &w, &options).unwrap_err();
     assert!(e.to_string().contains("CPU only so far"), "{e}");
 }
+
+/// Through the batcher (one-shot requests and streams fed in chunks, several callers at once)
+/// an int8 model gives each sequence the same bits as one forward of it alone: rows are
+/// quantized one by one, so neither the batch-mates nor the chunking change a result.
+#[test]
+fn int8_through_the_batcher_equals_each_sequence_alone() {
+    use ndarray::{Array2, Axis};
+    use wgpu_lstm::{Batcher, BatcherOptions, Request};
+    let sd = seed("int8_through_the_batcher_equals_each_sequence_alone", 2404);
+    let spec = RnnSpec::lstm(6, 13).layers(2).proj_size(5);
+    let weights = Weights::random(&spec, sd).unwrap();
+    let model = int8(weights.clone(), 2);
+    let batcher = Batcher::new(
+        model.clone(),
+        BatcherOptions::default().max_batch(4).quantum(3),
+    )
+    .unwrap();
+    let callers: Vec<_> = (0..6u64)
+        .map(|t| {
+            let (batcher, model) = (batcher.clone(), model.clone());
+            std::thread::spawn(move || {
+                let mut r = rng(sd ^ ((t + 1) * 7919));
+                let steps = r.random_range(1..=20);
+                let x: Array2<f32> = uniform(&mut r, (steps, 6), 1.0);
+                let x3 = x.view().insert_axis(Axis(1));
+                let alone = model.forward(&Input::new(x3)).unwrap();
+                let want_y = alone.y.index_axis(Axis(1), 0).to_owned().into_dyn();
+                let want_h = alone.h_n.index_axis(Axis(1), 0).to_owned().into_dyn();
+                if t % 2 == 0 {
+                    let got = batcher.run(Request::new(x.view())).unwrap();
+                    assert_eq!(got.y.into_dyn(), want_y, "one-shot {t}: y");
+                    assert_eq!(got.h_n.into_dyn(), want_h, "one-shot {t}: h_n");
+                    return;
+                }
+                let stream = batcher.open_stream().unwrap();
+                let mut y = Array2::zeros((steps, 5));
+                let mut at = 0;
+                while at < steps {
+                    let n = r.random_range(1..=steps - at);
+                    let part = stream.feed(x.slice(s![at..at + n, ..])).unwrap();
+                    y.slice_mut(s![at..at + n, ..]).assign(&part.wait().unwrap());
+                    at += n;
+                }
+                let state = stream.state().unwrap();
+                assert_eq!(y.into_dyn(), want_y, "stream {t}: y");
+                let h_n = state.h.index_axis(Axis(1), 0).to_owned().into_dyn();
+                assert_eq!(h_n, want_h, "stream {t}: h_n");
+                stream.close();
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+}
