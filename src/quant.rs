@@ -87,6 +87,15 @@ fn round(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
+/// `x`, an integer in 0..=255 held in a float, as a byte: its bits after adding 1.5·2²³ (see
+/// [`round`]). Plain integer arithmetic that vectorises, where `x as u8` (saturating) is a
+/// scalar conversion per element.
+#[inline(always)]
+fn small_int(x: f32) -> u8 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((x + MAGIC).to_bits() & 0xFF) as u8
+}
+
 /// One row of activations quantized: `a ≈ (q − zero_point) · scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RowScale {
@@ -138,7 +147,7 @@ pub(crate) fn quantize_activations(a: &[f32], q: &mut [u8]) -> RowScale {
     let inv = 1.0 / scale;
     let zp = round(-lo * inv).clamp(0.0, ACTIVATION_MAX);
     for (o, &v) in q.iter_mut().zip(a) {
-        *o = (round(v * inv) + zp).clamp(0.0, ACTIVATION_MAX) as u8;
+        *o = small_int((round(v * inv) + zp).clamp(0.0, ACTIVATION_MAX));
     }
     q[a.len()..].fill(zp as u8);
     RowScale {

@@ -287,7 +287,8 @@ fn int8_through_the_batcher_equals_each_sequence_alone() {
                 while at < steps {
                     let n = r.random_range(1..=steps - at);
                     let part = stream.feed(x.slice(s![at..at + n, ..])).unwrap();
-                    y.slice_mut(s![at..at + n, ..]).assign(&part.wait().unwrap());
+                    y.slice_mut(s![at..at + n, ..])
+                        .assign(&part.wait().unwrap());
                     at += n;
                 }
                 let state = stream.state().unwrap();
