@@ -171,12 +171,27 @@ def run_exact(model, feeds):
     return dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
 
 
+def to_uint8(qmodel):
+    """The quantized model with uint8 weights: q + 128 and zero points 128 (what older
+    onnxruntime releases wrote, and what its AVX2 precision option converts int8 to)."""
+    for n in qmodel.graph.node:
+        if n.op_type != "DynamicQuantizeLSTM":
+            continue
+        for i in (1, 2, 9, 11):
+            init = next(t for t in qmodel.graph.initializer if t.name == n.input[i])
+            a = numpy_helper.to_array(init).astype(np.int16) + 128
+            init.CopyFrom(numpy_helper.from_array(a.astype(np.uint8), init.name))
+    return qmodel
+
+
 def case(name, T, N, I, H, direction="forward", bias=True, peep=False, seq=False, init=False,
-         layers=1, per_channel=True, reduce_range=False):
+         layers=1, per_channel=True, reduce_range=False, uint8=False):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     model, feeds, roles = lstm_model(rng, name, T, N, I, H, direction, bias, peep, seq, init,
                                      layers)
     qmodel = quantize(model, per_channel, reduce_range)
+    if uint8:
+        qmodel = to_uint8(qmodel)
     got = run_exact(qmodel, feeds)
     fast, _ = g.run_ort(qmodel, feeds)
     ref, err = g.run_ort(dequantized_twin(qmodel), feeds)
@@ -187,7 +202,8 @@ def case(name, T, N, I, H, direction="forward", bias=True, peep=False, seq=False
                  f"LSTM x{layers} direction={direction} T={T} batch={N} input={I} hidden={H} "
                  f"bias={bias} peepholes={peep} lengths={seq} initial states={init}; "
                  f"quantize_dynamic(per_channel={per_channel}, reduce_range={reduce_range}, "
-                 "weight_type=QInt8)",
+                 "weight_type=QInt8)" + ("; weights made uint8 (q + 128, zero point 128)"
+                                         if uint8 else ""),
                  tolerance=tol,
                  extra={"expected_from": "onnxruntime (DynamicQuantizeLSTM)",
                         "quantization": {"per_channel": per_channel,
@@ -247,6 +263,7 @@ def main():
     case("per_channel_two_layers", 10, 3, 12, 20, layers=2, init=True)
     case("per_tensor_two_layers_bidirectional", 7, 2, 6, 8, direction="bidirectional", layers=2,
          per_channel=False)
+    case("per_channel_uint8_weights", 9, 3, 8, 12, uint8=True)
 
     def bad_scale_shape(m):
         n = node_of(m)
