@@ -77,13 +77,16 @@ pub(crate) fn dequantized(w: ArrayView2<'_, f32>, given: Option<&[f32]>) -> Arra
     out
 }
 
+/// 1.5·2²³: added to a float of magnitude below 2²², it leaves the nearest integer (ties to
+/// even) in the low mantissa bits.
+const MAGIC: f32 = 12_582_912.0;
+
 /// `x` rounded to the nearest integer, ties to even, for `|x| < 2²²` (here at most 128):
 /// adding and taking away 1.5·2²³ leaves the integer part in the mantissa. Plain float
 /// arithmetic, which every target vectorises, where `round_ties_even` calls the C library
 /// without SSE4.1.
 #[inline(always)]
 fn round(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
     (x + MAGIC) - MAGIC
 }
 
@@ -92,7 +95,6 @@ fn round(x: f32) -> f32 {
 /// scalar conversion per element.
 #[inline(always)]
 fn small_int(x: f32) -> u8 {
-    const MAGIC: f32 = 12_582_912.0;
     ((x + MAGIC).to_bits() & 0xFF) as u8
 }
 

@@ -93,27 +93,8 @@ fn run_case(model: &dyn Forward, c: &Case) -> Output {
 
 /// A random case: every cell, option and awkward size is drawn.
 fn random_case(r: &mut rand::rngs::StdRng, seed: u64) -> Case {
-    const CELLS: [Cell; 4] = [Cell::Lstm, Cell::Gru, Cell::RnnTanh, Cell::RnnRelu];
-    const HIDDEN: [usize; 6] = [1, 3, 8, 17, 40, 129];
     const BATCH: [usize; 5] = [1, 2, 3, 7, 33];
-    let cell = CELLS[r.random_range(0..CELLS.len())];
-    let hidden = HIDDEN[r.random_range(0..HIDDEN.len())];
-    let input = r.random_range(1..=40);
-    let mut spec = match cell {
-        Cell::Lstm => RnnSpec::lstm(input, hidden),
-        Cell::Gru => RnnSpec::gru(input, hidden),
-        Cell::RnnTanh => RnnSpec::new(Cell::RnnTanh, input, hidden),
-        Cell::RnnRelu => RnnSpec::new(Cell::RnnRelu, input, hidden),
-    }
-    .layers(r.random_range(1..=3))
-    .bidirectional(r.random_bool(0.4))
-    .bias(r.random_bool(0.8));
-    if cell == Cell::Lstm {
-        spec = spec.peephole(r.random_bool(0.4));
-        if hidden > 1 && r.random_bool(0.4) {
-            spec = spec.proj_size(r.random_range(1..hidden));
-        }
-    }
+    let spec = common::random_fast_spec(r);
     let unbatched = r.random_bool(0.1);
     Case {
         spec,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{rng, seed, uniform};
+use common::{random_fast_spec, rng, seed, uniform};
 use ndarray::{s, Array3};
 use rand::Rng;
 use wgpu_lstm::{Cell, CpuModel, Forward, Input, Output, RnnSpec, Weights, WeightsDtype};
@@ -20,20 +20,8 @@ struct Case {
 
 impl Case {
     fn random(r: &mut rand::rngs::StdRng) -> Case {
-        const CELLS: [Cell; 4] = [Cell::Lstm, Cell::Gru, Cell::RnnTanh, Cell::RnnRelu];
-        let cell = CELLS[r.random_range(0..4)];
-        let hidden = [1, 3, 8, 17, 40, 129][r.random_range(0..6)];
-        let input = r.random_range(1..=40);
-        let mut spec = RnnSpec::new(cell, input, hidden)
-            .layers(r.random_range(1..=3))
-            .bidirectional(r.random_bool(0.4))
-            .bias(r.random_bool(0.8));
-        if cell == Cell::Lstm {
-            spec = spec.peephole(r.random_bool(0.4));
-            if hidden > 1 && r.random_bool(0.4) {
-                spec = spec.proj_size(r.random_range(1..hidden));
-            }
-        }
+        let spec = random_fast_spec(r);
+        let (cell, input, hidden) = (spec.cell, spec.input_size, spec.hidden_size);
         let (t, b) = (
             r.random_range(1..=40),
             [1, 2, 3, 7, 33][r.random_range(0..5)],

@@ -172,6 +172,12 @@ impl CpuModel {
     /// # Ok::<(), wgpu_lstm::Error>(())
     /// ```
     pub fn weights_dtype(mut self, dtype: WeightsDtype) -> Result<Self> {
+        self.set_dtype(dtype)?;
+        Ok(self)
+    }
+
+    /// [`CpuModel::weights_dtype`] in place; on an error the model is left as it was.
+    pub(crate) fn set_dtype(&mut self, dtype: WeightsDtype) -> Result<()> {
         match dtype {
             WeightsDtype::F32 => {
                 if self.dtype != WeightsDtype::F32 {
@@ -206,7 +212,7 @@ impl CpuModel {
         }
         self.dtype = dtype;
         self.pool = Arc::default();
-        Ok(self)
+        Ok(())
     }
 
     /// How the weight matrices are stored and multiplied (see [`CpuModel::weights_dtype`]).

@@ -286,3 +286,26 @@ pub fn alone(
     };
     (squeeze(out.y), squeeze(out.h_n), out.c_n.map(squeeze))
 }
+
+/// A random spec of every cell and option the fast CPU engine runs: cell, hidden size (1, 3,
+/// 8, 17, 40 or 129), input size 1..=40, 1–3 layers, bidirectional, biases, and for an LSTM
+/// peepholes and a projection.
+pub fn random_fast_spec(r: &mut StdRng) -> wgpu_lstm::RnnSpec {
+    use wgpu_lstm::{Cell, RnnSpec};
+    const CELLS: [Cell; 4] = [Cell::Lstm, Cell::Gru, Cell::RnnTanh, Cell::RnnRelu];
+    const HIDDEN: [usize; 6] = [1, 3, 8, 17, 40, 129];
+    let cell = CELLS[r.random_range(0..CELLS.len())];
+    let hidden = HIDDEN[r.random_range(0..HIDDEN.len())];
+    let input = r.random_range(1..=40);
+    let mut spec = RnnSpec::new(cell, input, hidden)
+        .layers(r.random_range(1..=3))
+        .bidirectional(r.random_bool(0.4))
+        .bias(r.random_bool(0.8));
+    if cell == Cell::Lstm {
+        spec = spec.peephole(r.random_bool(0.4));
+        if hidden > 1 && r.random_bool(0.4) {
+            spec = spec.proj_size(r.random_range(1..hidden));
+        }
+    }
+    spec
+}

@@ -231,20 +231,18 @@ fn run_shape(
     for dtype in settings.cpu_types() {
         progress.next();
         let mut r = if dtype == Dtype::F32 {
-            cpu_record(shape, &cpu, &x, settings)?
+            let r = cpu_record(shape, &cpu, &x, settings)?;
+            cpu_ms = Some(r.median_ms);
+            r
         } else {
             let model = cpu.clone().weights_dtype(dtype.weights())?;
             let mut r = cpu_record(shape, &model, &x, settings)?;
             let got = model.forward(&wgpu_lstm::Input::new(x.view()))?;
             r.max_abs_err = Some(wgpu_lstm::bench::check_against(&got, run.cpu_output()?)?.0);
-            r.weights = Some(dtype.weights().name().to_string());
             r.speedup_vs_cpu = cpu_ms.map(|c: f64| c / r.median_ms);
             r
         };
-        if dtype == Dtype::F32 {
-            cpu_ms = Some(r.median_ms);
-            r.weights = Some("f32".into());
-        }
+        r.weights = Some(dtype.weights().name().to_string());
         records.push(r);
     }
     for (ctx, &ceiling) in contexts.iter().zip(ceiling_gflops) {

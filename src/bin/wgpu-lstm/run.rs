@@ -200,7 +200,7 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
         }
         Device::Gpu => {
             let ctx = gpu_context(args)?;
-            let dtype = args.weights_dtype.unwrap_or(Dtype::F32);
+            let dtype = args.weights_dtype.unwrap_or_default();
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
@@ -404,7 +404,7 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
         Device::Cpu => {
             let threads = args.threads.unwrap_or_else(CpuModel::default_threads);
             CpuModel::with_threads(model.weights, threads)?
-                .weights_dtype(args.weights_dtype.unwrap_or(Dtype::F32).weights())?
+                .weights_dtype(args.weights_dtype.unwrap_or_default().weights())?
                 .forward(&input)?
         }
         Device::Gpu => {
@@ -414,7 +414,7 @@ pub fn run(args: &RunArgs) -> Result<(), Error> {
                 &model.weights,
                 &args
                     .weights_dtype
-                    .unwrap_or(Dtype::F32)
+                    .unwrap_or_default()
                     .upload(args.weights_storage),
             )?
             .forward(&input)?

@@ -219,15 +219,12 @@ fn parse(path: &str, bytes: &[u8], dir: DataDir<'_>) -> Result<OnnxModel> {
 
 /// `model` computing with its weights' own type: eight-bit for a quantized model where the
 /// fast engine runs it (see [`OnnxModel::cpu_models_with`]).
-fn own_dtype(model: CpuModel) -> CpuModel {
+fn own_dtype(mut model: CpuModel) -> CpuModel {
     if model.weights().quantized() {
-        model
-            .clone()
-            .weights_dtype(WeightsDtype::I8)
-            .unwrap_or(model)
-    } else {
-        model
+        // Refused (the reference engine): the model stays float32, as documented.
+        let _ = model.set_dtype(WeightsDtype::I8);
     }
+    model
 }
 
 /// `s` on one line, its whitespace runs made single spaces.

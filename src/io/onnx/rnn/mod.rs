@@ -10,7 +10,7 @@
 mod attributes;
 mod quantized;
 
-use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView2, Axis, Ix3};
+use ndarray::{s, Array1, Array2, Array3, ArrayD, ArrayView1, ArrayView2, Axis, Ix1, Ix3};
 
 use super::ops::{attr_int, attr_string};
 use super::value::Value;
@@ -198,10 +198,8 @@ pub(crate) fn parse(
         .collect();
     let order = op.gate_order();
     let row_scales = inputs.scales.as_ref().map(|[ws, rs]| {
-        let reordered = |m: &Array2<f32>, d: usize| {
-            let col = m.row(d).to_owned().insert_axis(Axis(1));
-            column(reorder(col.view(), inputs.hidden, order)).to_vec()
-        };
+        let reordered =
+            |m: &Array2<f32>, d: usize| reorder_vector(m.row(d), inputs.hidden, order).to_vec();
         (0..directions)
             .map(|d| RowScales {
                 w_ih: reordered(ws, d),
@@ -368,24 +366,26 @@ fn direction_weights(op: RnnOp, inputs: &Inputs, d: usize) -> DirectionWeights {
     let order = op.gate_order();
     let w_ih = reorder(inputs.w.index_axis(Axis(0), d), hidden, order);
     let w_hh = reorder(inputs.r.index_axis(Axis(0), d), hidden, order);
+    fn row(v: &ArrayD<f32>, d: usize) -> ArrayView1<'_, f32> {
+        v.index_axis(Axis(0), d)
+            .into_dimensionality::<Ix1>()
+            .expect("2-D")
+    }
     let (b_ih, b_hh) = match &inputs.b {
         Some(b) => {
-            let row = b.index_axis(Axis(0), d);
-            let wb = row.slice(s![..gh]).to_owned().insert_axis(Axis(1));
-            let rb = row.slice(s![gh..]).to_owned().insert_axis(Axis(1));
+            let row = row(b, d);
             (
-                Some(column(reorder(wb.view(), hidden, order))),
-                Some(column(reorder(rb.view(), hidden, order))),
+                Some(reorder_vector(row.slice(s![..gh]), hidden, order)),
+                Some(reorder_vector(row.slice(s![gh..]), hidden, order)),
             )
         }
         None => (None, None),
     };
-    let w_ph = inputs.p.as_ref().map(|p| {
-        let row = p.index_axis(Axis(0), d).to_owned().insert_axis(Axis(1));
-        // ONNX i, o, f → ours i, f, o.
-        let m = row.into_dimensionality::<ndarray::Ix2>().expect("2-D");
-        column(reorder(m.view(), hidden, &[0, 2, 1]))
-    });
+    // ONNX i, o, f → ours i, f, o.
+    let w_ph = inputs
+        .p
+        .as_ref()
+        .map(|p| reorder_vector(row(p, d), hidden, &[0, 2, 1]));
     DirectionWeights {
         w_ih,
         w_hh,
@@ -405,8 +405,9 @@ fn reorder(m: ArrayView2<'_, f32>, hidden: usize, order: &[usize]) -> Array2<f32
     ndarray::concatenate(Axis(0), &blocks).expect("same widths")
 }
 
-/// The one column of `m`.
-fn column(m: Array2<f32>) -> Array1<f32> {
+/// A gate-major vector regrouped as [`reorder`] regroups rows.
+fn reorder_vector(v: ArrayView1<'_, f32>, hidden: usize, order: &[usize]) -> Array1<f32> {
+    let m = reorder(v.insert_axis(Axis(1)), hidden, order);
     let n = m.len();
     m.into_shape_with_order(n).expect("one column")
 }
