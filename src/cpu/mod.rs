@@ -256,13 +256,16 @@ impl CpuModel {
     /// `portable`), `None` for the reference engine. The best the processor has, unless the
     /// `WGPU_LSTM_CPU_ISA` environment variable names a lesser one when the model is built
     /// (`avx2` on an AVX-512 core, or `portable`), to measure that path on a faster core.
-    /// With eight-bit weights the products are integer ones: AVX2's (`avx2 int8`, on AVX-512
-    /// cores too) or the portable loop (`portable int8`).
+    /// With eight-bit weights the products are integer ones: `vpdpbusd` where the core has
+    /// VNNI (`avx512-vnni int8`, `avx-vnni int8`), else AVX2's (`avx2 int8`) or the portable
+    /// loop (`portable int8`); `WGPU_LSTM_CPU_ISA=avxvnni` or `avx2` names a lesser one.
     pub fn kernel(&self) -> Option<&'static str> {
-        self.fast.as_ref().map(|f| match (f.int8(), f.isa()) {
-            (false, isa) => isa.name(),
-            (true, fast::Isa::Avx2Fma | fast::Isa::Avx512) => "avx2 int8",
-            (true, _) => "portable int8",
+        self.fast.as_ref().map(|f| {
+            if f.int8() {
+                f.int_isa().name()
+            } else {
+                f.isa().name()
+            }
         })
     }
 

@@ -28,12 +28,13 @@ pub(crate) enum Isa {
 impl Isa {
     /// The instruction set of the fast engine: the best this processor supports, or a lesser
     /// one named by the `WGPU_LSTM_CPU_ISA` environment variable (`avx2`, `portable`; `avx512`
-    /// and `native` mean the best) to measure a slower path on a faster core. A name this
-    /// processor cannot run, or does not know, leaves the best.
+    /// and `native` mean the best; `avxvnni`, a core with AVX-VNNI but no AVX-512, is `avx2`
+    /// here and chooses the integer product's instructions) to measure a slower path on a
+    /// faster core. A name this processor cannot run, or does not know, leaves the best.
     pub(crate) fn detect() -> Self {
         let best = Self::best();
         match std::env::var("WGPU_LSTM_CPU_ISA").as_deref() {
-            Ok("avx2") if matches!(best, Isa::Avx512) => Isa::Avx2Fma,
+            Ok("avx2" | "avxvnni") if matches!(best, Isa::Avx512) => Isa::Avx2Fma,
             Ok("portable") => Isa::Portable,
             _ => best,
         }

@@ -35,7 +35,6 @@ use crate::error::Result;
 use crate::spec::Cell;
 use crate::tensor::{Input, Output, Prepared};
 use aligned::AlignedFloats;
-pub(super) use kernel::Isa;
 pub(super) use pack::FastModel;
 use pack::Scratch;
 use pool::{ItemQueue, Shared, SpinBarrier};

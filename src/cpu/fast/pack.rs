@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use ndarray::ArrayView2;
 
 use super::aligned::AlignedFloats;
-use super::int8::QuantMatrix;
+use super::int8::{IntIsa, QuantMatrix};
 use super::kernel::Isa;
 
 use crate::spec::{Cell, RnnSpec};
@@ -228,6 +228,8 @@ pub(crate) struct FastModel {
     pub(super) isa: Isa,
     /// The weight matrices are eight-bit integers ([`PackedDirection::quant`]).
     pub(super) int8: bool,
+    /// The integer products' instructions (eight-bit weights).
+    pub(super) int_isa: IntIsa,
     /// The working buffers of the last forward, reused by the next one (they are the largest
     /// buffers of a forward; allocating them afresh costs a page fault per 4 KiB). A forward
     /// that finds them taken by a concurrent one allocates its own.
@@ -244,9 +246,9 @@ impl FastModel {
     pub(crate) fn new(weights: &Weights, int8: bool) -> Self {
         let spec = weights.spec().clone();
         let mut isa = Isa::detect();
-        if int8 && isa == Isa::Avx512 {
-            // The integer kernels are AVX2's, on tiles of 8 units.
-            isa = Isa::Avx2Fma;
+        let int_isa = IntIsa::detect(isa);
+        if int8 {
+            isa = int_isa.float_isa(isa);
         }
         let lanes = isa.lanes();
         FastModel {
@@ -254,6 +256,7 @@ impl FastModel {
             proj_tiling: Tiling::plain(spec.proj_size, lanes),
             dirs: pack(weights, lanes, int8),
             int8,
+            int_isa,
             isa,
             spec,
             scratch: Mutex::default(),
@@ -268,6 +271,11 @@ impl FastModel {
     /// Whether the weight matrices are eight-bit integers.
     pub(crate) fn int8(&self) -> bool {
         self.int8
+    }
+
+    /// The integer products' instructions (meaningful with eight-bit weights).
+    pub(crate) fn int_isa(&self) -> IntIsa {
+        self.int_isa
     }
 
     /// Work items of a step (tiles of both directions): more threads than this idle.

@@ -153,7 +153,7 @@ impl Ctx<'_> {
                 let Some(q) = &pd.quant else { continue };
                 let none = [0.0f32; ASIDE];
                 product_i8::<NC>(
-                    m.isa,
+                    m.int_isa,
                     0..live,
                     #[inline(always)]
                     |r| qh.row(d * b + r),
@@ -381,16 +381,17 @@ impl Ctx<'_> {
                     let Some(w_hr) = pd.quant.as_ref().and_then(|q| q.w_hr.as_ref()) else {
                         return;
                     };
-                    // Eight-bit weights have tiles of 8 units: 16 columns here.
-                    product_i8::<16>(
-                        m.isa,
-                        0..live,
-                        #[inline(always)]
-                        |r| qm.row(d * b + r),
-                        w_hr.tile(tile),
-                        #[inline(always)]
-                        |r, acc| f(r, acc),
-                    );
+                    // Tiles of `L` units: `2L` columns here.
+                    let a = |r: usize| qm.row(d * b + r);
+                    if L == 16 {
+                        product_i8::<32>(m.int_isa, 0..live, a, w_hr.tile(tile), |r, acc| {
+                            f(r, acc)
+                        });
+                    } else {
+                        product_i8::<16>(m.int_isa, 0..live, a, w_hr.tile(tile), |r, acc| {
+                            f(r, acc)
+                        });
+                    }
                     return;
                 }
                 let w = &pd.w_hr[tile * h * nc..][..h * nc];

@@ -57,7 +57,10 @@ impl Ctx<'_> {
         match self.m.isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx512` is chosen only when the processor has AVX-512F, AVX2 and
-            // FMA.
+            // FMA, and for eight-bit weights only with AVX-512 VNNI (`IntIsa::float_isa`).
+            Isa::Avx512 if self.m.int8 => unsafe { self.run_avx512_i8(id) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
             Isa::Avx512 => unsafe { self.run_avx512(id) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2Fma` is chosen only when the processor has AVX2 and FMA (and
@@ -79,6 +82,17 @@ impl Ctx<'_> {
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2_i8(&self, id: usize) {
         self.run_cell::<true, 8, true>(id)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni,avx2,fma")]
+    fn run_avx512_i8(&self, id: usize) {
+        // Tiles of 16 units, as the float32 weights'; the products choose their row blocks.
+        match self.m.spec.cell {
+            Cell::Lstm => self.run_team::<true, 16, 64, 4, 6, true>(id),
+            Cell::Gru => self.run_team::<true, 16, 48, 6, 6, true>(id),
+            Cell::RnnTanh | Cell::RnnRelu => self.run_team::<true, 16, 32, 6, 6, true>(id),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -270,7 +284,7 @@ impl Ctx<'_> {
                 if I8 {
                     let Some(q) = &pd.quant else { continue };
                     product_i8::<NC>(
-                        m.isa,
+                        m.int_isa,
                         block.clone(),
                         #[inline(always)]
                         |r| quantized.row(r - start),

@@ -7,14 +7,78 @@ use super::{QuantTile, K_GROUP};
 use crate::cpu::fast::kernel::Isa;
 use crate::quant::RowScale;
 
-/// Rows per block for a tile `nc` columns wide: the block's accumulators, one broadcast
-/// activation per row, the weight vector, the ones and the 16-bit pairs fit the 16 vector
-/// registers (3 rows of a 32-wide tile, 18 registers, spilled accumulators to the stack).
-const fn rows_per_block(nc: usize) -> usize {
-    match nc {
-        32 => 2,
-        24 => 3,
-        _ => 4,
+/// The integer product's instructions, detected once per model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IntIsa {
+    /// `vpdpbusd` on 512-bit vectors (AVX-512 VNNI), with the AVX-512 float32 epilogue on
+    /// tiles of 16 units.
+    Avx512Vnni,
+    /// `vpdpbusd` on 256-bit vectors (AVX-VNNI), tiles of 8 units.
+    AvxVnni,
+    /// `vpmaddubsw` and `vpmaddwd` (AVX2), tiles of 8 units.
+    Avx2,
+    /// Integer loops, nothing assumed of the processor.
+    Portable,
+}
+
+impl IntIsa {
+    /// The best this processor has for a model whose float32 parts would run with `isa`
+    /// ([`Isa::detect`]), or a lesser one named by the `WGPU_LSTM_CPU_ISA` environment
+    /// variable: `avxvnni` (256-bit `vpdpbusd`, where the core has AVX-VNNI), `avx2` (no
+    /// VNNI), `portable` (already in `isa`).
+    pub(crate) fn detect(isa: Isa) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match isa {
+                Isa::Avx512 if has!("avx512vnni") => return IntIsa::Avx512Vnni,
+                Isa::Avx512 | Isa::Avx2Fma => {
+                    let no_vnni = std::env::var("WGPU_LSTM_CPU_ISA").is_ok_and(|v| v == "avx2");
+                    return if has!("avxvnni") && !no_vnni {
+                        IntIsa::AvxVnni
+                    } else {
+                        IntIsa::Avx2
+                    };
+                }
+                _ => {}
+            }
+        }
+        let _ = isa;
+        IntIsa::Portable
+    }
+
+    /// The float32 instruction set its model runs the rest with: AVX-512's for the 512-bit
+    /// block, AVX2's for the 256-bit ones (on AVX-512 cores too: their tiles are of 8 units),
+    /// else `isa`.
+    pub(crate) fn float_isa(self, isa: Isa) -> Isa {
+        match self {
+            IntIsa::Avx512Vnni => Isa::Avx512,
+            IntIsa::AvxVnni | IntIsa::Avx2 => Isa::Avx2Fma,
+            IntIsa::Portable => isa,
+        }
+    }
+
+    /// Its name in reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            IntIsa::Avx512Vnni => "avx512-vnni int8",
+            IntIsa::AvxVnni => "avx-vnni int8",
+            IntIsa::Avx2 => "avx2 int8",
+            IntIsa::Portable => "portable int8",
+        }
+    }
+
+    /// Rows per block for a tile `nc` columns wide: the block's accumulators, one broadcast
+    /// activation per row, the weight vectors (and for AVX2 the ones and the 16-bit pairs)
+    /// fit the vector registers (16 of 256 bits: 3 rows of a 32-wide tile, 18 registers,
+    /// spilled accumulators to the stack; 32 of 512 bits).
+    fn rows_per_block(self, nc: usize) -> usize {
+        match (self, nc) {
+            (IntIsa::Avx512Vnni, _) => 4,
+            (_, 32) => 2,
+            (_, 24) => 3,
+            _ => 4,
+        }
     }
 }
 
@@ -23,13 +87,13 @@ const fn rows_per_block(nc: usize) -> usize {
 /// `epilogue(r, &acc)`.
 #[inline(always)]
 pub(crate) fn product_i8<'a, const NC: usize>(
-    isa: Isa,
+    isa: IntIsa,
     rows: Range<usize>,
     a: impl Fn(usize) -> (&'a [u8], RowScale),
     w: QuantTile<'_>,
     mut epilogue: impl FnMut(usize, &[f32; NC]),
 ) {
-    let mr = rows_per_block(NC);
+    let mr = isa.rows_per_block(NC);
     let mut r = rows.start;
     while r < rows.end {
         let n = (rows.end - r).min(mr);
@@ -69,16 +133,24 @@ pub(crate) fn product_i8<'a, const NC: usize>(
 /// (a multiple of [`K_GROUP`]).
 #[inline(always)]
 fn dot<const MR: usize, const NC: usize>(
-    isa: Isa,
+    isa: IntIsa,
     acc: &mut [[i32; NC]; 4],
     a: [&[u8]; MR],
     w: &[i8],
 ) {
+    // SAFETY (each block): chosen only on processors with its features (`IntIsa::detect`).
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2Fma | Isa::Avx512) && super::avx2::has_width(NC) {
-        // SAFETY: both instruction sets are chosen only on processors with AVX2.
-        unsafe { super::avx2::dot::<MR, NC>(acc, a, w) };
-        return;
+    match isa {
+        IntIsa::Avx512Vnni if super::avx512::has_width(NC) => {
+            return unsafe { super::avx512::dot(acc, a, w) };
+        }
+        IntIsa::AvxVnni if super::avx2::has_width(NC) => {
+            return unsafe { super::avx2::dot_avx_vnni(acc, a, w) };
+        }
+        IntIsa::Avx2 if super::avx2::has_width(NC) => {
+            return unsafe { super::avx2::dot(acc, a, w) };
+        }
+        _ => {}
     }
     let _ = isa;
     let k = a[0].len();
@@ -101,8 +173,28 @@ fn dot<const MR: usize, const NC: usize>(
 mod tests {
     use super::*;
 
-    /// The AVX2 block and the portable loop give the same integers (exact sums), for every
-    /// block shape the product uses.
+    /// Every kernel this processor can run.
+    fn kernels() -> Vec<IntIsa> {
+        #[allow(unused_mut)]
+        let mut all = vec![IntIsa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") {
+                all.push(IntIsa::Avx2);
+                if has!("avxvnni") {
+                    all.push(IntIsa::AvxVnni);
+                }
+                if has!("avx512f") && has!("avx512vnni") {
+                    all.push(IntIsa::Avx512Vnni);
+                }
+            }
+        }
+        all
+    }
+
+    /// Every block (AVX2, VNNI where the core has it) and the portable loop give the same
+    /// integers (exact sums), for every block shape the product uses.
     #[test]
     fn kernels_agree() {
         fn case<const MR: usize, const NC: usize>(k: usize) {
@@ -122,18 +214,23 @@ mod tests {
                     }
                 }
             }
-            for isa in [Isa::Portable, Isa::detect()] {
+            for isa in kernels() {
                 let mut acc = [[0i32; NC]; 4];
                 dot::<MR, NC>(isa, &mut acc, rows, &w);
                 assert_eq!(acc[..MR], want, "{isa:?} {MR}×{NC} k {k}");
             }
         }
+        println!("kernels: {:?}", kernels());
         for k in [4, 8, 132] {
             case::<1, 32>(k);
             case::<3, 32>(k);
             case::<4, 24>(k);
             case::<2, 16>(k);
             case::<4, 16>(k);
+            // The 512-bit block's tiles.
+            case::<4, 64>(k);
+            case::<3, 48>(k);
+            case::<1, 64>(k);
         }
     }
 }

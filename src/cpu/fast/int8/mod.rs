@@ -11,14 +11,17 @@
 //! ```text
 //! mod.rs     the packed integer weights (QuantMatrix) and one batch of quantized rows
 //! kernel.rs  the product: blocks of rows against a tile, dequantized for the epilogue
-//! avx2.rs    the AVX2 block (vpmaddubsw, vpmaddwd), chosen at run time
+//! avx2.rs    the 256-bit blocks: AVX2 (vpmaddubsw, vpmaddwd), AVX-VNNI (vpdpbusd)
+//! avx512.rs  the 512-bit block: AVX-512 VNNI (vpdpbusd); each chosen at run time
 //! ```
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod kernel;
 
-pub(super) use kernel::product_i8;
+pub(super) use kernel::{product_i8, IntIsa};
 
 use ndarray::ArrayView2;
 
