@@ -109,8 +109,9 @@ pub(crate) struct RowScale {
 /// `a`: the rest is filled with the zero point (products with zero weights).
 #[inline(always)]
 pub(crate) fn quantize_activations(a: &[f32], q: &mut [u8]) -> RowScale {
-    // Eight lanes side by side, which the compiler keeps in vector registers.
-    const LANES: usize = 8;
+    // 32 lanes side by side, which the compiler keeps in vector registers: independent
+    // chains of minima and maxima, rather than one waiting on the latency of the last.
+    const LANES: usize = 32;
     let (mut lo, mut hi, mut bad) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
     let (chunks, rest) = a.as_chunks::<LANES>();
     let mut take = |j: usize, v: f32| {

@@ -48,6 +48,11 @@ use team::Ctx;
 /// fused product sets it aside, see [`kernel::product`].)
 const FUSE_MIN_BATCH: usize = 4;
 
+/// Rows (steps × batch) whose input projections are computed together when they are not
+/// fused: at least one step; 128 rows of a 1024-column layer are 512 KiB, which the threads'
+/// second-level caches share.
+const PROJECTION_ROWS: usize = 128;
+
 /// Multiply-adds per thread of a time step below which a team whose threads had to yield at
 /// [`SOLO_AFTER_YIELDS`] barriers (a busy machine: they did not all run at once) hands the rest
 /// of the forward to one thread.
@@ -103,10 +108,11 @@ impl FastModel {
         // Eight-bit weights always project the input up front (one quantization of each row
         // of `X`, and two sums that keep their own scales).
         let fused = b >= FUSE_MIN_BATCH && !self.int8;
+        let chunk = (PROJECTION_ROWS / b).clamp(1, t.max(1));
         let gx_len = if fused {
             0
         } else {
-            dirs * rows * self.tiling.tiles * self.tiling.width
+            dirs * chunk * b * self.tiling.tiles * self.tiling.width
         };
         gx.resize(gx_len);
         // The states in cache-line-aligned storage, as the weights: the cell updates load and
@@ -147,6 +153,7 @@ impl FastModel {
             x0: &x0,
             y: [Shared::new(y0), Shared::new(y1)],
             gx: Shared::new(&mut gx),
+            chunk,
             h: Shared::new(&mut hs),
             c: Shared::new(&mut cs),
             m_buf: Shared::new(&mut m_buf),

@@ -34,11 +34,12 @@ struct StepTile<'a, const NC: usize> {
     bias: &'a [f32; NC],
     /// The layer's output.
     y: &'a Shared<'a>,
-    /// `B`, `H`, `H_out`, the layer's rows `T·B`, the widths of a row of `gx` and of `y`.
+    /// `B`, `H`, `H_out`, the rows of a direction in `gx` (`chunk · B`), the widths of a row
+    /// of `gx` and of `y`.
     b: usize,
     h: usize,
     h_out: usize,
-    rows: usize,
+    gx_rows: usize,
     gx_width: usize,
     y_width: usize,
     /// See [`Ctx::fused`].
@@ -133,7 +134,7 @@ impl Ctx<'_> {
                 b,
                 h,
                 h_out,
-                rows: self.steps * b,
+                gx_rows: self.chunk * b,
                 gx_width: tiles * NC,
                 y_width: dirs * h_out,
                 fused,
@@ -250,10 +251,12 @@ impl Ctx<'_> {
         let gx: &[f32; NC] = if at.fused {
             at.bias
         } else {
-            // SAFETY: `gx` was completed before the steps and is only read now.
+            // Row `r` of step `s` of the chunk (see `Ctx::gx`).
+            let gx_row = (s % self.chunk) * at.b + r;
+            // SAFETY: the chunk's `gx` was completed before its steps and is only read now.
             unsafe {
                 self.gx.slice(
-                    at.d * at.rows * at.gx_width + row * at.gx_width + at.tile * NC,
+                    (at.d * at.gx_rows + gx_row) * at.gx_width + at.tile * NC,
                     NC,
                 )
             }

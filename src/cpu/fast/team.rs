@@ -26,8 +26,13 @@ pub(super) struct Ctx<'a> {
     pub(super) x0: &'a [f32],
     /// Layer outputs `[T·B, D·H_out]`, layer `l` writing `y[l % 2]`.
     pub(super) y: [Shared<'a>; 2],
-    /// Input projections `[D][T·B][tiles·width]`.
+    /// Input projections of a chunk of steps, `[D][chunk][B][tiles·width]`: row `r` of step
+    /// `s` at `s % chunk`, whichever time step it reads (a reverse direction's step `s` is
+    /// time step `len_r − 1 − s`).
     pub(super) gx: Shared<'a>,
+    /// Steps whose input projections are computed together, just before the first of them (a
+    /// buffer that stays in cache, not all `T` steps' written to memory and read back).
+    pub(super) chunk: usize,
     /// Hidden states `[L·D][2][B][H_out]`: step `s` reads slot `s % 2` and writes the other.
     pub(super) h: Shared<'a>,
     /// Cell states `[L·D][B][H]`.
@@ -172,13 +177,20 @@ impl Ctx<'_> {
                 // barrier) and this layer writes only `y[layer % 2]`.
                 unsafe { y.slice(0, self.steps * self.batch * dirs * spec.hidden_out()) }
             };
-            if !self.fused {
-                self.input_projection::<FMA, NC, MR, I8>(layer, x, mine.clone(), &mut qa);
-                if !sync(&mut mine, &mut mine_proj) {
-                    return;
-                }
-            }
             for s in 0..self.steps {
+                if !self.fused && s % self.chunk == 0 {
+                    let chunk = s..(s + self.chunk).min(self.steps);
+                    self.input_projection::<FMA, NC, MR, I8>(
+                        layer,
+                        x,
+                        chunk,
+                        mine.clone(),
+                        &mut qa,
+                    );
+                    if !sync(&mut mine, &mut mine_proj) {
+                        return;
+                    }
+                }
                 // At batch 1, odd steps walk the tiles backwards, and each tile from its last
                 // `k` down (see `product`), so that a step begins with the weights the
                 // previous one ended with, still in the nearest cache.
@@ -253,57 +265,75 @@ impl Ctx<'_> {
         });
     }
 
-    /// `Gx = X·W_ihᵀ + b` for the tiles `items` (of both directions), every row (eight-bit
-    /// weights: each block of rows quantized into `qa` first).
+    /// `Gx = X·W_ihᵀ + b` for the steps `chunk` and the tiles `items` (of both directions),
+    /// every row, into [`Ctx::gx`] (eight-bit weights: each block of rows quantized into `qa`
+    /// first). A row that has ended projects a row of `X` nobody reads.
     #[inline(always)]
     fn input_projection<const FMA: bool, const NC: usize, const MR: usize, const I8: bool>(
         &self,
         layer: usize,
         x: &[f32],
-        items: std::ops::Range<usize>,
+        chunk: Range<usize>,
+        items: Range<usize>,
         qa: &mut QuantBatch,
     ) {
         let m = self.m;
-        let (tiles, dirs) = (m.tiling.tiles, m.spec.num_directions());
-        let rows = self.steps * self.batch;
+        let (tiles, dirs, b) = (m.tiling.tiles, m.spec.num_directions(), self.batch);
+        let rows = chunk.len() * b;
         let gx_width = tiles * NC;
         // A multiple of `MR`, so that only the last block can be short.
         let row_block = (ROW_BLOCK / MR).max(1) * MR;
         let k = m.spec.layer_input_size(layer);
-        for start in (0..rows).step_by(row_block) {
-            let block = start..(start + row_block).min(rows);
-            if I8 && !items.is_empty() {
-                qa.quantize(block.len(), k, |i| &x[(start + i) * k..][..k]);
+        for d in 0..dirs {
+            let mine = items.start.max(d * tiles)..items.end.min((d + 1) * tiles);
+            if mine.is_empty() {
+                continue;
             }
-            let quantized: &QuantBatch = qa;
-            for item in items.clone() {
-                let (d, tile) = (item / tiles, item % tiles);
-                let pd = &m.dirs[layer * dirs + d];
-                let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
-                let base = d * rows * gx_width + tile * NC;
+            // Row `i` of the chunk: row `r` of `X` at the time step of step `s`.
+            let x_row = |i: usize| {
+                let (s, r) = (chunk.start + i / b, i % b);
+                let t = if m.spec.reverses(d) {
+                    self.lengths[r].saturating_sub(s + 1)
+                } else {
+                    s
+                };
+                &x[(t * b + r) * k..][..k]
+            };
+            for start in (0..rows).step_by(row_block) {
+                let block = start..(start + row_block).min(rows);
                 if I8 {
-                    let Some(q) = &pd.quant else { continue };
-                    product_i8::<NC>(
-                        m.int_isa,
+                    qa.quantize(block.len(), k, |i| x_row(start + i));
+                }
+                let quantized: &QuantBatch = qa;
+                for item in mine.clone() {
+                    let tile = item % tiles;
+                    let pd = &m.dirs[layer * dirs + d];
+                    let bias: &[f32; NC] = pd.bias[tile * NC..][..NC].try_into().expect("NC");
+                    let base = d * self.chunk * b * gx_width + tile * NC;
+                    if I8 {
+                        let Some(q) = &pd.quant else { continue };
+                        product_i8::<NC>(
+                            m.int_isa,
+                            block.clone(),
+                            #[inline(always)]
+                            |r| quantized.row(r - start),
+                            q.w_ih.tile(tile),
+                            #[inline(always)]
+                            |r, acc| self.store_gx(base + r * gx_width, acc, bias),
+                        );
+                        continue;
+                    }
+                    let w = &pd.w_ih[tile * k * NC..][..k * NC];
+                    product::<FMA, MR, NC, 0>(
                         block.clone(),
                         #[inline(always)]
-                        |r| quantized.row(r - start),
-                        q.w_ih.tile(tile),
+                        |r| [&[], x_row(r)],
+                        [&[], w],
+                        false,
                         #[inline(always)]
-                        |r, acc| self.store_gx(base + r * gx_width, acc, bias),
+                        |r, acc, _| self.store_gx(base + r * gx_width, acc, bias),
                     );
-                    continue;
                 }
-                let w = &pd.w_ih[tile * k * NC..][..k * NC];
-                product::<FMA, MR, NC, 0>(
-                    block.clone(),
-                    #[inline(always)]
-                    |r| [&[], &x[r * k..][..k]],
-                    [&[], w],
-                    false,
-                    #[inline(always)]
-                    |r, acc, _| self.store_gx(base + r * gx_width, acc, bias),
-                );
             }
         }
     }
