@@ -168,6 +168,12 @@ impl Ctx<'_> {
         };
         // Eight-bit weights: this thread's quantized rows of the product at hand.
         let mut qa = QuantBatch::default();
+        // One thread runs a bidirectional layer's directions one after the other, so that its
+        // steps stream one direction's weights rather than both (twice the cache: 2.9× the
+        // time of one direction instead of 2× on the suite's `bidir` layer); a team
+        // interleaves them, its threads holding mostly different directions' tiles.
+        let (tiles, proj_tiles) = (self.m.tiling.tiles, self.m.proj_tiling.tiles);
+        let passes = if self.threads == 1 { dirs } else { 1 };
         for layer in 0..spec.num_layers {
             let x = if layer == 0 {
                 self.x0
@@ -177,47 +183,54 @@ impl Ctx<'_> {
                 // barrier) and this layer writes only `y[layer % 2]`.
                 unsafe { y.slice(0, self.steps * self.batch * dirs * spec.hidden_out()) }
             };
-            for s in 0..self.steps {
-                if !self.fused && s % self.chunk == 0 {
-                    let chunk = s..(s + self.chunk).min(self.steps);
-                    self.input_projection::<FMA, NC, MR, I8>(
-                        layer,
-                        x,
-                        chunk,
-                        mine.clone(),
-                        &mut qa,
-                    );
-                    if !sync(&mut mine, &mut mine_proj) {
-                        return;
+            for pass in 0..passes {
+                if passes > 1 {
+                    mine = pass * tiles..(pass + 1) * tiles;
+                    mine_proj = pass * proj_tiles..(pass + 1) * proj_tiles;
+                }
+                for s in 0..self.steps {
+                    if !self.fused && s % self.chunk == 0 {
+                        let chunk = s..(s + self.chunk).min(self.steps);
+                        self.input_projection::<FMA, NC, MR, I8>(
+                            layer,
+                            x,
+                            chunk,
+                            mine.clone(),
+                            &mut qa,
+                        );
+                        if !sync(&mut mine, &mut mine_proj) {
+                            return;
+                        }
                     }
-                }
-                // At batch 1, odd steps walk the tiles backwards, and each tile from its last
-                // `k` down (see `product`), so that a step begins with the weights the
-                // previous one ended with, still in the nearest cache.
-                let forwards = !self.zigzag(s);
-                if I8 {
-                    self.quantize_states(layer, s, &mut qa);
-                }
-                if self.steal {
-                    self.queues[id].reset(mine.clone());
-                    while let Some(item) = next_item(self.queues, id, forwards) {
-                        self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, item..item + 1);
-                    }
-                } else if forwards {
-                    self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone());
-                } else {
-                    self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone().rev());
-                }
-                if !sync(&mut mine, &mut mine_proj) {
-                    return;
-                }
-                if spec.proj_size > 0 {
+                    // At batch 1, odd steps walk the tiles backwards, and each tile from its last
+                    // `k` down (see `product`), so that a step begins with the weights the
+                    // previous one ended with, still in the nearest cache.
+                    let forwards = !self.zigzag(s);
                     if I8 {
-                        self.quantize_projected(&mut qa);
+                        let active = if passes > 1 { pass..pass + 1 } else { 0..dirs };
+                        self.quantize_states(layer, s, active, &mut qa);
                     }
-                    self.projection::<FMA, L, PR, I8>(layer, s, &qa, mine_proj.clone());
+                    if self.steal {
+                        self.queues[id].reset(mine.clone());
+                        while let Some(item) = next_item(self.queues, id, forwards) {
+                            self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, item..item + 1);
+                        }
+                    } else if forwards {
+                        self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone());
+                    } else {
+                        self.step::<FMA, L, NC, MR, I8>(layer, s, x, &qa, mine.clone().rev());
+                    }
                     if !sync(&mut mine, &mut mine_proj) {
                         return;
+                    }
+                    if spec.proj_size > 0 {
+                        if I8 {
+                            self.quantize_projected(&mut qa);
+                        }
+                        self.projection::<FMA, L, PR, I8>(layer, s, &qa, mine_proj.clone());
+                        if !sync(&mut mine, &mut mine_proj) {
+                            return;
+                        }
                     }
                 }
             }
@@ -232,10 +245,10 @@ impl Ctx<'_> {
         self.batch == 1 && s % 2 == 1
     }
 
-    /// Eight-bit weights: `H_{t−1}` of step `s`, every row of every direction of `layer`,
-    /// quantized into `qa` (row `d · B + r`).
+    /// Eight-bit weights: `H_{t−1}` of step `s`, every row of the directions `active` of
+    /// `layer`, quantized into `qa` (row `d · B + r`).
     #[inline(always)]
-    fn quantize_states(&self, layer: usize, s: usize, qa: &mut QuantBatch) {
+    fn quantize_states(&self, layer: usize, s: usize, active: Range<usize>, qa: &mut QuantBatch) {
         let (b, h_out, dirs) = (
             self.batch,
             self.m.spec.hidden_out(),
@@ -244,6 +257,9 @@ impl Ctx<'_> {
         let cur = s % 2;
         qa.quantize(dirs * b, h_out, |i| {
             let (d, r) = (i / b, i % b);
+            if !active.contains(&d) {
+                return &[];
+            }
             let idx = layer * dirs + d;
             // SAFETY: slot `cur` of the hidden state is only read during a step.
             unsafe { self.h.slice(((idx * 2 + cur) * b + r) * h_out, h_out) }

@@ -112,7 +112,8 @@ pub(crate) struct QuantBatch {
 }
 
 impl QuantBatch {
-    /// Quantizes `rows` rows of `k` floats, row `r` being `row(r)`, replacing what it held.
+    /// Quantizes `rows` rows of `k` floats, row `r` being `row(r)`, replacing what it held; a
+    /// row given as empty is left out (not to be read).
     #[inline(always)]
     pub(crate) fn quantize<'a>(&mut self, rows: usize, k: usize, row: impl Fn(usize) -> &'a [f32]) {
         let k_padded = k.div_ceil(K_GROUP) * K_GROUP;
@@ -120,7 +121,15 @@ impl QuantBatch {
         self.q.resize(rows * k_padded, 0);
         self.scales.clear();
         for r in 0..rows {
-            let s = quantize_activations(&row(r)[..k], &mut self.q[r * k_padded..][..k_padded]);
+            let a = row(r);
+            let s = if a.is_empty() {
+                RowScale {
+                    scale: f32::NAN,
+                    zero_point: 0,
+                }
+            } else {
+                quantize_activations(&a[..k], &mut self.q[r * k_padded..][..k_padded])
+            };
             self.scales.push(s);
         }
     }
