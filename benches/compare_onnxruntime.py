@@ -18,8 +18,9 @@ ratios (onnxruntime ms / wgpu-lstm ms: above 1 means wgpu-lstm is faster), float
 float32 and int8 against int8, with the range of the rounds' own float32 ratios, and our
 int8 speed over our float32. --no-int8 times float32 only.
 
-The instruction set of our side: what the core has, unless WGPU_LSTM_CPU_ISA (avx2,
-portable) forces a slower path; the table's last line names it.
+The instruction sets of our side: what the core has, unless WGPU_LSTM_CPU_ISA (avx2,
+avxvnni, portable) forces a slower path; the table's last line names the float32 and int8
+kernels that ran.
 
     pip install onnxruntime onnx numpy
     cargo build --release
@@ -149,7 +150,7 @@ def time_ort(sess, x, repeat):
 
 def time_ours(binary, name, threads, quick, int8):
     """Our median ms per weights type ("f32", and "i8" when `int8`), the f32 run's peak bytes
-    and the kernel our CPU engine ran."""
+    and the kernels our CPU engine ran (the f32 run's, then the i8 run's)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "cpu.json")
         cmd = [binary, "bench", "--device", "cpu", "--suite", name, "--threads", str(threads),
@@ -160,7 +161,8 @@ def time_ours(binary, name, threads, quick, int8):
         records = json.load(open(out))["records"]
         ms = {r["weights"]: r["median_ms"] for r in records}
         f32 = next(r for r in records if r["weights"] == "f32")
-        return ms, f32.get("peak_bytes"), f32.get("variant")
+        kernels = ", ".join(r.get("variant") or "?" for r in records)
+        return ms, f32.get("peak_bytes"), kernels
 
 
 def main():
@@ -240,9 +242,9 @@ def main():
               f"{r['wgpu_lstm_cpu_ms']:>11.3f} {r['ratio']:>6.2f} {spread:>10} "
               f"{fmt(r['onnxruntime_int8_ms'], '.3f'):>10} {fmt(r['wgpu_lstm_int8_ms'], '.3f'):>10} "
               f"{fmt(r['ratio_int8'], '.2f'):>6} {fmt(r['int8_speedup'], '.2f'):>6}")
-    kernels = sorted({r["wgpu_lstm_kernel"] or "?" for r in rows})
+    kernels = sorted({k for r in rows for k in (r["wgpu_lstm_kernel"] or "?").split(", ")})
     print(f"onnxruntime {ort.__version__}, {os.cpu_count()} cores, {available_cores()} available; "
-          f"our kernel: {', '.join(kernels)}")
+          f"our kernels: {', '.join(kernels)}")
 
 
 if __name__ == "__main__":

@@ -343,8 +343,9 @@ pub enum WeightsDtype {
     /// bits over the row's range widened to include zero: `scale = (max − min) / 127`, zero
     /// point `round(−min / scale)`. Sums are int32, exact, then scaled to float32; biases,
     /// peepholes, activations and states stay float32. Seven-bit activations keep a pair of
-    /// products inside AVX2's 16-bit `vpmaddubsw` sums, so every instruction set computes
-    /// the same integers: the results are the same bits on every core and thread count.
+    /// products inside AVX2's 16-bit `vpmaddubsw` sums, so every instruction set (AVX2,
+    /// AVX-VNNI and AVX-512 VNNI `vpdpbusd`, the portable loop) computes the same integers;
+    /// the results are the same bits at every thread count and batch composition.
     /// [`Weights::rounded`] gives the float32 weights the integers stand for.
     I8,
 }
