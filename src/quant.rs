@@ -98,6 +98,19 @@ fn small_int(x: f32) -> u8 {
     ((x + MAGIC).to_bits() & 0xFF) as u8
 }
 
+/// `lanes` reduced by `f`, each step folding the upper half onto the lower.
+#[inline(always)]
+fn fold_lanes<const N: usize>(mut lanes: [f32; N], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut n = N;
+    while n > 1 {
+        n /= 2;
+        for j in 0..n {
+            lanes[j] = f(lanes[j], lanes[j + n]);
+        }
+    }
+    lanes[0]
+}
+
 /// One row of activations quantized: `a ≈ (q − zero_point) · scale`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct RowScale {
@@ -128,9 +141,10 @@ pub(crate) fn quantize_activations(a: &[f32], q: &mut [u8]) -> RowScale {
     for (j, &v) in rest.iter().enumerate() {
         take(j, v);
     }
-    let lo = lo.iter().fold(0.0f32, |m, &v| m.min(v));
-    let hi = hi.iter().fold(0.0f32, |m, &v| m.max(v));
-    let bad: f32 = bad.iter().sum();
+    // Halves folded onto each other (vector operations), not 32 scalar steps per row.
+    let lo = fold_lanes(lo, |a, b| if b < a { b } else { a });
+    let hi = fold_lanes(hi, |a, b| if b > a { b } else { a });
+    let bad = fold_lanes(bad, |a, b| a + b);
     // Each bound divided first: `hi − lo` overflows for ranges beyond ±1.7e38.
     let scale = hi / ACTIVATION_MAX - lo / ACTIVATION_MAX;
     if bad.is_nan() || !scale.is_finite() {
