@@ -4,17 +4,21 @@
 //! float32 sums to the same cell updates as float32 weights (the scheme:
 //! [`crate::quant`]).
 //!
-//! Integer sums are exact, so the order of a sum does not matter: every instruction set and
-//! thread count gives the same bits, and the product ignores the float32 kernels' tricks of
-//! order (two halves, backwards steps).
+//! Integer sums are exact, so the order of a sum does not matter: every instruction set
+//! computes the same integers, every thread count gives the same bits, and the product
+//! ignores the float32 kernels' tricks of order (two halves, backwards steps).
 //!
 //! ```text
 //! mod.rs     the packed integer weights (QuantMatrix) and one batch of quantized rows
 //! kernel.rs  the product: blocks of rows against a tile, dequantized for the epilogue
+//! block.rs   the x86-64 block, written once (a macro) for every instruction set
 //! avx2.rs    the 256-bit blocks: AVX2 (vpmaddubsw, vpmaddwd), AVX-VNNI (vpdpbusd)
 //! avx512.rs  the 512-bit block: AVX-512 VNNI (vpdpbusd); each chosen at run time
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod block;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
