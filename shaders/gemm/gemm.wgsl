@@ -3,6 +3,8 @@
 //
 //   out[out_offset + z·out_batch + m·out_stride + c] = bias[z][c] + Σ_k a[a_offset + z·a_batch + m·a_stride + k] · w[z][k][c]
 //
+// (int8 weights: bias[z][c] + scale[z][c] · Σ_k a[…] · q[z][k][c], see shaders/weights/i8.wgsl)
+//
 // for columns c < n_valid. `w` is stored K-major in vec4 columns ([K, N/4] of vec4), so the
 // gates of one hidden unit — packed together at upload — are one vec4 and neighbouring
 // invocations read neighbouring memory. z is the direction.
@@ -23,6 +25,7 @@ struct GemmParams {
     out_offset: u32, // f32 index of out's first element
     out_stride: u32, // f32 elements between rows of out
     out_batch: u32,  // f32 elements between the out matrices of consecutive z
+    scale_offset: u32, // int8 weights: u32 index of the columns' scales [z][n4] (quads)
 }
 
 override WG_X: u32 = 16u; // invocations along vec4 columns
@@ -34,6 +37,17 @@ const TM: u32 = 4u;       // rows per invocation (mirrored by gemm::ROWS_PER_INV
 // binding 2, `w`, read through `load_w`: see shaders/weights/
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+// The bias of column n of product z, where a sum starts (`w_start`: float weights) or ends.
+fn bias_of(z: u32, n: u32) -> vec4<f32> {
+    return bias[z * p.bias_batch + n];
+}
+
+// The result of column n of product z from its sum: the bias added where `w_start` left it
+// out, the int8 weights' scales applied (`w_end`; the sum as it is for float weights).
+fn result(z: u32, n: u32, sum: vec4<f32>) -> vec4<f32> {
+    return w_end(sum, bias_of(z, n), p.scale_offset + 4u * (z * p.n4 + n));
+}
 
 fn store(row: u32, col: u32, v: vec4<f32>) {
     let o = row + col;
@@ -59,7 +73,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
     let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
     let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
-    let b = bias[z * p.bias_batch + n];
+    let b = w_start(bias_of(z, n));
     var acc0 = b;
     var acc1 = b;
     var acc2 = b;
@@ -75,10 +89,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
     let col = 4u * n;
-    store(o, col, acc0);
-    if (m0 + 1u < p.m) { store(o + p.out_stride, col, acc1); }
-    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, acc2); }
-    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, acc3); }
+    store(o, col, result(z, n, acc0));
+    if (m0 + 1u < p.m) { store(o + p.out_stride, col, result(z, n, acc1)); }
+    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, result(z, n, acc2)); }
+    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, result(z, n, acc3)); }
 }
 
 // Wide variant: 4 rows × two vec4 columns (n, n + 1) per invocation. Each `a` load feeds
@@ -99,8 +113,8 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
     let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
     let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
-    let ba = bias[z * p.bias_batch + n];
-    let bb = bias[z * p.bias_batch + n1];
+    let ba = w_start(bias_of(z, n));
+    let bb = w_start(bias_of(z, n1));
     var a0c = ba;
     var a1c = ba;
     var a2c = ba;
@@ -131,19 +145,19 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ca = 4u * n;
     let two = n + 1u < p.n4;
     let cb = 4u * (n + 1u);
-    store(o, ca, a0c);
-    if (two) { store(o, cb, b0c); }
+    store(o, ca, result(z, n, a0c));
+    if (two) { store(o, cb, result(z, n1, b0c)); }
     if (m0 + 1u < p.m) {
-        store(o + p.out_stride, ca, a1c);
-        if (two) { store(o + p.out_stride, cb, b1c); }
+        store(o + p.out_stride, ca, result(z, n, a1c));
+        if (two) { store(o + p.out_stride, cb, result(z, n1, b1c)); }
     }
     if (m0 + 2u < p.m) {
-        store(o + 2u * p.out_stride, ca, a2c);
-        if (two) { store(o + 2u * p.out_stride, cb, b2c); }
+        store(o + 2u * p.out_stride, ca, result(z, n, a2c));
+        if (two) { store(o + 2u * p.out_stride, cb, result(z, n1, b2c)); }
     }
     if (m0 + 3u < p.m) {
-        store(o + 3u * p.out_stride, ca, a3c);
-        if (two) { store(o + 3u * p.out_stride, cb, b3c); }
+        store(o + 3u * p.out_stride, ca, result(z, n, a3c));
+        if (two) { store(o + 3u * p.out_stride, cb, result(z, n1, b3c)); }
     }
 }
 
@@ -195,7 +209,7 @@ fn block_at(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>) -
     let rows = vec4<u32>(a0 + min(m0, last) * p.a_stride, a0 + min(m0 + 1u, last) * p.a_stride,
                          a0 + min(m0 + 2u, last) * p.a_stride, a0 + min(m0 + 3u, last) * p.a_stride);
     for (var c = 0u; c < 4u; c = c + 1u) {
-        let b = bias[z * p.bias_batch + cols[c]];
+        let b = w_start(bias_of(z, cols[c]));
         for (var r = 0u; r < 4u; r = r + 1u) {
             (*acc)[4u * r + c] = b;
         }
@@ -210,7 +224,7 @@ fn store_block(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>
         if (m0 + r < p.m) {
             for (var c = 0u; c < 4u; c = c + 1u) {
                 if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), (*acc)[4u * r + c]);
+                    store(o + r * p.out_stride, 4u * (n + c), result(z, n + c, (*acc)[4u * r + c]));
                 }
             }
         }
@@ -244,7 +258,7 @@ fn block(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var acc: array<vec4<f32>, 64>;
     for (var c = 0u; c < BC; c = c + 1u) {
-        let b = bias[z * p.bias_batch + cols[c]];
+        let b = w_start(bias_of(z, cols[c]));
         for (var r = 0u; r < BR; r = r + 1u) {
             acc[MAX_B * r + c] = b;
         }
@@ -268,7 +282,7 @@ fn block(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (m0 + r < p.m) {
             for (var c = 0u; c < BC; c = c + 1u) {
                 if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), acc[MAX_B * r + c]);
+                    store(o + r * p.out_stride, 4u * (n + c), result(z, n + c, acc[MAX_B * r + c]));
                 }
             }
         }
@@ -293,7 +307,7 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     let n = wid.x * 16u + lid.x;
     let m0 = row_base + lid.y * TM;
     let a0 = p.a_offset + z * p.a_batch;
-    let b = bias[z * p.bias_batch + min(n, p.n4 - 1u)];
+    let b = w_start(bias_of(z, min(n, p.n4 - 1u)));
     var acc0 = b;
     var acc1 = b;
     var acc2 = b;
@@ -335,8 +349,8 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     }
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
     let col = 4u * n;
-    store(o, col, acc0);
-    if (m0 + 1u < p.m) { store(o + p.out_stride, col, acc1); }
-    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, acc2); }
-    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, acc3); }
+    store(o, col, result(z, n, acc0));
+    if (m0 + 1u < p.m) { store(o + p.out_stride, col, result(z, n, acc1)); }
+    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, result(z, n, acc2)); }
+    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, result(z, n, acc3)); }
 }

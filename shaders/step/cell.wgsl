@@ -263,8 +263,15 @@ fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
     }
 }
 
-// The first pass for unit j of row b, whose recurrent product is `a`.
-fn reset_unit(j: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
+// Where the scales of column j4 of direction d's weights at step s are (int8 weights: the
+// reader's `w_scaled` reads them; float readers ignore it).
+fn scale_at(j4: u32, d: u32, s: u32) -> u32 {
+    return select(p.srec_offset, p.s0_offset, s == 0u) + 4u * (d * p.n4 + j4);
+}
+
+// The first pass for unit j of row b, whose recurrent product's sum is `sum`.
+fn reset_unit(j: u32, sum: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
+    let a = w_scaled(sum, scale_at(j, d, s));
     let nb = p.batch;
     let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j];
     let st = p.state_offset + (d * nb + b) * p.hidden;
@@ -310,8 +317,8 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
 }
 
 // The activations and the state update of column j4 for row b (processing time step t, its
-// h_{t−1} at `prev`), whose recurrent product is `a`.
-fn update(j4: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
+// h_{t−1} at `prev`), whose recurrent product's sum is `sum`.
+fn update(j4: u32, sum: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
     let hid = p.hidden;
     let nb = p.batch;
     let out = (t * nb + b) * p.dirs * hid + d * hid;
@@ -330,10 +337,11 @@ fn update(j4: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
         return;
     }
     let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j4];
+    let a = w_scaled(sum, scale_at(j4, d, s));
     if (CELL == 0u) {
         var ph = vec4<f32>(0.0);
         if (PEEPHOLE) {
-            ph = load_w(p.ph_offset + d * hid + j4);
+            ph = load_f32x4(p.ph_offset, d * hid + j4);
         }
         let z = g + a;
         let c_prev = c[st + j4];

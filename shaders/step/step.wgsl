@@ -48,6 +48,8 @@ struct StepParams {
     ph_offset: u32,    // vec4 index of the peepholes [D, H] (p_i, p_f, p_o, 0)
     h0_offset: u32,    // f32 index of this layer's h0 block [D, B, k0]
     state_offset: u32, // f32 index of this layer's c / mn block [D, B, H]
+    s0_offset: u32,    // int8 weights: u32 index of the step-0 weights' scales [D, n4] (quads)
+    srec_offset: u32,  // int8 weights: u32 index of the recurrent weights' scales [D, n4]
 }
 
 override WG: u32 = 64u;          // invocations along columns

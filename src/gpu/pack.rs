@@ -8,6 +8,7 @@
 use ndarray::{concatenate, Array1, Array2, ArrayView2, Axis};
 
 use crate::gpu::kernels::step;
+use crate::quant::{self, QuantRows};
 use crate::spec::{Cell, RnnSpec};
 use crate::weights::Weights;
 
@@ -62,6 +63,9 @@ pub(crate) struct LayerLayout {
     pub ph_offset: usize,
     /// Projection `[D, H, ⌈P/4⌉]` and its zero bias `[D, ⌈P/4⌉]` (projection only).
     pub w_hr: Option<(usize, usize)>,
+    /// Vec4 columns of one set of scales, `D·n4` (int8 weights: see
+    /// [`LayerLayout::i8_scales`]).
+    pub scales: usize,
 }
 
 impl LayerLayout {
@@ -85,7 +89,22 @@ impl LayerLayout {
             ph_offset,
             w_hr: (spec.proj_size > 0)
                 .then(|| (d * h * proj_columns(spec), d * proj_columns(spec))),
+            scales: d * n4,
         }
+    }
+
+    /// Int8 weights: the u32 indices of the step-0 and the recurrent weights' scales in the
+    /// step buffer ([`pack_layer_i8`]). That buffer holds the integers first, one `u32` per
+    /// vec4 (so the vec4 offsets above are its u32 indices), then the peepholes and the
+    /// scales as float32 quads; without a projection both indices are the same.
+    pub fn i8_scales(&self) -> (usize, usize) {
+        let s0 = self.ph_offset + 4 * (self.w_step - self.ph_offset);
+        let srec = if self.wrec_offset > 0 {
+            s0 + 4 * self.scales
+        } else {
+            s0
+        };
+        (s0, srec)
     }
 }
 
@@ -104,18 +123,21 @@ pub(crate) fn proj_columns(spec: &RnnSpec) -> usize {
     spec.proj_size.div_ceil(4)
 }
 
-pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> LayerPack {
-    let h = spec.hidden_size;
-    let columns = match spec.cell {
+/// The columns a cell's weights map onto.
+fn columns_of(cell: Cell) -> Columns {
+    match cell {
         Cell::Lstm | Cell::Gru => Columns::Gates,
         Cell::RnnTanh | Cell::RnnRelu => Columns::Units,
-    };
-    let pack = |w: ArrayView2<'_, f32>| pack_columns(w, columns, h);
-    let (mut w_ih, mut bias, mut w0, mut wrec, mut ph, mut w_hr) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    }
+}
+
+/// One layer's input-projection biases `[D, n4]`, float32 whatever the weights' type: `b_ih +
+/// b_hh` per gate; for GRU the fourth lane carries `b_hn`.
+pub(crate) fn pack_biases(spec: &RnnSpec, weights: &Weights, layer: usize) -> Vec<f32> {
+    let h = spec.hidden_size;
+    let mut bias = vec![];
     for d in 0..spec.num_directions() {
         let p = weights.get(layer, d);
-        w_ih.extend(pack(p.w_ih.view()));
         let (b_ih, b_hh) = (p.bias_ih(), p.bias_hh());
         let b = match spec.cell {
             // r and z take both biases; n takes b_in outside and b_hn inside r ⊙ (…).
@@ -127,7 +149,19 @@ pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> Lay
             ],
             _ => &b_ih + &b_hh,
         };
-        bias.extend(pack(as_column(b).view()));
+        bias.extend(pack_columns(as_column(b).view(), columns_of(spec.cell), h));
+    }
+    bias
+}
+
+pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> LayerPack {
+    let h = spec.hidden_size;
+    let columns = columns_of(spec.cell);
+    let pack = |w: ArrayView2<'_, f32>| pack_columns(w, columns, h);
+    let (mut w_ih, mut w0, mut wrec, mut ph, mut w_hr) = (vec![], vec![], vec![], vec![], vec![]);
+    for d in 0..spec.num_directions() {
+        let p = weights.get(layer, d);
+        w_ih.extend(pack(p.w_ih.view()));
         w0.extend(pack(p.w_hh.view()));
         if let Some(hr) = &p.w_hr {
             // From step 1 on the kernel reads m_{t−1} (H features), and h_{t−1} = W_hr m_{t−1},
@@ -148,9 +182,90 @@ pub(crate) fn pack_layer(spec: &RnnSpec, weights: &Weights, layer: usize) -> Lay
     w_step.extend(ph);
     LayerPack {
         w_ih,
-        bias,
+        bias: pack_biases(spec, weights, layer),
         w_step,
         w_hr: (spec.proj_size > 0).then_some(w_hr),
+    }
+}
+
+/// One layer's int8 weights for `shaders/weights/i8.wgsl`, as the bytes to upload: each
+/// buffer holds its matrices' integers (four to a `u32`, lane 0 in the low byte, laid out as
+/// [`LayerLayout`] counts vec4s), then float32 quads: the step buffer's peepholes, then the
+/// scales of each matrix's vec4 columns (every direction's, one matrix after another).
+#[derive(Debug)]
+pub(crate) struct LayerPackI8 {
+    pub w_ih: Vec<u8>,
+    pub w_step: Vec<u8>,
+    pub w_hr: Option<Vec<u8>>,
+}
+
+/// The integers (`[K, width]`) and the scales (`[width]`) of `w` quantized row by row
+/// ([`quant::quantize_rows`]; `given`: a quantized model's scales), in vec4 columns.
+fn pack_quantized(
+    w: ArrayView2<'_, f32>,
+    given: Option<&[f32]>,
+    columns: Columns,
+    h: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let QuantRows { q, scales } = quant::quantize_rows(w, given);
+    (
+        pack_columns(q.mapv(f32::from).view(), columns, h),
+        pack_columns(as_column(Array1::from(scales)).view(), columns, h),
+    )
+}
+
+/// Integers held exactly in `f32`s, then float32 values, as the bytes of one int8 buffer.
+fn i8_bytes(integers: &[f32], floats: &[f32]) -> Vec<u8> {
+    let mut out: Vec<u8> = integers.iter().map(|&v| v as i8 as u8).collect();
+    out.extend(floats.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
+/// [`pack_layer`] for int8 weights: every matrix quantized row by row as
+/// [`Weights::rounded`] describes (a quantized model's own integers and scales kept). With a
+/// projection, the recurrent weights `W_hh·W_hr` are the product of the two matrices as int8
+/// represents them, quantized again row by row.
+pub(crate) fn pack_layer_i8(spec: &RnnSpec, weights: &Weights, layer: usize) -> LayerPackI8 {
+    let h = spec.hidden_size;
+    let columns = columns_of(spec.cell);
+    let d_count = spec.num_directions();
+    let (mut ih, mut ih_s, mut step_q, mut rec_q, mut ph, mut s0, mut srec, mut hr, mut hr_s) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for d in 0..d_count {
+        let p = weights.get(layer, d);
+        let given = weights.row_scales(layer * d_count + d);
+        let (q, s) = pack_quantized(p.w_ih.view(), given.map(|g| &g.w_ih[..]), columns, h);
+        ih.extend(q);
+        ih_s.extend(s);
+        let given_hh = given.map(|g| &g.w_hh[..]);
+        let (q, s) = pack_quantized(p.w_hh.view(), given_hh, columns, h);
+        step_q.extend(q);
+        s0.extend(s);
+        if let Some(w_hr) = &p.w_hr {
+            let product = quant::dequantized(p.w_hh.view(), given_hh)
+                .dot(&quant::dequantized(w_hr.view(), None));
+            let (q, s) = pack_quantized(product.view(), None, columns, h);
+            rec_q.extend(q);
+            srec.extend(s);
+            let (q, s) = pack_quantized(w_hr.view(), None, Columns::Units, spec.proj_size);
+            hr.extend(q);
+            hr_s.extend(s);
+        }
+        if let Some(p_ph) = &p.w_ph {
+            ph.extend(pack_columns(
+                as_column(p_ph.clone()).view(),
+                Columns::Gates,
+                h,
+            ));
+        }
+    }
+    step_q.extend(rec_q);
+    ph.extend(s0);
+    ph.extend(srec);
+    LayerPackI8 {
+        w_ih: i8_bytes(&ih, &ih_s),
+        w_step: i8_bytes(&step_q, &ph),
+        w_hr: (spec.proj_size > 0).then(|| i8_bytes(&hr, &hr_s)),
     }
 }
 
@@ -182,6 +297,14 @@ mod tests {
                         assert_eq!(p.bias.len(), 4 * l.bias, "{what}");
                         assert_eq!(p.w_step.len(), 4 * l.w_step, "{what}");
                         assert_eq!(p.w_hr.as_ref().map(|w| w.len()), l.w_hr.map(|w| 4 * w.0));
+                        let i8 = pack_layer_i8(&spec, &weights, layer);
+                        let (_, srec) = l.i8_scales();
+                        assert_eq!(i8.w_ih.len(), 4 * l.w_ih + 16 * l.scales, "{what}");
+                        assert_eq!(i8.w_step.len(), 4 * srec + 16 * l.scales, "{what}");
+                        assert_eq!(
+                            i8.w_hr.as_ref().map(|w| w.len()),
+                            l.w_hr.map(|(w, zero)| 4 * w + 16 * zero)
+                        );
                         if peephole {
                             // The peepholes of the first direction start at ph_offset.
                             let ph = weights.get(layer, 0).w_ph.as_ref().unwrap();

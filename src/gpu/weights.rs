@@ -66,7 +66,7 @@ impl WeightStore {
             format: match dtype {
                 WeightsDtype::F32 => wgpu::TextureFormat::Rgba32Float,
                 WeightsDtype::F16 => wgpu::TextureFormat::Rgba16Float,
-                WeightsDtype::I8 => unreachable!("int8 weights are refused at upload"),
+                WeightsDtype::I8 => unreachable!("int8 weights are always in a buffer"),
             },
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
@@ -163,7 +163,9 @@ impl DeviceWeights {
             .max()
             .unwrap_or(0);
         let storage = match storage {
-            WeightsStorage::Texture if fits_texture(largest, &device.limits()) => {
+            WeightsStorage::Texture
+                if dtype != WeightsDtype::I8 && fits_texture(largest, &device.limits()) =>
+            {
                 WeightsStorage::Texture
             }
             _ => WeightsStorage::Buffer,
@@ -183,14 +185,17 @@ impl DeviceWeights {
                 .iter()
                 .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
                 .collect(),
-            WeightsDtype::I8 => unreachable!("int8 weights are refused at upload"),
+            WeightsDtype::I8 => unreachable!("int8 weights are packed by pack_layer_i8"),
         };
         let layers = layouts
             .iter()
             .enumerate()
             .map(|(layer, l)| {
+                if dtype == WeightsDtype::I8 {
+                    return upload_i8(device, queue, limits, weights, layer, l);
+                }
                 let packed = pack::pack_layer(spec, weights, layer);
-                LayerBuffers {
+                Ok(LayerBuffers {
                     w_ih: store(
                         format!("weight_ih of layer {layer}"),
                         &weights_bytes(&packed.w_ih),
@@ -214,15 +219,56 @@ impl DeviceWeights {
                                 &floats(&vec![0.0; 4 * zero]),
                             ),
                         }),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(DeviceWeights {
             layers,
             dtype,
             storage,
         })
     }
+}
+
+/// Layer `layer`'s int8 weights (integers and scales, [`pack::pack_layer_i8`]) checked against
+/// the limits and uploaded to buffers, its biases as float32.
+fn upload_i8(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    limits: &Limits,
+    weights: &Weights,
+    layer: usize,
+    l: &LayerLayout,
+) -> Result<LayerBuffers> {
+    let spec = weights.spec();
+    let packed = pack::pack_layer_i8(spec, weights, layer);
+    let floats = pack::pack_biases(spec, weights, layer);
+    let buffer = |label: String, data: &[u8]| -> Result<wgpu::Buffer> {
+        limits.check_buffer(&label, data.len() as u64)?;
+        Ok(device::upload(device, queue, &label, data, wgpu::BufferUsages::STORAGE))
+    };
+    let w_hr = match (&packed.w_hr, l.w_hr) {
+        (Some(w), Some((_, zero))) => Some(Projection {
+            weights: WeightStore::Buffer(buffer(format!("weight_hr of layer {layer}"), w)?),
+            zero_bias: buffer(
+                format!("projection bias of layer {layer}"),
+                bytemuck::cast_slice(&vec![0.0f32; 4 * zero]),
+            )?,
+        }),
+        _ => None,
+    };
+    Ok(LayerBuffers {
+        w_ih: WeightStore::Buffer(buffer(format!("weight_ih of layer {layer}"), &packed.w_ih)?),
+        bias: buffer(
+            format!("bias of layer {layer}"),
+            bytemuck::cast_slice(&floats),
+        )?,
+        w_step: WeightStore::Buffer(buffer(
+            format!("step weights of layer {layer}"),
+            &packed.w_step,
+        )?),
+        w_hr,
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ndarray::{s, Array3, ArrayView3, CowArray, Ix3};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::device;
 use crate::gpu::execute::{self, Init, Job, Kernels};
@@ -76,11 +76,6 @@ impl GpuModel {
         weights: &Weights,
         options: &UploadOptions,
     ) -> Result<Self> {
-        if options.weights == WeightsDtype::I8 {
-            return Err(Error::InvalidInput(
-                "int8 weights run on the CPU only so far (CpuModel::weights_dtype); upload f32 or f16 weights".into(),
-            ));
-        }
         let _device = ctx.exclusive();
         let spec = weights.spec().clone();
         let limits = Limits::new(&ctx.limits(), ctx.loop_budget(), ctx.supports_subgroups());

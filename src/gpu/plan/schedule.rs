@@ -120,7 +120,10 @@ impl Schedule {
         let mut layers = Vec::with_capacity(spec.num_layers);
         for layer in 0..spec.num_layers {
             let weights = LayerLayout::new(spec, layer);
-            let input = GemmParams::dense(steps * batch, spec.layer_input_size(layer), n4)?;
+            let input = GemmParams {
+                scale_offset: index("weight offset", weights.w_ih)?,
+                ..GemmParams::dense(steps * batch, spec.layer_input_size(layer), n4)?
+            };
             let input = Dispatch {
                 groups: gemm_groups(&input)?,
                 offset: blocks.push(&input)?,
@@ -138,6 +141,8 @@ impl Schedule {
                 ph_offset: index("weight offset", weights.ph_offset)?,
                 h0_offset: index("state offset", layer * d * batch * h_out)?,
                 state_offset: index("state offset", layer * d * batch * h)?,
+                s0_offset: index("weight offset", weights.i8_scales().0)?,
+                srec_offset: index("weight offset", weights.i8_scales().1)?,
             };
             let step_count = if variant.is_sequence() { 1 } else { steps };
             let mut step_dispatches = Vec::with_capacity(step_count);
@@ -251,6 +256,7 @@ fn projection_params(
         out_offset: 0,
         out_stride: index("row stride", d * p)?,
         out_batch: index("projection size", p)?,
+        scale_offset: index("weight offset", d * h * np)?,
     };
     // h_n[l·D + d, b, p] = Σ_k m_n[l·D + d, b, k] · W_hr[p, k]
     let hn = GemmParams {

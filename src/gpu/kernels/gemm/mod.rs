@@ -12,7 +12,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::bindings::{dynamic_uniform, param, storage, WeightsBinding};
 use super::cache::{Family, Specialization};
-use super::weights::{wgsl, Reader};
+use super::weights::{with_reader, Reader};
 use crate::error::Result;
 use crate::weights::WeightsDtype;
 
@@ -40,6 +40,9 @@ pub(crate) struct GemmParams {
     pub out_offset: u32,
     pub out_stride: u32,
     pub out_batch: u32,
+    /// Int8 weights: u32 index, in the weights' buffer, of the columns' scales (after the
+    /// integers of every z); unused otherwise.
+    pub scale_offset: u32,
 }
 
 impl GemmParams {
@@ -59,6 +62,7 @@ impl GemmParams {
             out_offset: 0,
             out_stride: param("row stride", 4 * n4)?,
             out_batch: param("output stride", m * 4 * n4)?,
+            scale_offset: 0,
         })
     }
 
@@ -224,19 +228,11 @@ pub(crate) static FAMILY: Family = Family {
 /// The GEMM module for weights of type `dtype` bound as `binding`, with the subgroup kernels
 /// where `subgroups`.
 fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
-    match (Reader::of(dtype, binding), subgroups) {
-        (Reader::F32, false) => wgsl!("weights/f32.wgsl", "gemm/gemm.wgsl"),
-        (Reader::F16, false) => wgsl!("weights/f16.wgsl", "gemm/gemm.wgsl"),
-        (Reader::Texture, false) => wgsl!("weights/texture.wgsl", "gemm/gemm.wgsl"),
-        (Reader::F32, true) => wgsl!("weights/f32.wgsl", "gemm/gemm.wgsl", "gemm/subgroup.wgsl"),
-        (Reader::F16, true) => wgsl!("weights/f16.wgsl", "gemm/gemm.wgsl", "gemm/subgroup.wgsl"),
-        (Reader::Texture, true) => {
-            wgsl!(
-                "weights/texture.wgsl",
-                "gemm/gemm.wgsl",
-                "gemm/subgroup.wgsl"
-            )
-        }
+    let reader = Reader::of(dtype, binding);
+    if subgroups {
+        with_reader!(reader, "gemm/gemm.wgsl", "gemm/subgroup.wgsl")
+    } else {
+        with_reader!(reader, "gemm/gemm.wgsl")
     }
 }
 

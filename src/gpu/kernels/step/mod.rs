@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::bindings::{dynamic_uniform, storage, WeightsBinding};
 use super::cache::{Constant, Family, Specialization};
-use super::weights::{wgsl, Reader};
+use super::weights::{with_reader, Reader};
 use crate::activation::Activations;
 use crate::spec::{Cell, RnnSpec};
 use crate::weights::WeightsDtype;
@@ -40,6 +40,11 @@ pub(crate) struct StepParams {
     pub ph_offset: u32,
     pub h0_offset: u32,
     pub state_offset: u32,
+    /// Int8 weights: u32 index of the step-0 weights' scales (see
+    /// [`LayerLayout::i8_scales`](crate::gpu::pack::LayerLayout::i8_scales)); unused otherwise.
+    pub s0_offset: u32,
+    /// Int8 weights: u32 index of the recurrent weights' scales.
+    pub srec_offset: u32,
 }
 
 /// The `CELL` override value of a cell.
@@ -368,45 +373,11 @@ pub(crate) static FAMILY: Family = Family {
 /// The step module for weights of type `dtype` bound as `binding`, with the subgroup product
 /// where `subgroups`.
 fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
-    match (Reader::of(dtype, binding), subgroups) {
-        (Reader::F32, false) => wgsl!(
-            "weights/f32.wgsl",
-            "step/step.wgsl",
-            "step/cell.wgsl",
-            "step/plain.wgsl"
-        ),
-        (Reader::F16, false) => wgsl!(
-            "weights/f16.wgsl",
-            "step/step.wgsl",
-            "step/cell.wgsl",
-            "step/plain.wgsl"
-        ),
-        (Reader::Texture, false) => {
-            wgsl!(
-                "weights/texture.wgsl",
-                "step/step.wgsl",
-                "step/cell.wgsl",
-                "step/plain.wgsl"
-            )
-        }
-        (Reader::F32, true) => wgsl!(
-            "weights/f32.wgsl",
-            "step/step.wgsl",
-            "step/cell.wgsl",
-            "step/subgroup.wgsl"
-        ),
-        (Reader::F16, true) => wgsl!(
-            "weights/f16.wgsl",
-            "step/step.wgsl",
-            "step/cell.wgsl",
-            "step/subgroup.wgsl"
-        ),
-        (Reader::Texture, true) => wgsl!(
-            "weights/texture.wgsl",
-            "step/step.wgsl",
-            "step/cell.wgsl",
-            "step/subgroup.wgsl"
-        ),
+    let reader = Reader::of(dtype, binding);
+    if subgroups {
+        with_reader!(reader, "step/step.wgsl", "step/cell.wgsl", "step/subgroup.wgsl")
+    } else {
+        with_reader!(reader, "step/step.wgsl", "step/cell.wgsl", "step/plain.wgsl")
     }
 }
 

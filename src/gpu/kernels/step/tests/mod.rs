@@ -26,7 +26,7 @@ fn modules() -> Vec<(String, Shader)> {
 #[test]
 fn params_and_constants_match_the_wgsl() {
     let step_params = fields!(StepParams: batch, steps, step, dirs, hidden, n4, k0, w0_offset,
-        wrec_offset, ph_offset, h0_offset, state_offset);
+        wrec_offset, ph_offset, h0_offset, state_offset, s0_offset, srec_offset);
     for (_, shader) in modules() {
         shader.check_struct("StepParams", std::mem::size_of::<StepParams>(), step_params);
         assert_eq!(shader.constant("MAX_BT"), MAX_BATCH_TILE as f64);
