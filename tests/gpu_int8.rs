@@ -104,7 +104,10 @@ fn i8_weights_compute_what_the_quantized_weights_give() {
             forwards += 1;
         }
     }
-    assert!(with_cpu_i8 >= forwards * 6 / 7, "the CPU's int8 path ran too rarely");
+    assert!(
+        with_cpu_i8 >= forwards * 6 / 7,
+        "the CPU's int8 path ran too rarely"
+    );
     eprintln!(
         "i8 weights (seed {base}, {forwards} forwards): worst |gpu − cpu on quantized weights| = {exact:.2e}, |gpu − cpu f32| = {rounding:.2e}, |gpu − cpu i8| = {against_cpu_i8:.2e}"
     );
@@ -136,11 +139,10 @@ fn i8_weights_give_the_same_bits_in_every_gemm_variant() {
         match &first {
             None => first = Some(out),
             Some(e) => {
-                let same = e
-                    .y
-                    .iter()
-                    .zip(out.y.iter())
-                    .all(|(u, v)| u.to_bits() == v.to_bits());
+                let same =
+                    e.y.iter()
+                        .zip(out.y.iter())
+                        .all(|(u, v)| u.to_bits() == v.to_bits());
                 assert!(same, "seed {base}: {gemm:?} differs from the first variant");
             }
         }

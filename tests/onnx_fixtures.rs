@@ -11,7 +11,7 @@ use ndarray::ArrayD;
 use serde_json::Value as Json;
 use wgpu_lstm::io::npy::{self, NpyArray};
 use wgpu_lstm::io::onnx::{self, OnnxModel, Value};
-use wgpu_lstm::{CpuModel, Forward, GpuModel, WeightsDtype};
+use wgpu_lstm::{CpuModel, Forward, GpuModel, UploadOptions, WeightsDtype};
 
 fn case_id(dir: &Path) -> String {
     let case = dir.file_name().unwrap().to_string_lossy();
@@ -183,6 +183,23 @@ fn check_case(dir: &Path, id: &str, gpu: Option<&wgpu_lstm::GpuContext>) -> Outc
             .run(&engines, &inputs)
             .unwrap_or_else(|e| panic!("{id}: gpu: {e}"));
         worst = worst.max(compare(&format!("{id} gpu"), dir, float_case, &out));
+        if model.quantized() {
+            // The GPU's int8 weights keep the model's integers and scales, and its activations
+            // stay float32: the float LSTM of the values the integers stand for, like f32.
+            let int8 = UploadOptions::default().weights(WeightsDtype::I8);
+            let models: Vec<GpuModel> = model
+                .stacks()
+                .iter()
+                .map(|s| GpuModel::upload_with(ctx, &s.weights, &int8).unwrap())
+                .collect();
+            let engines: Vec<&dyn Forward> = models.iter().map(|m| m as &dyn Forward).collect();
+            let out = model
+                .run(&engines, &inputs)
+                .unwrap_or_else(|e| panic!("{id}: gpu int8: {e}"));
+            let err = compare(&format!("{id} gpu int8"), dir, float_case, &out);
+            eprintln!("  {id}: gpu int8 vs the float LSTM of its integers {err:.2e}");
+            worst = worst.max(err);
+        }
     }
     let stacks: Vec<usize> = model.stacks().iter().map(|s| s.nodes.len()).collect();
     eprintln!("  {id}: ok, layers per stack {stacks:?}, worst |diff| {worst:.2e}");

@@ -43,10 +43,10 @@ fn bias_of(z: u32, n: u32) -> vec4<f32> {
     return bias[z * p.bias_batch + n];
 }
 
-// The result of column n of product z from its sum: the bias added where `w_start` left it
-// out, the int8 weights' scales applied (`w_end`; the sum as it is for float weights).
-fn result(z: u32, n: u32, sum: vec4<f32>) -> vec4<f32> {
-    return w_end(sum, bias_of(z, n), p.scale_offset + 4u * (z * p.n4 + n));
+// The scales of column n of product z (int8 weights; `w_end` applies them, with the bias
+// where `w_start` left it out; float weights read nothing and end with the sum as it is).
+fn scale_of(z: u32, n: u32) -> vec4<f32> {
+    return w_scale(p.scale_offset + 4u * (z * p.n4 + n));
 }
 
 fn store(row: u32, col: u32, v: vec4<f32>) {
@@ -73,7 +73,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
     let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
     let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
-    let b = w_start(bias_of(z, n));
+    let bn = bias_of(z, n);
+    let b = w_start(bn);
     var acc0 = b;
     var acc1 = b;
     var acc2 = b;
@@ -89,10 +90,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
     let col = 4u * n;
-    store(o, col, result(z, n, acc0));
-    if (m0 + 1u < p.m) { store(o + p.out_stride, col, result(z, n, acc1)); }
-    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, result(z, n, acc2)); }
-    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, result(z, n, acc3)); }
+    let sc = scale_of(z, n);
+    store(o, col, w_end(acc0, bn, sc));
+    if (m0 + 1u < p.m) { store(o + p.out_stride, col, w_end(acc1, bn, sc)); }
+    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, w_end(acc2, bn, sc)); }
+    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, w_end(acc3, bn, sc)); }
 }
 
 // Wide variant: 4 rows × two vec4 columns (n, n + 1) per invocation. Each `a` load feeds
@@ -113,8 +115,10 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r1 = a0 + min(m0 + 1u, last) * p.a_stride;
     let r2 = a0 + min(m0 + 2u, last) * p.a_stride;
     let r3 = a0 + min(m0 + 3u, last) * p.a_stride;
-    let ba = w_start(bias_of(z, n));
-    let bb = w_start(bias_of(z, n1));
+    let bias_a = bias_of(z, n);
+    let bias_b = bias_of(z, n1);
+    let ba = w_start(bias_a);
+    let bb = w_start(bias_b);
     var a0c = ba;
     var a1c = ba;
     var a2c = ba;
@@ -145,19 +149,21 @@ fn wide(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ca = 4u * n;
     let two = n + 1u < p.n4;
     let cb = 4u * (n + 1u);
-    store(o, ca, result(z, n, a0c));
-    if (two) { store(o, cb, result(z, n1, b0c)); }
+    let sa = scale_of(z, n);
+    let sb = scale_of(z, n1);
+    store(o, ca, w_end(a0c, bias_a, sa));
+    if (two) { store(o, cb, w_end(b0c, bias_b, sb)); }
     if (m0 + 1u < p.m) {
-        store(o + p.out_stride, ca, result(z, n, a1c));
-        if (two) { store(o + p.out_stride, cb, result(z, n1, b1c)); }
+        store(o + p.out_stride, ca, w_end(a1c, bias_a, sa));
+        if (two) { store(o + p.out_stride, cb, w_end(b1c, bias_b, sb)); }
     }
     if (m0 + 2u < p.m) {
-        store(o + 2u * p.out_stride, ca, result(z, n, a2c));
-        if (two) { store(o + 2u * p.out_stride, cb, result(z, n1, b2c)); }
+        store(o + 2u * p.out_stride, ca, w_end(a2c, bias_a, sa));
+        if (two) { store(o + 2u * p.out_stride, cb, w_end(b2c, bias_b, sb)); }
     }
     if (m0 + 3u < p.m) {
-        store(o + 3u * p.out_stride, ca, result(z, n, a3c));
-        if (two) { store(o + 3u * p.out_stride, cb, result(z, n1, b3c)); }
+        store(o + 3u * p.out_stride, ca, w_end(a3c, bias_a, sa));
+        if (two) { store(o + 3u * p.out_stride, cb, w_end(b3c, bias_b, sb)); }
     }
 }
 
@@ -220,11 +226,13 @@ fn block_at(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>) -
 // Stores the rows and columns of the block at (m0, n) of product z that lie inside `out`.
 fn store_block(n: u32, m0: u32, z: u32, acc: ptr<function, array<vec4<f32>, 16>>) {
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
-    for (var r = 0u; r < 4u; r = r + 1u) {
-        if (m0 + r < p.m) {
-            for (var c = 0u; c < 4u; c = c + 1u) {
-                if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), result(z, n + c, (*acc)[4u * r + c]));
+    for (var c = 0u; c < 4u; c = c + 1u) {
+        if (n + c < p.n4) {
+            let b = bias_of(z, n + c);
+            let sc = scale_of(z, n + c);
+            for (var r = 0u; r < 4u; r = r + 1u) {
+                if (m0 + r < p.m) {
+                    store(o + r * p.out_stride, 4u * (n + c), w_end((*acc)[4u * r + c], b, sc));
                 }
             }
         }
@@ -278,11 +286,13 @@ fn block(@builtin(global_invocation_id) gid: vec3<u32>) {
         wi = wi + p.n4;
     }
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
-    for (var r = 0u; r < BR; r = r + 1u) {
-        if (m0 + r < p.m) {
-            for (var c = 0u; c < BC; c = c + 1u) {
-                if (n + c < p.n4) {
-                    store(o + r * p.out_stride, 4u * (n + c), result(z, n + c, acc[MAX_B * r + c]));
+    for (var c = 0u; c < BC; c = c + 1u) {
+        if (n + c < p.n4) {
+            let b = bias_of(z, n + c);
+            let sc = scale_of(z, n + c);
+            for (var r = 0u; r < BR; r = r + 1u) {
+                if (m0 + r < p.m) {
+                    store(o + r * p.out_stride, 4u * (n + c), w_end(acc[MAX_B * r + c], b, sc));
                 }
             }
         }
@@ -307,7 +317,8 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     let n = wid.x * 16u + lid.x;
     let m0 = row_base + lid.y * TM;
     let a0 = p.a_offset + z * p.a_batch;
-    let b = w_start(bias_of(z, min(n, p.n4 - 1u)));
+    let bn = bias_of(z, min(n, p.n4 - 1u));
+    let b = w_start(bn);
     var acc0 = b;
     var acc1 = b;
     var acc2 = b;
@@ -349,8 +360,9 @@ fn tiled(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
     }
     let o = p.out_offset + z * p.out_batch + m0 * p.out_stride;
     let col = 4u * n;
-    store(o, col, result(z, n, acc0));
-    if (m0 + 1u < p.m) { store(o + p.out_stride, col, result(z, n, acc1)); }
-    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, result(z, n, acc2)); }
-    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, result(z, n, acc3)); }
+    let sc = scale_of(z, n);
+    store(o, col, w_end(acc0, bn, sc));
+    if (m0 + 1u < p.m) { store(o + p.out_stride, col, w_end(acc1, bn, sc)); }
+    if (m0 + 2u < p.m) { store(o + 2u * p.out_stride, col, w_end(acc2, bn, sc)); }
+    if (m0 + 3u < p.m) { store(o + 3u * p.out_stride, col, w_end(acc3, bn, sc)); }
 }

@@ -248,6 +248,10 @@ fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
     if (j4 >= p.n4) {
         return;
     }
+    scale_sums(j4, d, s, &acc);
+    if (CT == 2u && j4 + 1u < p.n4) {
+        scale_sums(j4 + 1u, d, s, &acc2);
+    }
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;
         if (b >= nb) {
@@ -263,15 +267,18 @@ fn reset_gate(j4: u32, b0: u32, d: u32, s: u32) {
     }
 }
 
-// Where the scales of column j4 of direction d's weights at step s are (int8 weights: the
-// reader's `w_scaled` reads them; float readers ignore it).
-fn scale_at(j4: u32, d: u32, s: u32) -> u32 {
-    return select(p.srec_offset, p.s0_offset, s == 0u) + 4u * (d * p.n4 + j4);
+// The sums of column j4 for the BT rows of a tile as the update takes them: scaled by the
+// column's scales for int8 weights (direction d's step-0 or recurrent ones, by step s),
+// unchanged for float weights.
+fn scale_sums(j4: u32, d: u32, s: u32, acc: ptr<function, array<vec4<f32>, MAX_BT>>) {
+    let sc = w_scale(select(p.srec_offset, p.s0_offset, s == 0u) + 4u * (d * p.n4 + j4));
+    for (var r = 0u; r < BT; r = r + 1u) {
+        (*acc)[r] = w_scaled((*acc)[r], sc);
+    }
 }
 
-// The first pass for unit j of row b, whose recurrent product's sum is `sum`.
-fn reset_unit(j: u32, sum: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
-    let a = w_scaled(sum, scale_at(j, d, s));
+// The first pass for unit j of row b, whose recurrent product is `a`.
+fn reset_unit(j: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
     let nb = p.batch;
     let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j];
     let st = p.state_offset + (d * nb + b) * p.hidden;
@@ -304,6 +311,10 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
     if (j4 >= p.n4) {
         return;
     }
+    scale_sums(j4, d, s, &acc);
+    if (CT == 2u && j4 + 1u < p.n4) {
+        scale_sums(j4 + 1u, d, s, &acc2);
+    }
     for (var r = 0u; r < BT; r = r + 1u) {
         let b = b0 + r;
         if (b >= nb) {
@@ -317,8 +328,8 @@ fn step(j4: u32, b0: u32, d: u32, s: u32) {
 }
 
 // The activations and the state update of column j4 for row b (processing time step t, its
-// h_{t−1} at `prev`), whose recurrent product's sum is `sum`.
-fn update(j4: u32, sum: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
+// h_{t−1} at `prev`), whose recurrent product is `a` (scaled: `scale_sums`).
+fn update(j4: u32, a: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
     let hid = p.hidden;
     let nb = p.batch;
     let out = (t * nb + b) * p.dirs * hid + d * hid;
@@ -337,7 +348,6 @@ fn update(j4: u32, sum: vec4<f32>, b: u32, t: u32, prev: u32, d: u32, s: u32) {
         return;
     }
     let g = gx[((d * p.steps + t) * nb + b) * p.n4 + j4];
-    let a = w_scaled(sum, scale_at(j4, d, s));
     if (CELL == 0u) {
         var ph = vec4<f32>(0.0);
         if (PEEPHOLE) {

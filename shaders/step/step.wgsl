@@ -160,6 +160,7 @@ fn split(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wi
         split_sum(lid.x, j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
     }
     if (lid.x == 0u) {
+        scale_sums(j4, d, s, &acc);
         for (var r = 0u; r < BT; r = r + 1u) {
             let b = b0 + r;
             if (b >= nb) {
@@ -184,6 +185,7 @@ fn split_reset(@builtin(local_invocation_id) lid: vec3<u32>,
     var acc: array<vec4<f32>, MAX_BT>;
     split_sum(lid.x, j4, d, s, select(1u, 0u, s == 0u), &prev, &acc);
     if (lid.x == 0u) {
+        scale_sums(j4, d, s, &acc);
         for (var r = 0u; r < BT; r = r + 1u) {
             let b = b0 + r;
             if (b >= p.batch) {

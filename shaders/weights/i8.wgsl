@@ -23,18 +23,22 @@ fn load_f32x4(base: u32, i: u32) -> vec4<f32> {
     return quad(base + 4u * i);
 }
 
+// The scales of a vec4 column: the quad at u32 index `at`.
+fn w_scale(at: u32) -> vec4<f32> {
+    return quad(at);
+}
+
 // A product's sum before its first term: zero (the bias is added after the scale).
 fn w_start(bias: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
-// A product's result from its sum over the integers: `bias + scale ⊙ sum`, the scales the
-// quad at u32 index `scale_at`.
-fn w_end(sum: vec4<f32>, bias: vec4<f32>, scale_at: u32) -> vec4<f32> {
-    return bias + quad(scale_at) * sum;
+// A product's result from its sum over the integers: `bias + scale ⊙ sum`.
+fn w_end(sum: vec4<f32>, bias: vec4<f32>, scale: vec4<f32>) -> vec4<f32> {
+    return bias + scale * sum;
 }
 
 // A step's recurrent sum over the integers, scaled.
-fn w_scaled(sum: vec4<f32>, scale_at: u32) -> vec4<f32> {
-    return quad(scale_at) * sum;
+fn w_scaled(sum: vec4<f32>, scale: vec4<f32>) -> vec4<f32> {
+    return scale * sum;
 }

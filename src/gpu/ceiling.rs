@@ -6,6 +6,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
 use crate::gpu::options::WeightsStorage;
 use crate::gpu::tune::time_gemm;
+use crate::weights::WeightsDtype;
 
 /// The measured throughput of `reps` products `[n, n] · [n, n]` recorded in one submit.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,7 @@ pub fn gemm_ceiling(
         &params,
         variant,
         storage,
+        WeightsDtype::F32,
         reps,
         ctx.supports_timestamps(),
         ctx.limits().max_compute_workgroups_per_dimension,

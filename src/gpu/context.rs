@@ -7,6 +7,7 @@ use crate::gpu::kernels::cache::{Family, Kernel, KernelCache, Specialization};
 use crate::gpu::kernels::gemm::GemmVariant;
 use crate::gpu::options::WeightsStorage;
 use crate::gpu::tune::{GemmClass, TuneRecord, Tuner};
+use crate::weights::WeightsDtype;
 
 /// How to choose the adapter of a [`GpuContext`].
 ///
@@ -282,6 +283,7 @@ impl GpuContext {
         &self,
         class: GemmClass,
         storage: WeightsStorage,
+        dtype: WeightsDtype,
     ) -> Result<GemmVariant> {
         self.inner.tuner.gemm(
             &self.inner.device,
@@ -291,6 +293,7 @@ impl GpuContext {
             self.limits().max_storage_buffer_binding_size,
             class,
             storage,
+            dtype,
             self.supports_subgroups(),
         )
     }

@@ -229,8 +229,17 @@ pub(crate) fn pack_layer_i8(spec: &RnnSpec, weights: &Weights, layer: usize) -> 
     let h = spec.hidden_size;
     let columns = columns_of(spec.cell);
     let d_count = spec.num_directions();
-    let (mut ih, mut ih_s, mut step_q, mut rec_q, mut ph, mut s0, mut srec, mut hr, mut hr_s) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut ih, mut ih_s, mut step_q, mut rec_q, mut ph, mut s0, mut srec, mut hr, mut hr_s) = (
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+        vec![],
+    );
     for d in 0..d_count {
         let p = weights.get(layer, d);
         let given = weights.row_scales(layer * d_count + d);

@@ -245,7 +245,13 @@ fn upload_i8(
     let floats = pack::pack_biases(spec, weights, layer);
     let buffer = |label: String, data: &[u8]| -> Result<wgpu::Buffer> {
         limits.check_buffer(&label, data.len() as u64)?;
-        Ok(device::upload(device, queue, &label, data, wgpu::BufferUsages::STORAGE))
+        Ok(device::upload(
+            device,
+            queue,
+            &label,
+            data,
+            wgpu::BufferUsages::STORAGE,
+        ))
     };
     let w_hr = match (&packed.w_hr, l.w_hr) {
         (Some(w), Some((_, zero))) => Some(Projection {

@@ -67,7 +67,8 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     /// Comma-separated weight types each shape runs with (f32: as given; f16: rounded to
     /// float16 on the GPU, f32 sums and states; i8: eight-bit integers with a scale per row,
-    /// products in int32, on the CPU so far). The error of each against the CPU with f32
+    /// on the CPU products in int32 with activations quantized per step, on the GPU float32
+    /// sums over the integers scaled once). The error of each against the CPU with f32
     /// weights is reported; the CPU always runs f32.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f16,i8")]
     pub weights_dtype: Vec<Dtype>,

@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use wgpu_lstm::{ContextOptions, UploadOptions, WeightsDtype, WeightsStorage};
 
-/// `--weights-dtype`: how a model stores its weights (f16: the GPU; i8: the CPU so far).
+/// `--weights-dtype`: how a model stores its weights (f16: the GPU; i8: the CPU and the GPU).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Default, Debug)]
 pub enum Dtype {
     #[default]

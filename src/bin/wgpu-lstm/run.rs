@@ -72,9 +72,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// How the weights are stored and multiplied: f16 (GPU) halves their memory and
-    /// bandwidth, i8 (CPU) quarters them and multiplies in integers; sums and states stay f32.
+    /// bandwidth, i8 quarters them (the CPU multiplies in integers, the activations quantized
+    /// per step; the GPU scales float32 sums over the integers); sums and states stay f32.
     /// Default f32, except that an onnxruntime-quantized --model (DynamicQuantizeLSTM) runs
-    /// its own int8 weights on the CPU.
+    /// its own int8 weights.
     #[arg(long, value_enum, value_name = "DTYPE")]
     weights_dtype: Option<Dtype>,
     /// Where the GPU keeps the weights (auto: measured on the device); results are the same
@@ -200,11 +201,16 @@ fn run_onnx(args: &RunArgs, path: &Path) -> Result<(), Error> {
         }
         Device::Gpu => {
             let ctx = gpu_context(args)?;
-            let dtype = args.weights_dtype.unwrap_or_default();
             let gpu: Vec<GpuModel> = model
                 .stacks()
                 .iter()
                 .map(|s| {
+                    // A quantized model's own integers unless told otherwise, as on the CPU.
+                    let dtype = args.weights_dtype.unwrap_or(if s.weights.quantized() {
+                        Dtype::I8
+                    } else {
+                        Dtype::F32
+                    });
                     GpuModel::upload_with(&ctx, &s.weights, &dtype.upload(args.weights_storage))
                 })
                 .collect::<Result<_, _>>()?;

@@ -1,6 +1,6 @@
 //! Host side of `shaders/weights/`: the weight readers. Every kernel family reads its weights
 //! (binding 2) only through `load_w(i) -> vec4<f32>` and `load_f32x4` (the peepholes), starts
-//! and ends each product's sum with `w_start`/`w_end` (GEMM) or `w_scaled` (step); the reader
+//! and ends each product's sum with `w_start`/`w_end` (GEMM) or `w_scaled` (step), the scales read by `w_scale`; the reader
 //! files, prepended to the family's WGSL, define the binding and those functions for one
 //! weight type and storage.
 //!
@@ -79,7 +79,14 @@ mod tests {
     fn readers_agree_with_the_host() {
         for reader in [Reader::F32, Reader::F16, Reader::Texture, Reader::I8] {
             let shader = Shader::parse("weights", with_reader!(reader));
-            for f in ["load_w", "load_f32x4", "w_start", "w_end", "w_scaled"] {
+            for f in [
+                "load_w",
+                "load_f32x4",
+                "w_scale",
+                "w_start",
+                "w_end",
+                "w_scaled",
+            ] {
                 shader.function(f);
             }
         }

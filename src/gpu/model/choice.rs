@@ -11,6 +11,7 @@ use crate::gpu::options::WeightsStorage;
 use crate::gpu::plan::{self, Chunk, Extent};
 use crate::gpu::tune::GemmClass;
 use crate::tensor::Prepared;
+use crate::weights::WeightsDtype;
 
 /// Time steps of an input that the step kernels are timed on when the tuner chooses between
 /// them.
@@ -100,15 +101,20 @@ impl GpuModel {
     }
 
     /// The step kernels' shape class of `e`: cell, hidden size, layers, directions, batch and
-    /// steps rounded up to powers of two.
+    /// steps rounded up to powers of two, the weights' storage and type (each reader costs
+    /// differently).
     fn step_class(&self, e: Extent) -> String {
         let spec = &self.spec;
         let storage = match self.weights_storage() {
             WeightsStorage::Texture => "-texture",
             _ => "",
         };
+        let dtype = match self.weights_dtype() {
+            WeightsDtype::F32 => String::new(),
+            other => format!("-{}", other.name()),
+        };
         format!(
-            "{}-h{}-l{}-d{}-b{}-t{}{storage}",
+            "{}-h{}-l{}-d{}-b{}-t{}{storage}{dtype}",
             spec.cell.name(),
             spec.hidden_size.next_power_of_two(),
             spec.num_layers,
@@ -162,6 +168,7 @@ impl GpuModel {
         self.ctx.tuned_gemm(
             GemmClass::of(m, self.spec.input_size, n4),
             self.weights_storage(),
+            self.weights_dtype(),
         )
     }
 }

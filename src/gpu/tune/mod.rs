@@ -16,6 +16,7 @@ use crate::gpu::kernels::gemm::{self, GemmParams, GemmVariant};
 use crate::gpu::kernels::step::{self, StepVariant};
 use crate::gpu::options::WeightsStorage;
 use crate::gpu::weights;
+use crate::weights::WeightsDtype;
 
 mod timing;
 pub(crate) use timing::time_gemm;
@@ -191,8 +192,9 @@ impl Tuner {
         Ok(best)
     }
 
-    /// The GEMM variant for products of `class` reading weights from `storage` on this
-    /// device, timed on first request.
+    /// The GEMM variant for products of `class` reading weights of type `dtype` from
+    /// `storage` on this device, timed on first request (with weights of that type: the
+    /// readers differ in cost).
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(
         &self,
@@ -203,6 +205,7 @@ impl Tuner {
         max_binding: u64,
         class: GemmClass,
         storage: WeightsStorage,
+        dtype: WeightsDtype,
         subgroups: bool,
     ) -> Result<GemmVariant> {
         // A class whose scratch product the device cannot hold is not measured: the first
@@ -220,6 +223,9 @@ impl Tuner {
         if storage == WeightsStorage::Texture {
             key += "-texture";
         }
+        if dtype != WeightsDtype::F32 {
+            key = format!("{key}-{}", dtype.name());
+        }
         let timer = GemmTimer {
             device,
             queue,
@@ -227,7 +233,7 @@ impl Tuner {
             max_workgroups,
         };
         self.choose("gemm", key, &candidates, GemmVariant::name, |variant| {
-            timer.ms(&params, variant, storage)
+            timer.ms(&params, variant, storage, dtype)
         })
     }
 
@@ -264,7 +270,7 @@ impl Tuner {
         // One class for every model of the device: the choice holds for all of them.
         let class = "gemm".to_string();
         self.choose("storage", class, &candidates, WeightsStorage::name, |s| {
-            timer.ms(&params, GemmVariant::Wide4, s)
+            timer.ms(&params, GemmVariant::Wide4, s, WeightsDtype::F32)
         })
     }
 
@@ -357,8 +363,11 @@ impl GemmTimer<'_> {
         params: &GemmParams,
         variant: GemmVariant,
         storage: WeightsStorage,
+        dtype: WeightsDtype,
     ) -> Result<f64> {
-        let spec = gemm::specialization(variant).storage(storage.binding());
+        let spec = gemm::specialization(variant)
+            .storage(storage.binding())
+            .weights(dtype);
         let kernel = self.kernels.get(self.device, &spec)?;
         let timestamps = self
             .device
@@ -371,6 +380,7 @@ impl GemmTimer<'_> {
             params,
             variant,
             storage,
+            dtype,
             TUNE_REPS,
             timestamps,
             self.max_workgroups,

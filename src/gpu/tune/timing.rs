@@ -20,9 +20,9 @@ pub(crate) struct GemmTiming {
     pub device_s: Option<f64>,
 }
 
-/// Times `reps` products of `params` with `kernel` on scratch operands, its float32 weights in
-/// `storage` (the kernel's): one warm-up dispatch, then `reps` dispatches in one pass and one
-/// submit.
+/// Times `reps` products of `params` with `kernel` on scratch operands, its weights of type
+/// `dtype` in `storage` (the kernel's): one warm-up dispatch, then `reps` dispatches in one
+/// pass and one submit.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn time_gemm(
     device: &wgpu::Device,
@@ -31,13 +31,14 @@ pub(crate) fn time_gemm(
     params: &GemmParams,
     variant: GemmVariant,
     storage: WeightsStorage,
+    dtype: WeightsDtype,
     reps: usize,
     timestamps: bool,
     max_workgroups: u32,
 ) -> Result<GemmTiming> {
     let workgroups = dispatch_size(params, variant, max_workgroups)?;
     device::scoped(device, "timing a gemm kernel", || {
-        let operands = Operands::upload(device, queue, params, storage);
+        let operands = Operands::upload(device, queue, params, storage, dtype);
         let group = operands.bind_group(device, kernel);
         let stamps = timestamps.then(|| TimestampReadback::new(device));
         let timed = TimedPass {
@@ -96,14 +97,31 @@ struct Operands {
     out: wgpu::Buffer,
 }
 
+/// Scratch weights `[k, n4]` of type `dtype`, as many bytes as the kernels read (int8: the
+/// integers, then a float32 quad of scales per column).
+fn weight_bytes(k: usize, n4: usize, dtype: WeightsDtype) -> Vec<u8> {
+    let scales = if dtype == WeightsDtype::I8 {
+        16 * n4
+    } else {
+        0
+    };
+    let len = k * n4 * dtype.vec4_bytes() as usize + scales;
+    let mut bytes = bytemuck::cast_slice::<f32, u8>(&fill(len.div_ceil(4))).to_vec();
+    bytes.truncate(len);
+    bytes
+}
+
 impl Operands {
     /// Operands for `params` filled with small repeating values (their values do not change
-    /// the time), the weights as float32 in `storage`.
+    /// the time), the weights of type `dtype` in `storage` (their bytes the same small values:
+    /// what they mean as halves or integers does not change the time either; int8 weights
+    /// with their scales after them).
     fn upload(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         params: &GemmParams,
         storage: WeightsStorage,
+        dtype: WeightsDtype,
     ) -> Self {
         use wgpu::BufferUsages as U;
         let (m, k, n) = (params.m as usize, params.k as usize, 4 * params.n4 as usize);
@@ -129,8 +147,8 @@ impl Operands {
                 device,
                 queue,
                 "gemm w",
-                bytemuck::cast_slice(&fill(k * n)),
-                WeightsDtype::F32,
+                &weight_bytes(k, params.n4 as usize, dtype),
+                dtype,
                 storage,
             ),
             bias: filled("gemm bias", n),

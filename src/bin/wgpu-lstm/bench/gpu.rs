@@ -28,8 +28,9 @@ pub struct ShapeRun<'a> {
     pub cpu: &'a CpuModel,
     /// `cpu`'s output on `x`.
     cpu_out: OnceCell<Output>,
-    /// The reference engine's output on `weights` rounded to float16.
+    /// The reference engine's output on `weights` as float16 and as int8 store them.
     f16_out: OnceCell<Output>,
+    i8_out: OnceCell<Output>,
 }
 
 impl<'a> ShapeRun<'a> {
@@ -47,6 +48,7 @@ impl<'a> ShapeRun<'a> {
             cpu,
             cpu_out: OnceCell::new(),
             f16_out: OnceCell::new(),
+            i8_out: OnceCell::new(),
         }
     }
 
@@ -62,15 +64,17 @@ impl<'a> ShapeRun<'a> {
     /// The reference engine's output on the weights rounded as `dtype` stores them (the CPU's
     /// output for float32).
     fn rounded_output(&self, dtype: Dtype) -> Result<&Output, Error> {
-        if dtype == Dtype::F32 {
-            return self.cpu_output();
-        }
-        if let Some(out) = self.f16_out.get() {
+        let cell = match dtype {
+            Dtype::F32 => return self.cpu_output(),
+            Dtype::F16 => &self.f16_out,
+            Dtype::I8 => &self.i8_out,
+        };
+        if let Some(out) = cell.get() {
             return Ok(out);
         }
         let rounded = CpuModel::reference(self.weights.rounded(dtype.weights()));
         let out = rounded.forward(&Input::new(self.x.view()))?;
-        Ok(self.f16_out.get_or_init(|| out))
+        Ok(cell.get_or_init(|| out))
     }
 
     /// A GPU result's worst error against the CPU with float32 weights, and whether it is

@@ -24,7 +24,7 @@ pub struct Settings {
     pub cpu: bool,
     /// Threads of the CPU engine.
     pub threads: usize,
-    /// Weight types of each shape: on the GPU f32 and f16, on the CPU f32 and i8.
+    /// Weight types of each shape: on the GPU f32, f16 and i8, on the CPU f32 and i8.
     pub dtypes: Vec<Dtype>,
     /// Weight storages of each GPU shape.
     pub storages: Vec<Storage>,
@@ -64,13 +64,17 @@ impl Settings {
         }
     }
 
-    /// Every (weight type, storage) each GPU shape runs with, in order (int8 weights run on
-    /// the CPU only so far).
+    /// Every (weight type, storage) each GPU shape runs with, in order (int8 weights only in
+    /// a buffer: they are never put in a texture).
     pub fn weight_types(&self) -> Vec<(Dtype, Storage)> {
         self.dtypes
             .iter()
-            .filter(|&&d| d != Dtype::I8)
-            .flat_map(|&d| self.storages.iter().map(move |&s| (d, s)))
+            .flat_map(|&d| {
+                self.storages
+                    .iter()
+                    .filter(move |&&s| d != Dtype::I8 || s != Storage::Texture)
+                    .map(move |&s| (d, s))
+            })
             .collect()
     }
 

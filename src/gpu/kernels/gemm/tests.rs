@@ -100,6 +100,7 @@ fn check(ctx: &GpuContext, c: Case) {
         out_offset: u32_of(out_offset),
         out_stride: u32_of(out_stride),
         out_batch: u32_of(out_batch),
+        scale_offset: 0,
     };
     let runs = |v: &GemmVariant| v.runs_on(&ctx.limits(), ctx.supports_subgroups());
     for variant in GemmVariant::ALL.into_iter().filter(runs) {
@@ -240,8 +241,8 @@ fn params_and_constants_match_the_wgsl() {
     use crate::gpu::kernels::bindings::WeightsBinding;
     use crate::weights::WeightsDtype;
     let gemm_params = fields!(GemmParams: m, k, n4, n_valid, a_offset, a_stride, a_batch,
-        w_batch, bias_batch, out_offset, out_stride, out_batch);
-    for dtype in [WeightsDtype::F32, WeightsDtype::F16] {
+        w_batch, bias_batch, out_offset, out_stride, out_batch, scale_offset);
+    for dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::I8] {
         for binding in [WeightsBinding::Buffer, WeightsBinding::Texture] {
             for subgroups in [false, true] {
                 let what = format!("gemm {dtype:?} {binding:?} subgroups={subgroups}");

@@ -375,9 +375,19 @@ pub(crate) static FAMILY: Family = Family {
 fn source(dtype: WeightsDtype, binding: WeightsBinding, subgroups: bool) -> &'static str {
     let reader = Reader::of(dtype, binding);
     if subgroups {
-        with_reader!(reader, "step/step.wgsl", "step/cell.wgsl", "step/subgroup.wgsl")
+        with_reader!(
+            reader,
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/subgroup.wgsl"
+        )
     } else {
-        with_reader!(reader, "step/step.wgsl", "step/cell.wgsl", "step/plain.wgsl")
+        with_reader!(
+            reader,
+            "step/step.wgsl",
+            "step/cell.wgsl",
+            "step/plain.wgsl"
+        )
     }
 }
 

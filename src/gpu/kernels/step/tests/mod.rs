@@ -11,7 +11,7 @@ mod dispatch;
 /// Every step module: three weight readers, with and without the subgroup product.
 fn modules() -> Vec<(String, Shader)> {
     let mut out = Vec::new();
-    for dtype in [WeightsDtype::F32, WeightsDtype::F16] {
+    for dtype in [WeightsDtype::F32, WeightsDtype::F16, WeightsDtype::I8] {
         for binding in [WeightsBinding::Buffer, WeightsBinding::Texture] {
             for subgroups in [false, true] {
                 let what = format!("step {dtype:?} {binding:?} subgroups={subgroups}");
