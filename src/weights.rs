@@ -240,8 +240,8 @@ impl Weights {
     /// float32); every weight matrix quantized row by row and back for [`WeightsDtype::I8`]
     /// (each row's integers times its scale, see [`WeightsDtype::I8`]; biases and peepholes
     /// kept); unchanged for [`WeightsDtype::F32`]. This is what a GPU model uploaded with
-    /// float16 weights computes with — except an LSTM with a projection, whose recurrent
-    /// weights the GPU folds into `W_hh·W_hr` before rounding the product.
+    /// float16 or int8 weights computes with — except an LSTM with a projection, whose
+    /// recurrent weights the GPU folds into `W_hh·W_hr` before rounding the product.
     ///
     /// ```
     /// use wgpu_lstm::{RnnSpec, Weights, WeightsDtype};
@@ -332,14 +332,26 @@ pub enum WeightsDtype {
     F32,
     /// float16 (IEEE binary16), unpacked to float32 as the kernels load them.
     F16,
-    /// Eight-bit integers with a float32 scale per output row, products in integers (the
-    /// CPU so far).
+    /// Eight-bit integers with a float32 scale per output row: on the CPU, products in
+    /// integers; on the GPU, float32 sums over the integers.
     ///
     /// The scheme: each row of `W_ih`, `W_hh` and `W_hr` is stored as `round(w / s)` in
     /// −127..=127 with `s = max|w| / 127` (symmetric, per output channel: onnxruntime's
-    /// `quantize_dynamic` with `per_channel=True`). The operands of each product (the layer's
-    /// input, `h_{t−1}`, an LSTM's `m_t`) are quantized as the product runs, each sequence's
-    /// row on its own (so its results do not depend on the others batched with it), to seven
+    /// `quantize_dynamic` with `per_channel=True`).
+    ///
+    /// **GPU** ([`UploadOptions::weights`](crate::UploadOptions::weights)): the integers are
+    /// packed four to a `u32` (a quarter of float32's memory and bandwidth), unpacked with
+    /// WGSL's `unpack4xI8` as the kernels load them; each product sums the float32 operand
+    /// times the integers and scales the sum once by its row's scale, so the activations are
+    /// not quantized and the results are those of the float32 weights `q · s`
+    /// ([`Weights::rounded`]) to float32 rounding. An LSTM with a projection folds
+    /// `W_hh·W_hr` of the int8 factors into one matrix and quantizes it row by row again.
+    /// Always in a storage buffer (never a texture). Every step kernel and GEMM variant reads
+    /// them; the tuner times each with int8 weights.
+    ///
+    /// **CPU** ([`CpuModel::weights_dtype`](crate::CpuModel::weights_dtype)): the operands
+    /// of each product (the layer's input, `h_{t−1}`, an LSTM's `m_t`) are quantized as the
+    /// product runs, each sequence's row on its own (so its results do not depend on the others batched with it), to seven
     /// bits over the row's range widened to include zero: `scale = (max − min) / 127`, zero
     /// point `round(−min / scale)`. Sums are int32, exact, then scaled to float32; biases,
     /// peepholes, activations and states stay float32. Seven-bit activations keep a pair of

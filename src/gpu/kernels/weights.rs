@@ -28,6 +28,8 @@ pub(crate) use wgsl;
 /// time.
 macro_rules! with_reader {
     ($reader:expr $(, $file:literal)* $(,)?) => {{
+        // (Where the caller has them in scope already, these are the same items.)
+        #[allow(unused_imports)]
         use $crate::gpu::kernels::weights::{wgsl, Reader};
         match $reader {
             Reader::F32 => wgsl!("weights/f32.wgsl", "weights/float.wgsl" $(, $file)*),
