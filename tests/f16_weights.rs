@@ -11,10 +11,10 @@ mod common;
 
 use common::{assert_outputs_close, gpu, rng, seed, uniform};
 use rand::Rng;
-use wgpu_lstm::compare::{compare, Tolerance};
+use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    Cell, CpuModel, Direction, Forward, ForwardOptions, GpuModel, Input, Output, RnnSpec,
-    StepVariant, UploadOptions, Weights, WeightsDtype,
+    Cell, CpuModel, Direction, Forward, ForwardOptions, GpuModel, Input, RnnSpec, StepVariant,
+    UploadOptions, Weights, WeightsDtype,
 };
 
 /// Float16 against float32 weights: weights ~ U(±1/√H) rounded to 11 significant bits, over a
@@ -23,18 +23,6 @@ const F16_VS_F32: Tolerance = Tolerance {
     abs: 2e-3,
     rel: 2e-3,
 };
-
-/// Worst |a − e| over y, h_n and c_n, asserting `tol`.
-fn worst(what: &str, e: &Output, a: &Output, tol: Tolerance) -> f32 {
-    let mut w = 0.0f32;
-    let pairs = [(&e.y, &a.y), (&e.h_n, &a.h_n)];
-    for (ev, av) in pairs.into_iter().chain(e.c_n.as_ref().zip(a.c_n.as_ref())) {
-        let c = compare(ev.view(), av.view(), tol).unwrap();
-        assert!(c.ok(), "{what}: {c}");
-        w = w.max(c.max_abs_err);
-    }
-    w
-}
 
 #[test]
 fn f16_weights_compute_what_the_rounded_weights_give() {
@@ -74,7 +62,7 @@ fn f16_weights_compute_what_the_rounded_weights_give() {
                 &out,
                 Tolerance::GPU_VS_CPU,
             ));
-            rounding = rounding.max(worst(&what, &full, &out, F16_VS_F32));
+            rounding = rounding.max(assert_outputs_close(&what, &full, &out, F16_VS_F32));
         }
     }
     eprintln!(
@@ -97,6 +85,6 @@ fn f16_weights_of_a_projection_lstm_stay_close_to_f32() {
     let input = Input::new(x.view());
     let full = CpuModel::reference(weights).forward(&input).unwrap();
     let out = model.forward(&input).unwrap();
-    let w = worst("projection lstm", &full, &out, F16_VS_F32);
+    let w = assert_outputs_close("projection lstm", &full, &out, F16_VS_F32);
     eprintln!("f16 weights, projection LSTM: worst |gpu − cpu on f32 weights| = {w:.2e}");
 }

@@ -16,7 +16,7 @@ mod common;
 
 use common::{assert_outputs_close, gpu, rng, seed, uniform};
 use rand::Rng;
-use wgpu_lstm::compare::{compare, Tolerance};
+use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
     Cell, CpuModel, Direction, Forward, ForwardOptions, GemmVariant, GpuModel, Input, Output,
     RnnSpec, StepVariant, UploadOptions, Weights, WeightsDtype,
@@ -29,18 +29,6 @@ const I8_VS_F32: Tolerance = Tolerance {
     abs: 3e-2,
     rel: 3e-2,
 };
-
-/// Worst |a − e| over y, h_n and c_n, asserting `tol`.
-fn worst(what: &str, e: &Output, a: &Output, tol: Tolerance) -> f32 {
-    let mut w = 0.0f32;
-    let pairs = [(&e.y, &a.y), (&e.h_n, &a.h_n)];
-    for (ev, av) in pairs.into_iter().chain(e.c_n.as_ref().zip(a.c_n.as_ref())) {
-        let c = compare(ev.view(), av.view(), tol).unwrap();
-        assert!(c.ok(), "{what}: {c}");
-        w = w.max(c.max_abs_err);
-    }
-    w
-}
 
 #[test]
 fn i8_weights_compute_what_the_quantized_weights_give() {
@@ -96,9 +84,10 @@ fn i8_weights_compute_what_the_quantized_weights_give() {
                 &out,
                 Tolerance::GPU_VS_CPU,
             ));
-            rounding = rounding.max(worst(&what, &full, &out, I8_VS_F32));
+            rounding = rounding.max(assert_outputs_close(&what, &full, &out, I8_VS_F32));
             if let Some(cpu_i8) = &cpu_i8 {
-                against_cpu_i8 = against_cpu_i8.max(worst(&what, cpu_i8, &out, I8_VS_F32));
+                against_cpu_i8 =
+                    against_cpu_i8.max(assert_outputs_close(&what, cpu_i8, &out, I8_VS_F32));
                 with_cpu_i8 += 1;
             }
             forwards += 1;
@@ -167,7 +156,7 @@ fn i8_weights_of_a_projection_lstm_stay_close_to_f32() {
     let input = Input::new(x.view()).lengths(&lengths);
     let full = CpuModel::reference(weights).forward(&input).unwrap();
     let mut out = model.forward(&input).unwrap();
-    let w = worst("projection lstm", &full, &out, I8_VS_F32);
+    let w = assert_outputs_close("projection lstm", &full, &out, I8_VS_F32);
     eprintln!("i8 weights, projection LSTM (seed {base}): worst |gpu − cpu f32| = {w:.2e}");
     // Weights far from U(±1/√H) (rows spanning 1e-3 … 30): still finite.
     let tensors = Weights::random(&spec, r.random())
