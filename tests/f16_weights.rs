@@ -13,8 +13,8 @@ use common::{assert_outputs_close, gpu, rng, seed, uniform};
 use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    Cell, CpuModel, Direction, Forward, ForwardOptions, GpuModel, Input, RnnSpec, StepVariant,
-    UploadOptions, Weights, WeightsDtype,
+    CpuModel, Forward, ForwardOptions, GpuModel, Input, RnnSpec, StepVariant, UploadOptions,
+    Weights, WeightsDtype,
 };
 
 /// Float16 against float32 weights: weights ~ U(±1/√H) rounded to 11 significant bits, over a
@@ -29,15 +29,7 @@ fn f16_weights_compute_what_the_rounded_weights_give() {
     let Some(ctx) = gpu() else { return };
     let base = seed("f16_weights_compute_what_the_rounded_weights_give", 1401);
     let mut r = rng(base);
-    let specs = [
-        RnnSpec::lstm(13, 40),
-        RnnSpec::lstm(7, 33).peephole(true).layers(2),
-        RnnSpec::lstm(5, 64).direction(Direction::Bidirectional),
-        RnnSpec::gru(9, 47).layers(2),
-        RnnSpec::gru(9, 20).linear_before_reset(false),
-        RnnSpec::new(Cell::RnnTanh, 6, 35),
-        RnnSpec::new(Cell::RnnRelu, 6, 18).direction(Direction::Reverse),
-    ];
+    let specs = common::every_cell_specs();
     let (mut exact, mut rounding) = (0.0f32, 0.0f32);
     for spec in specs {
         let weights = Weights::random(&spec, r.random()).unwrap();

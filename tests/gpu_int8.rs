@@ -18,8 +18,8 @@ use common::{assert_outputs_close, gpu, rng, seed, uniform};
 use rand::Rng;
 use wgpu_lstm::compare::Tolerance;
 use wgpu_lstm::{
-    Cell, CpuModel, Direction, Forward, ForwardOptions, GemmVariant, GpuModel, Input, Output,
-    RnnSpec, StepVariant, UploadOptions, Weights, WeightsDtype,
+    CpuModel, Direction, Forward, ForwardOptions, GemmVariant, GpuModel, Input, Output, RnnSpec,
+    StepVariant, UploadOptions, Weights, WeightsDtype,
 };
 
 /// Int8 against float32 weights: weights ~ U(±1/√H) with 127 steps per row's largest
@@ -35,15 +35,7 @@ fn i8_weights_compute_what_the_quantized_weights_give() {
     let Some(ctx) = gpu() else { return };
     let base = seed("i8_weights_compute_what_the_quantized_weights_give", 2401);
     let mut r = rng(base);
-    let specs = [
-        RnnSpec::lstm(13, 40),
-        RnnSpec::lstm(7, 33).peephole(true).layers(2),
-        RnnSpec::lstm(5, 64).direction(Direction::Bidirectional),
-        RnnSpec::gru(9, 47).layers(2),
-        RnnSpec::gru(9, 20).linear_before_reset(false),
-        RnnSpec::new(Cell::RnnTanh, 6, 35),
-        RnnSpec::new(Cell::RnnRelu, 6, 18).direction(Direction::Reverse),
-    ];
+    let specs = common::every_cell_specs();
     let limits = ctx.limits();
     let gemms: Vec<GemmVariant> = GemmVariant::ALL
         .into_iter()

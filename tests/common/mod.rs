@@ -106,6 +106,22 @@ pub fn assert_outputs_close(what: &str, expected: &Output, actual: &Output, tol:
     worst
 }
 
+/// One model of every cell and option a weight type must serve: LSTM (plain, peephole with
+/// two layers, bidirectional), GRU (two layers; ONNX's reset before the product), RNN tanh
+/// and relu (reverse).
+pub fn every_cell_specs() -> [wgpu_lstm::RnnSpec; 7] {
+    use wgpu_lstm::{Cell, Direction, RnnSpec};
+    [
+        RnnSpec::lstm(13, 40),
+        RnnSpec::lstm(7, 33).peephole(true).layers(2),
+        RnnSpec::lstm(5, 64).direction(Direction::Bidirectional),
+        RnnSpec::gru(9, 47).layers(2),
+        RnnSpec::gru(9, 20).linear_before_reset(false),
+        RnnSpec::new(Cell::RnnTanh, 6, 35),
+        RnnSpec::new(Cell::RnnRelu, 6, 18).direction(Direction::Reverse),
+    ]
+}
+
 /// One seeded random GPU-vs-CPU configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
