@@ -15,7 +15,7 @@ use rand::Rng;
 use wgpu_lstm::compare::{compare, Tolerance};
 use wgpu_lstm::{
     Batcher, BatcherModel, BatcherOptions, Cell, CpuModel, Error, Forward, GpuModel, Input,
-    Request, Response, RnnSpec, Weights,
+    Request, Response, RnnSpec, UploadOptions, Weights, WeightsDtype,
 };
 
 /// The models of `weights` a batcher is tested on: the CPU's, and the GPU's where there is an
@@ -474,5 +474,86 @@ fn cpu_results_are_bit_identical_to_each_alone() {
                 "{name}: request {i}: h_n"
             );
         }
+    }
+}
+
+/// Int8 weights behind the batcher: one-shot requests and a stream fed in chunks, on the
+/// CPU's int8 engine (against the same engine alone: each sequence's activations are
+/// quantized on their own) and on the GPU (against the reference engine on the weights as
+/// int8 represents them).
+#[test]
+fn int8_models_batch_like_each_alone() {
+    let seed = seed("int8_models_batch_like_each_alone", 50);
+    let spec = RnnSpec::lstm(6, 12).peephole(true).layers(2);
+    let weights = Weights::random(&spec, seed).unwrap();
+    let cpu_i8 = CpuModel::with_threads(weights.clone(), 1)
+        .unwrap()
+        .weights_dtype(WeightsDtype::I8)
+        .unwrap();
+    let rounded = CpuModel::reference(weights.rounded(WeightsDtype::I8));
+    let mut devices: Vec<(&str, BatcherModel, &dyn Forward)> =
+        vec![("cpu int8", cpu_i8.clone().into(), &cpu_i8)];
+    if let Some(ctx) = gpu() {
+        let int8 = UploadOptions::default().weights(WeightsDtype::I8);
+        let model = GpuModel::upload_with(ctx, &weights, &int8).unwrap();
+        devices.push(("gpu int8", model.into(), &rounded));
+    }
+    let mut rng = rng(seed);
+    for (device, model, alone) in devices {
+        let batcher =
+            Batcher::new(model, BatcherOptions::default().max_batch(4).quantum(6)).unwrap();
+        let alone = |x: &Array2<f32>| {
+            let out = alone
+                .forward(&Input::new(x.view().insert_axis(Axis(1))))
+                .unwrap();
+            let row = |a: &ndarray::ArrayD<f32>| {
+                a.index_axis(Axis(1), 0)
+                    .into_dimensionality::<ndarray::Ix2>()
+                    .unwrap()
+                    .to_owned()
+            };
+            Response {
+                y: row(&out.y),
+                h_n: row(&out.h_n),
+                c_n: out.c_n.as_ref().map(row),
+            }
+        };
+        let xs: Vec<Array2<f32>> = (0..7)
+            .map(|_| {
+                let steps = rng.random_range(1..=25);
+                uniform(&mut rng, (steps, 6), 1.0)
+            })
+            .collect();
+        let stream = batcher.open_stream().unwrap();
+        let streamed = &xs[0];
+        let fed: Vec<_> = (0..streamed.nrows())
+            .step_by(7)
+            .map(|at| {
+                let end = (at + 7).min(streamed.nrows());
+                stream.feed(streamed.slice(s![at..end, ..])).unwrap()
+            })
+            .collect();
+        let pending: Vec<_> = xs[1..]
+            .iter()
+            .map(|x| batcher.submit(Request::new(x.view())).unwrap())
+            .collect();
+        let mut worst = 0.0f32;
+        for (i, (x, p)) in xs[1..].iter().zip(pending).enumerate() {
+            let what = format!("{device}: seed {seed}: request {i}");
+            worst = worst.max(check(&what, &alone(x), &p.wait().unwrap()));
+        }
+        let parts: Vec<Array2<f32>> = fed.into_iter().map(|p| p.wait().unwrap()).collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let state = stream.state().unwrap();
+        let got = Response {
+            y: ndarray::concatenate(Axis(0), &views).unwrap(),
+            h_n: state.h.index_axis(Axis(1), 0).to_owned(),
+            c_n: state.c.map(|c| c.index_axis(Axis(1), 0).to_owned()),
+        };
+        stream.close();
+        let what = format!("{device}: seed {seed}: stream");
+        worst = worst.max(check(&what, &alone(streamed), &got));
+        eprintln!("{device}: worst |batched − alone| {worst:e}");
+        assert_drains(&batcher, device);
     }
 }
