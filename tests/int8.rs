@@ -224,18 +224,6 @@ fn int8_refusals_are_one_line_errors() {
     assert!(!e.to_string().contains('\n'));
 }
 
-/// A GPU model refuses int8 weights at upload, in one line (int8 runs on the CPU so far).
-#[test]
-fn int8_upload_to_the_gpu_is_refused() {
-    let Some(ctx) = common::gpu() else {
-        return;
-    };
-    let w = Weights::random(&RnnSpec::lstm(3, 4), 1).unwrap();
-    let options = wgpu_lstm::UploadOptions::default().weights(WeightsDtype::I8);
-    let e = wgpu_lstm::GpuModel::upload_with(ctx, &w, &options).unwrap_err();
-    assert!(e.to_string().contains("CPU only so far"), "{e}");
-}
-
 /// Through the batcher (one-shot requests and streams fed in chunks, several callers at once)
 /// an int8 model gives each sequence the same bits as one forward of it alone: rows are
 /// quantized one by one, so neither the batch-mates nor the chunking change a result.

@@ -96,7 +96,12 @@ pub fn catalog() -> Vec<KernelSource> {
         specs.push(step::specialization(&gru, 3, 0, v));
         specs.extend(step::reset_specialization(&gru, 3, 0, v));
     }
-    // Every kernel above once more with float16 weights, then all of them reading a texture.
+    // Every kernel above once more with float16 weights, then all of them reading a texture;
+    // and once more with int8 weights (always from a buffer).
+    let int8: Vec<Specialization> = specs
+        .iter()
+        .map(|s| s.clone().weights(WeightsDtype::I8))
+        .collect();
     let f16: Vec<Specialization> = specs
         .iter()
         .map(|s| s.clone().weights(WeightsDtype::F16))
@@ -107,6 +112,7 @@ pub fn catalog() -> Vec<KernelSource> {
         .map(|s| s.clone().storage(WeightsBinding::Texture))
         .collect();
     specs.extend(texture);
+    specs.extend(int8);
     // The state table's two kernels (no weights).
     specs.extend([state::Direction::Gather, state::Direction::Scatter].map(state::specialization));
     let mut out: Vec<KernelSource> = Vec::new();

@@ -17,7 +17,8 @@ pub enum WeightsStorage {
     /// A read-only storage buffer.
     Buffer,
     /// A 2D texture (`rgba32float`, or `rgba16float` for float16 weights) read with
-    /// `textureLoad`; models whose weights exceed the device's texture size use a buffer.
+    /// `textureLoad`; models whose weights exceed the device's texture size, and int8
+    /// weights, use a buffer.
     Texture,
 }
 

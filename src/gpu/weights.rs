@@ -147,11 +147,20 @@ impl DeviceWeights {
         for (layer, l) in layouts.iter().enumerate() {
             let (w_hr, zero) = l.w_hr.unwrap_or((0, 0));
             let w = dtype.vec4_bytes();
+            // Int8: each matrix's scales (a float32 quad per column) after its integers, and
+            // the peepholes as float32 quads (see `pack::pack_layer_i8`).
+            let int8 = dtype == WeightsDtype::I8;
+            let scales = |columns: usize| if int8 { columns as u64 * VEC4 } else { 0 };
+            let step = if int8 {
+                (l.i8_scales().1 + 4 * l.scales) as u64 * 4
+            } else {
+                l.w_step as u64 * w
+            };
             for (name, bytes) in [
-                ("weight_ih", l.w_ih as u64 * w),
+                ("weight_ih", l.w_ih as u64 * w + scales(l.scales)),
                 ("bias", l.bias as u64 * VEC4),
-                ("step weights", l.w_step as u64 * w),
-                ("weight_hr", w_hr as u64 * w),
+                ("step weights", step),
+                ("weight_hr", w_hr as u64 * w + scales(zero)),
                 ("projection bias", zero as u64 * VEC4),
             ] {
                 limits.check_buffer(&format!("{name} of layer {layer}"), bytes)?;

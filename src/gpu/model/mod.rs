@@ -123,7 +123,7 @@ impl GpuModel {
 
     /// Where the model's weights live on the device: [`WeightsStorage::Buffer`] or
     /// [`WeightsStorage::Texture`] (what [`UploadOptions::storage`] asked for, or measured, or
-    /// a buffer where the weights exceed the device's texture size).
+    /// a buffer where the weights exceed the device's texture size or are int8).
     pub fn weights_storage(&self) -> WeightsStorage {
         self.weights.storage
     }
