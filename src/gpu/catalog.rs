@@ -155,8 +155,8 @@ mod tests {
         }
         assert_eq!(
             modules.len(),
-            13,
-            "2 families × 3 weight readers × subgroups or not, and the state table's"
+            17,
+            "2 families × 4 weight readers × subgroups or not, and the state table's"
         );
         for k in &kernels {
             let (_, shader) = modules
