@@ -3,7 +3,7 @@
 //! implement [`StateTable`] (`gpu::table` keeps the slots in device buffers, `cpu::table` in
 //! host memory); the batcher drives it from its scheduling thread.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, Array3, ArrayView2};
 
 use crate::error::{Error, Result};
 use crate::spec::RnnSpec;
@@ -41,13 +41,25 @@ pub(crate) struct RoundRow<'a> {
     pub read_state: bool,
 }
 
-/// What a round returns, row by row in the order of its rows.
+/// What a round returns: the forward's outputs, and each row's final state where asked.
 #[derive(Debug)]
 pub(crate) struct RoundOutput {
-    /// `y` of each row, `[steps, D·H_out]`.
-    pub y: Vec<Array2<f32>>,
+    /// The forward's `y`, `[T, B, D·H_out]`.
+    pub y: Array3<f32>,
+    /// The batch row of `y` that holds each round row's outputs, in the order of the rows.
+    pub batch_row: Vec<usize>,
     /// The final state of each row that asked for it.
     pub states: Vec<Option<SlotState>>,
+}
+
+impl RoundOutput {
+    /// Appends row `i`'s outputs of its first `steps` steps to `dst` (`[.., D·H_out]` in
+    /// standard layout): one copy, from the forward's `y` to where they are kept, with
+    /// nothing written before.
+    pub fn append_row(&self, i: usize, steps: usize, dst: &mut Vec<f32>) {
+        let (_, rows, width) = self.y.dim();
+        append_batch_row(self.y.view(), self.batch_row[i], rows, width, steps, dst);
+    }
 }
 
 /// Slots of recurrent state and rounds over them (see the module documentation).
@@ -111,6 +123,49 @@ pub(crate) struct JobDone {
     pub out: Output,
 }
 
+impl JobDone {
+    /// Appends each row's outputs to `outputs[row]` (its first `steps[row]` steps; see
+    /// [`RoundOutput::append_row`]): on the thread that ran the forward, whose cache holds
+    /// them.
+    pub fn append_rows(&self, outputs: &mut [Vec<f32>], steps: &[usize]) -> Result<()> {
+        let y = self
+            .out
+            .y
+            .view()
+            .into_dimensionality::<ndarray::Ix3>()
+            .map_err(|e| Error::Internal(format!("round output: {e}")))?;
+        let (_, rows, width) = y.dim();
+        for (b, &i) in self.order.iter().enumerate() {
+            let (Some(dst), Some(&n)) = (outputs.get_mut(i), steps.get(i)) else {
+                return Err(Error::Internal("a round's outputs and rows differ".into()));
+            };
+            append_batch_row(y, b, rows, width, n, dst);
+        }
+        Ok(())
+    }
+}
+
+/// Appends batch row `b` of `y` `[T, rows, width]`, its first `steps` steps, to `dst`.
+fn append_batch_row(
+    y: ndarray::ArrayView3<'_, f32>,
+    b: usize,
+    rows: usize,
+    width: usize,
+    steps: usize,
+    dst: &mut Vec<f32>,
+) {
+    dst.reserve(steps * width);
+    match y.to_slice() {
+        Some(src) => {
+            for t in 0..steps {
+                let at = (t * rows + b) * width;
+                dst.extend_from_slice(&src[at..at + width]);
+            }
+        }
+        None => dst.extend(y.slice(ndarray::s![..steps, b, ..]).iter()),
+    }
+}
+
 impl Job {
     /// Runs the forward (a panic in it caught and returned as an error).
     pub fn run(self) -> Result<JobDone> {
@@ -153,12 +208,21 @@ pub(crate) fn pack_rows(
     rows: &[RoundRow<'_>],
 ) -> (ndarray::Array3<f32>, Vec<usize>) {
     let steps = rows.iter().map(|r| r.x.nrows()).max().unwrap_or(1);
-    let mut x = ndarray::Array3::zeros((steps, rows.len(), spec.input_size));
-    let mut lens = Vec::with_capacity(rows.len());
+    let (b_all, width) = (rows.len(), spec.input_size);
+    let mut x = ndarray::Array3::zeros((steps, b_all, width));
+    let lens = rows.iter().map(|r| r.x.nrows()).collect();
+    // Step by step, each row's inputs copied to its place (a strided `assign` walks element
+    // by element, and this copy runs on the scheduling thread at every round).
+    let out = x.as_slice_mut().expect("a new array is in standard layout");
     for (b, row) in rows.iter().enumerate() {
-        x.slice_mut(ndarray::s![..row.x.nrows(), b, ..])
-            .assign(&row.x);
-        lens.push(row.x.nrows());
+        for (t, src) in row.x.rows().into_iter().enumerate() {
+            let at = (t * b_all + b) * width;
+            let dst = &mut out[at..at + width];
+            match src.as_slice() {
+                Some(src) => dst.copy_from_slice(src),
+                None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+            }
+        }
     }
     (x, lens)
 }

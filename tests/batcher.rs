@@ -477,6 +477,66 @@ fn cpu_results_are_bit_identical_to_each_alone() {
     }
 }
 
+/// A deep queue on a CPU model with two lanes: each lane is handed its next round while one
+/// runs, and appends its rounds' outputs itself; every request, streams' chunks among them,
+/// equals its sequence alone, full rounds are run, and the table is empty after.
+#[test]
+fn a_deep_queue_keeps_both_cpu_lanes_fed() {
+    let seed = seed("a_deep_queue_keeps_both_cpu_lanes_fed", 51);
+    for (name, spec) in specs() {
+        let weights = Weights::random(&spec, seed).unwrap();
+        let model = CpuModel::with_threads(weights.clone(), 2).unwrap();
+        let batcher =
+            Batcher::new(model, BatcherOptions::default().max_batch(3).quantum(2)).unwrap();
+        let mut rng = rng(seed);
+        let xs: Vec<Array2<f32>> = (0..40)
+            .map(|_| {
+                let steps = rng.random_range(1..=15);
+                uniform(&mut rng, (steps, spec.input_size), 1.0)
+            })
+            .collect();
+        // A stream fed in chunks of 4 behind the burst.
+        let streamed = uniform(&mut rng, (13, spec.input_size), 1.0);
+        let stream = batcher.open_stream().unwrap();
+        let pending: Vec<_> = xs
+            .iter()
+            .map(|x| batcher.submit(Request::new(x.view())).unwrap())
+            .collect();
+        let chunks: Vec<_> = (0..13)
+            .step_by(4)
+            .map(|t| {
+                stream
+                    .feed(streamed.slice(s![t..(t + 4).min(13), ..]))
+                    .unwrap()
+            })
+            .collect();
+        for (i, (x, p)) in xs.iter().zip(pending).enumerate() {
+            let got = p.wait().unwrap();
+            check(
+                &format!("{name}: request {i}"),
+                &alone(&weights, x, None, None),
+                &got,
+            );
+        }
+        let ys: Vec<Array2<f32>> = chunks.into_iter().map(|c| c.wait().unwrap()).collect();
+        let views: Vec<_> = ys.iter().map(|y| y.view()).collect();
+        let y = ndarray::concatenate(Axis(0), &views).unwrap();
+        let want = alone(&weights, &streamed, None, None);
+        let c = compare(
+            want.y.view().into_dyn(),
+            y.view().into_dyn(),
+            Tolerance::GPU_VS_CPU,
+        )
+        .unwrap();
+        assert!(c.ok(), "{name}: stream: {c}");
+        stream.close();
+        let s = batcher.stats();
+        assert_eq!(s.requests, 40, "{name}: {s:?}");
+        assert!(s.mean_batch > 2.0, "{name}: rounds not full: {s:?}");
+        assert_drains(&batcher, name);
+    }
+}
+
 /// Int8 weights behind the batcher: one-shot requests and a stream fed in chunks, on the
 /// CPU's int8 engine (against the same engine alone: each sequence's activations are
 /// quantized on their own) and on the GPU (against the reference engine on the weights as

@@ -11,12 +11,21 @@ use super::queue::{Landed, Shared};
 use crate::error::{Error, Result};
 use crate::table::{Job, JobDone};
 
+/// A round's forward for a lane, with its rows' outputs so far (see [`Lanes::send`]).
+pub(super) struct LaneJob {
+    pub job: Job,
+    /// Each row's outputs, to which the lane appends this round's.
+    pub outputs: Vec<Vec<f32>>,
+    /// Each row's steps in this round.
+    pub steps: Vec<usize>,
+}
+
 /// The threads rounds' forwards run on, one round at a time each, started when first used;
 /// each forward's result lands in [`Queue::landed`](super::queue::Queue) and wakes the
 /// scheduling thread.
 pub(super) struct Lanes {
     shared: Arc<Shared>,
-    senders: Vec<Option<Sender<Job>>>,
+    senders: Vec<Option<Sender<LaneJob>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -33,10 +42,11 @@ impl Lanes {
         self.senders.len()
     }
 
-    /// Runs `job` on lane `lane`, starting its thread if need be.
-    pub(super) fn send(&mut self, lane: usize, job: Job) {
+    /// Runs `job` on lane `lane` (after those sent before), starting its thread if need be;
+    /// the lane appends the rows' outputs to theirs before it lands.
+    pub(super) fn send(&mut self, lane: usize, job: LaneJob) {
         if self.senders[lane].is_none() {
-            let (tx, rx) = channel::<Job>();
+            let (tx, rx) = channel::<LaneJob>();
             let shared = self.shared.clone();
             match std::thread::Builder::new()
                 .name(format!("wgpu-lstm lane {lane}"))
@@ -48,25 +58,27 @@ impl Lanes {
                 }
                 Err(e) => {
                     let e = Error::Internal(format!("cannot start a batcher lane: {e}"));
-                    self.land(lane, Err(e));
+                    self.land(lane, Err(e), job.outputs);
                     return;
                 }
             }
         }
-        if let Some(Err(SendError(_))) = self.senders[lane].as_ref().map(|tx| tx.send(job)) {
+        if let Some(Err(SendError(job))) = self.senders[lane].as_ref().map(|tx| tx.send(job)) {
             self.land(
                 lane,
                 Err(Error::Internal("a batcher lane has stopped".into())),
+                job.outputs,
             );
         }
     }
 
     /// A result for lane `lane` that no thread produced.
-    fn land(&self, lane: usize, done: Result<JobDone>) {
+    fn land(&self, lane: usize, done: Result<JobDone>, outputs: Vec<Vec<f32>>) {
         self.shared.lock().landed.push(Landed {
             lane,
             done,
             took: Duration::ZERO,
+            outputs,
         });
     }
 
@@ -80,12 +92,26 @@ impl Lanes {
 }
 
 /// Lane `lane`'s thread: runs the jobs it is sent, one after the other.
-fn run_lane(shared: &Shared, lane: usize, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+fn run_lane(shared: &Shared, lane: usize, jobs: Receiver<LaneJob>) {
+    while let Ok(LaneJob {
+        job,
+        mut outputs,
+        steps,
+    }) = jobs.recv()
+    {
         let start = Instant::now();
         let done = job.run();
         let took = start.elapsed();
-        shared.lock().landed.push(Landed { lane, done, took });
+        let done = match done {
+            Ok(d) => d.append_rows(&mut outputs, &steps).map(|()| d),
+            Err(e) => Err(e),
+        };
+        shared.lock().landed.push(Landed {
+            lane,
+            done,
+            took,
+            outputs,
+        });
         shared.wake.notify_all();
     }
 }

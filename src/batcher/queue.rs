@@ -64,6 +64,8 @@ pub(crate) struct Landed {
     pub lane: usize,
     pub done: Result<JobDone>,
     pub took: Duration,
+    /// The rows' outputs, this round's appended by the lane (in the order of the rows).
+    pub outputs: Vec<Vec<f32>>,
 }
 
 /// One sequence holding a slot: a one-shot request, or a stream.
@@ -100,12 +102,16 @@ pub(crate) enum Work {
 /// Steps of one request or chunk, and how far they have run.
 #[derive(Debug)]
 pub(crate) struct Steps {
-    /// `[T, I]`.
-    pub x: Array2<f32>,
+    /// `[T, I]`, shared with the rounds that read it.
+    pub x: Arc<Array2<f32>>,
     /// Steps run so far.
     pub done: usize,
-    /// `[T, D·H_out]`, filled as the rounds run.
-    pub y: Array2<f32>,
+    /// The outputs of the steps run so far, `[done, D·H_out]` in standard layout, appended to
+    /// as the rounds land (reserved when the first is planned: a deep queue holds no
+    /// outputs, and no output is written twice).
+    pub y: Vec<f32>,
+    /// `D·H_out`.
+    pub width: usize,
     pub arrived: Instant,
     /// Whether a round has started it (its queue time is then recorded).
     pub started: bool,
@@ -121,10 +127,18 @@ pub(crate) enum StepsReply {
 }
 
 impl Steps {
+    /// The outputs of every step, `[T, D·H_out]`, once all have run.
+    pub fn into_y(y: Vec<f32>, width: usize) -> Result<Array2<f32>> {
+        let steps = y.len() / width.max(1);
+        Array2::from_shape_vec((steps, width), y)
+            .map_err(|e| Error::Internal(format!("a request's outputs: {e}")))
+    }
+
     fn new(spec: &RnnSpec, x: Array2<f32>, deadline: Option<Instant>, reply: StepsReply) -> Self {
         Steps {
-            y: Array2::zeros((x.nrows(), spec.output_size())),
-            x,
+            y: Vec::new(),
+            width: spec.output_size(),
+            x: Arc::new(x),
             done: 0,
             arrived: Instant::now(),
             started: false,

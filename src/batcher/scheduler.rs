@@ -2,20 +2,24 @@
 //! steps to run, oldest work first, up to `max_batch`, and advances each by up to `quantum`
 //! steps (a bidirectional model: its whole request) in one forward over the state table;
 //! sequences join and leave between rounds. A table with several lanes (the CPU's, one per
-//! thread) hands each round's forward to a lane thread and the scheduler goes on: up to one
-//! round per lane is in flight, on distinct sequences (those of a round in flight are out of
-//! the ready set until it lands), the ready sequences shared between the free lanes. Between
-//! rounds it answers state reads and closes streams; every [`SWEEP`] it drops cancelled and
-//! late requests and closes idle streams. Its work per round grows with the round, not with
-//! the number of sequences queued.
+//! thread) hands each round's forward to a lane thread and the scheduler goes on: one round
+//! per lane is in flight, or, while at least a full round waits, [`DEPTH`] (the next queued
+//! behind the running one, so that a lane never waits for the scheduler to take a landed
+//! round in), always on distinct sequences (those of a round in flight are out of the ready
+//! set until it lands); the ready sequences are shared between the free lanes, and a lane
+//! appends its round's outputs to the rows' own (taken from their sequences while in
+//! flight) on its own thread. Between rounds it answers state reads and closes streams; every
+//! [`SWEEP`] it drops cancelled and late requests and closes idle streams. Its work per round
+//! grows with the round, not with the number of sequences queued.
 
+use std::collections::VecDeque;
 use std::ops::Bound::{Excluded, Unbounded};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ndarray::{s, Array2};
 
-use super::lanes::Lanes;
+use super::lanes::{LaneJob, Lanes};
 use super::queue::{Queue, Seq, Shared, Steps, StepsReply, Work};
 use super::request::Response;
 use crate::error::{Error, Result};
@@ -28,14 +32,24 @@ const SWEEP: Duration = Duration::from_millis(20);
 /// How many quanta a round runs when no sequence waits beyond it (see [`plan`]).
 const IDLE_QUANTA: usize = 4;
 
+/// Rounds in flight on one lane at most, the next queued behind the one running (see
+/// [`refill`]).
+const DEPTH: usize = 2;
+
 /// How long the thread sleeps at most with nothing open (it wakes on any arrival).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// One row of the round being run: its sequence and its inputs.
+/// One row of the round being run: its sequence, its inputs and its outputs so far.
 struct Planned {
     id: u64,
     slot: usize,
-    x: Array2<f32>,
+    /// The sequence's inputs, `[T, I]`, of which this round runs `from..from + steps`.
+    x: Arc<Array2<f32>>,
+    from: usize,
+    steps: usize,
+    /// The outputs of the steps before this round, taken from the sequence while the round
+    /// is in flight (where this round's are appended) and given back when it lands.
+    y: Vec<f32>,
     /// The row ends a one-shot request: its final state comes back.
     last: bool,
 }
@@ -50,27 +64,36 @@ enum Next {
 /// Runs rounds until the batcher shuts down and its admitted work is done.
 pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
     let mut lanes = Lanes::new(shared.clone(), table.lanes().max(1));
-    // The rows of the round in flight on each lane.
-    let mut flights: Vec<Option<Vec<Planned>>> = (0..lanes.count()).map(|_| None).collect();
+    // The rows of the rounds in flight on each lane, oldest first.
+    let mut flights: Vec<VecDeque<Vec<Planned>>> =
+        (0..lanes.count()).map(|_| VecDeque::new()).collect();
     let mut q = shared.lock();
     let mut next_sweep = Instant::now();
     loop {
         if !q.landed.is_empty() {
-            let landed = std::mem::take(&mut q.landed);
+            let landed: Vec<_> = std::mem::take(&mut q.landed)
+                .into_iter()
+                .filter_map(|l| {
+                    let mut rows = flights.get_mut(l.lane)?.pop_front()?;
+                    for (row, y) in rows.iter_mut().zip(l.outputs) {
+                        row.y = y;
+                    }
+                    Some((rows, l.done, l.took))
+                })
+                .collect();
+            // The lanes' next rounds start before the landed rounds are taken in.
+            q = refill(&shared, q, table.as_mut(), &mut lanes, &mut flights);
             drop(q);
             let ended: Vec<_> = landed
                 .into_iter()
-                .filter_map(|l| {
-                    let rows = flights.get_mut(l.lane)?.take()?;
-                    let out = l
-                        .done
-                        .and_then(|done| end_round(table.as_mut(), &rows, done));
-                    Some((rows, out, l.took))
+                .map(|(rows, done, took)| {
+                    let out = done.and_then(|done| end_round(table.as_mut(), &rows, done));
+                    (rows, out, took)
                 })
                 .collect();
             q = shared.lock();
             for (rows, out, took) in ended {
-                finish(&mut q, &rows, out, took);
+                finish(&mut q, rows, out, took, Appended::ByLane);
             }
         }
         let now = Instant::now();
@@ -82,7 +105,8 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
         if q.closing && q.seqs.is_empty() {
             break;
         }
-        let free = flights.iter().filter(|f| f.is_none()).count();
+        q = refill(&shared, q, table.as_mut(), &mut lanes, &mut flights);
+        let free = flights.iter().filter(|f| f.is_empty()).count();
         let next = if free > 0 {
             plan(&shared, &mut q, table.as_mut(), now, free)
         } else {
@@ -105,27 +129,15 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
             Next::Round(rows) => {
                 let waiting = q.ready.len();
                 drop(q);
-                let start = Instant::now();
                 // Alone (no lane busy, no one waiting): the round runs here, without the two
                 // wake-ups of a lane's thread, which cost more than a short round's work.
                 let alone = free == flights.len() && waiting == 0;
-                let out = match begin_round(table.as_mut(), &rows) {
-                    Ok(Begun::Job(job)) if !alone => {
-                        let lane = flights.iter().position(Option::is_none).unwrap_or(0);
-                        flights[lane] = Some(rows);
-                        lanes.send(lane, job);
-                        q = shared.lock();
-                        continue;
-                    }
-                    Ok(Begun::Job(job)) => job
-                        .run()
-                        .and_then(|done| end_round(table.as_mut(), &rows, done)),
-                    Ok(Begun::Done(out)) => Ok(out),
-                    Err(e) => Err(e),
-                };
-                let took = start.elapsed();
+                let lane = flights.iter().position(VecDeque::is_empty).unwrap_or(0);
+                let ran = start(table.as_mut(), &mut lanes, &mut flights, lane, rows, alone);
                 q = shared.lock();
-                finish(&mut q, &rows, out, took);
+                if let Some((rows, out, took)) = ran {
+                    finish(&mut q, rows, out, took, Appended::No);
+                }
             }
         }
     }
@@ -133,12 +145,81 @@ pub(crate) fn run(shared: Arc<Shared>, mut table: Box<dyn StateTable>) {
     lanes.stop();
 }
 
+/// With a deep queue (at least a full round ready), every lane with fewer than [`DEPTH`]
+/// rounds in flight is given its next: a lane that lands finds its next round waiting
+/// instead of waiting for the scheduling thread to take its results in and plan another.
+/// Returns the queue's lock, which it drops while rounds are packed.
+fn refill<'a>(
+    shared: &'a Shared,
+    mut q: MutexGuard<'a, Queue>,
+    table: &mut dyn StateTable,
+    lanes: &mut Lanes,
+    flights: &mut [VecDeque<Vec<Planned>>],
+) -> MutexGuard<'a, Queue> {
+    while q.ready.len() >= shared.options.max_batch && !q.closing {
+        let Some(lane) = (0..flights.len())
+            .filter(|&l| flights[l].len() < DEPTH)
+            .min_by_key(|&l| flights[l].len())
+        else {
+            break;
+        };
+        let Next::Round(rows) = plan(shared, &mut q, table, Instant::now(), 1) else {
+            break;
+        };
+        drop(q);
+        let ran = start(table, lanes, flights, lane, rows, false);
+        q = shared.lock();
+        if let Some((rows, out, took)) = ran {
+            finish(&mut q, rows, out, took, Appended::No);
+        }
+    }
+    q
+}
+
+/// Whether a round's outputs were appended to its rows' by the lane that ran it.
+enum Appended {
+    ByLane,
+    No,
+}
+
+/// What ran on the scheduling thread: a round's rows, outcome and time.
+type Ran = (Vec<Planned>, Result<RoundOutput>, Duration);
+
+/// Starts round `rows`: its forward handed to lane `lane` (which must be free), or, where
+/// the table runs rounds whole or `here` is set, run on this thread and returned.
+fn start(
+    table: &mut dyn StateTable,
+    lanes: &mut Lanes,
+    flights: &mut [VecDeque<Vec<Planned>>],
+    lane: usize,
+    mut rows: Vec<Planned>,
+    here: bool,
+) -> Option<Ran> {
+    let start = Instant::now();
+    let out = match begin_round(table, &rows) {
+        Ok(Begun::Job(job)) if !here => {
+            let job = LaneJob {
+                job,
+                outputs: rows.iter_mut().map(|r| std::mem::take(&mut r.y)).collect(),
+                steps: rows.iter().map(|r| r.steps).collect(),
+            };
+            flights[lane].push_back(rows);
+            lanes.send(lane, job);
+            return None;
+        }
+        Ok(Begun::Job(job)) => job.run().and_then(|done| end_round(table, &rows, done)),
+        Ok(Begun::Done(out)) => Ok(out),
+        Err(e) => Err(e),
+    };
+    Some((rows, out, start.elapsed()))
+}
+
 /// The round's row views, as the table takes them.
 fn views(rows: &[Planned]) -> Vec<RoundRow<'_>> {
     rows.iter()
         .map(|r| RoundRow {
             slot: r.slot,
-            x: r.x.view(),
+            x: r.x.slice(s![r.from..r.from + r.steps, ..]),
             read_state: r.last,
         })
         .collect()
@@ -319,7 +400,7 @@ fn plan(
         after = Some(key);
         match plan_row(q, table, id, now, cap, longest, rows.len()) {
             Some(row) => {
-                longest = longest.max(row.x.nrows());
+                longest = longest.max(row.steps);
                 q.take_running(row.id);
                 rows.push(row);
             }
@@ -384,6 +465,7 @@ fn plan_row(
     };
     if !steps.started {
         steps.started = true;
+        steps.y = Vec::with_capacity(steps.x.nrows() * steps.width);
         q.counters
             .queue_time
             .record(now.duration_since(steps.arrived));
@@ -391,18 +473,27 @@ fn plan_row(
     Some(Planned {
         id,
         slot: seq.slot,
-        x: steps.x.slice(s![steps.done..steps.done + n, ..]).to_owned(),
+        x: steps.x.clone(),
+        from: steps.done,
+        steps: n,
+        y: std::mem::take(&mut steps.y),
         last: !seq.stream && steps.done + n == steps.x.nrows(),
     })
 }
 
 /// Takes a round's results: outputs appended, finished requests and chunks answered, slots
 /// of finished one-shot requests freed; on failure every row's work failed.
-fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Duration) {
-    for row in rows {
+fn finish(
+    q: &mut Queue,
+    mut rows: Vec<Planned>,
+    out: Result<RoundOutput>,
+    took: Duration,
+    appended: Appended,
+) {
+    for row in &rows {
         q.land(row.id);
     }
-    let steps: usize = rows.iter().map(|r| r.x.nrows()).sum();
+    let steps: usize = rows.iter().map(|r| r.steps).sum();
     q.counters.rounds += 1;
     q.counters.rows += rows.len() as u64;
     q.counters.steps += steps as u64;
@@ -411,7 +502,7 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
         Ok(out) => out,
         Err(e) => {
             let message = e.to_string();
-            for row in rows {
+            for row in &rows {
                 let stream = q.seqs.get(&row.id).is_some_and(|s| s.stream);
                 fail_front(q, row.id, Error::RoundFailed(message.clone()));
                 match q.seqs.get_mut(&row.id) {
@@ -423,17 +514,17 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
         }
     };
     let now = Instant::now();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in rows.iter_mut().enumerate() {
         let seq = q.seqs.get_mut(&row.id).expect("rows stay until finished");
         seq.last_active = now;
         let Some(Work::Steps(steps)) = seq.work.front_mut() else {
             unreachable!("a planned row's sequence has steps at its front")
         };
-        let n = row.x.nrows();
-        steps
-            .y
-            .slice_mut(s![steps.done..steps.done + n, ..])
-            .assign(&out.y[i]);
+        let n = row.steps;
+        steps.y = std::mem::take(&mut row.y);
+        if matches!(appended, Appended::No) {
+            out.append_row(i, n, &mut steps.y);
+        }
         steps.done += n;
         if steps.done < steps.x.nrows() {
             q.requeue(row.id);
@@ -443,16 +534,20 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
             unreachable!("matched above")
         };
         let latency = now.duration_since(done.arrived);
-        let Steps { y, reply, .. } = done;
+        let Steps {
+            y, width, reply, ..
+        } = done;
+        let y = Steps::into_y(y, width);
         match reply {
             StepsReply::OneShot(reply) => {
-                let answer = match out.states[i].clone() {
-                    Some(state) => Ok(Response {
+                let answer = match (out.states[i].clone(), y) {
+                    (Some(state), Ok(y)) => Ok(Response {
                         y,
                         h_n: state.h,
                         c_n: state.c,
                     }),
-                    None => Err(Error::Internal(
+                    (_, Err(e)) => Err(e),
+                    (None, _) => Err(Error::Internal(
                         "a finished request without its state".into(),
                     )),
                 };
@@ -461,7 +556,7 @@ fn finish(q: &mut Queue, rows: &[Planned], out: Result<RoundOutput>, took: Durat
                 q.remove(row.id);
             }
             StepsReply::Chunk(reply) => {
-                reply.send(Ok(y));
+                reply.send(y);
                 q.counters.chunks += 1;
                 q.requeue(row.id);
             }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{s, Array2, Array3, Axis, Ix3};
+use ndarray::{s, Array3, Axis, Ix3};
 
 use crate::cpu::CpuModel;
 use crate::error::{Error, Result};
@@ -137,12 +137,7 @@ impl StateTable for CpuTable {
     }
 
     fn end(&mut self, rows: &[RoundRow<'_>], job: JobDone) -> Result<RoundOutput> {
-        let mut output = RoundOutput {
-            y: vec![Array2::zeros((0, 0)); rows.len()],
-            states: vec![None; rows.len()],
-        };
-        self.finish(rows, &job.order, job.out, &mut output)?;
-        Ok(output)
+        self.finish(rows, &job.order, job.out)
     }
 }
 
@@ -188,20 +183,25 @@ impl CpuTable {
     }
 
     /// Writes the final states of a round's rows (`rows[order[b]]` the forward's batch row
-    /// `b`) back to their slots and puts their outputs in their places.
+    /// `b`) back to their slots; the outputs stay in the forward's `y`, each row's found by
+    /// its batch row.
     fn finish(
         &mut self,
         rows: &[RoundRow<'_>],
         order: &[usize],
         out: Output,
-        output: &mut RoundOutput,
-    ) -> Result<()> {
+    ) -> Result<RoundOutput> {
         let shape_err = |e: ndarray::ShapeError| Error::Internal(format!("round output: {e}"));
         let y = out.y.into_dimensionality::<Ix3>().map_err(shape_err)?;
         let h_n = out.h_n.into_dimensionality::<Ix3>().map_err(shape_err)?;
         let c_n = match out.c_n {
             Some(c) => Some(c.into_dimensionality::<Ix3>().map_err(shape_err)?),
             None => None,
+        };
+        let mut output = RoundOutput {
+            y,
+            batch_row: vec![0; rows.len()],
+            states: vec![None; rows.len()],
         };
         for (b, &i) in order.iter().enumerate() {
             let row = &rows[i];
@@ -213,12 +213,12 @@ impl CpuTable {
                     .index_axis_mut(Axis(0), row.slot)
                     .assign(&c_n.slice(s![.., b, ..]));
             }
-            output.y[i] = y.slice(s![..row.x.nrows(), b, ..]).to_owned();
+            output.batch_row[i] = b;
             output.states[i] = row.read_state.then(|| SlotState {
                 h: h_n.slice(s![.., b, ..]).to_owned(),
                 c: c_n.as_ref().map(|c| c.slice(s![.., b, ..]).to_owned()),
             });
         }
-        Ok(())
+        Ok(output)
     }
 }

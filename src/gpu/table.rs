@@ -363,12 +363,8 @@ impl StateTable for GpuTable {
             job,
         )?;
         let raw = self.model.unpack(&out.data, extent, read_states)?;
-        let mut output = RoundOutput {
-            y: Vec::with_capacity(rows.len()),
-            states: Vec::with_capacity(rows.len()),
-        };
+        let mut states = Vec::with_capacity(rows.len());
         for (b, row) in rows.iter().enumerate() {
-            output.y.push(raw.y.slice(s![..lens[b], b, ..]).to_owned());
             let state = match (&raw.states, row.read_state) {
                 (Some((h_n, c_n)), true) => Some(SlotState {
                     h: h_n.slice(s![.., b, ..]).to_owned(),
@@ -379,8 +375,13 @@ impl StateTable for GpuTable {
                 }),
                 _ => None,
             };
-            output.states.push(state);
+            states.push(state);
         }
+        let output = RoundOutput {
+            y: raw.y,
+            batch_row: (0..rows.len()).collect(),
+            states,
+        };
         Ok(output)
     }
 }
