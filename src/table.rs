@@ -208,21 +208,25 @@ pub(crate) fn pack_rows(
     rows: &[RoundRow<'_>],
 ) -> (ndarray::Array3<f32>, Vec<usize>) {
     let steps = rows.iter().map(|r| r.x.nrows()).max().unwrap_or(1);
-    let (b_all, width) = (rows.len(), spec.input_size);
-    let mut x = ndarray::Array3::zeros((steps, b_all, width));
-    let lens = rows.iter().map(|r| r.x.nrows()).collect();
-    // Step by step, each row's inputs copied to its place (a strided `assign` walks element
-    // by element, and this copy runs on the scheduling thread at every round).
-    let out = x.as_slice_mut().expect("a new array is in standard layout");
-    for (b, row) in rows.iter().enumerate() {
-        for (t, src) in row.x.rows().into_iter().enumerate() {
-            let at = (t * b_all + b) * width;
-            let dst = &mut out[at..at + width];
-            match src.as_slice() {
-                Some(src) => dst.copy_from_slice(src),
-                None => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+    let width = spec.input_size;
+    let lens: Vec<usize> = rows.iter().map(|r| r.x.nrows()).collect();
+    // Step by step, each row's inputs or zeros past its end, every element written once
+    // (this runs on the scheduling thread at every round).
+    let mut x = Vec::with_capacity(steps * rows.len() * width);
+    for t in 0..steps {
+        for row in rows {
+            if t < row.x.nrows() {
+                let src = row.x.row(t);
+                match src.as_slice() {
+                    Some(src) => x.extend_from_slice(src),
+                    None => x.extend(src.iter()),
+                }
+            } else {
+                x.resize(x.len() + width, 0.0);
             }
         }
     }
+    let x = ndarray::Array3::from_shape_vec((steps, rows.len(), width), x)
+        .expect("steps × rows × width elements");
     (x, lens)
 }

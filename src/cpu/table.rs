@@ -165,14 +165,19 @@ impl CpuTable {
     /// The inputs of `rows` and their slots' states.
     fn pack(&self, spec: &RnnSpec, rows: &[RoundRow<'_>]) -> Packed {
         let (x, lens) = pack_rows(spec, rows);
+        // `[L·D, B, W]` from the slots' `[L·D, W]`, a slice copy each (the table is in
+        // standard layout, made so by `new`).
         let gather = |table: &Array3<f32>| -> Array3<f32> {
             let (_, ld, w) = table.dim();
-            let mut out = Array3::zeros((ld, rows.len(), w));
-            for (b, row) in rows.iter().enumerate() {
-                out.slice_mut(s![.., b, ..])
-                    .assign(&table.index_axis(Axis(0), row.slot));
+            let all = table.as_slice().expect("the table is in standard layout");
+            let mut out = Vec::with_capacity(ld * rows.len() * w);
+            for l in 0..ld {
+                for row in rows {
+                    let at = (row.slot * ld + l) * w;
+                    out.extend_from_slice(&all[at..at + w]);
+                }
             }
-            out
+            Array3::from_shape_vec((ld, rows.len(), w), out).expect("L·D × B × W elements")
         };
         Packed {
             x,
@@ -205,13 +210,9 @@ impl CpuTable {
         };
         for (b, &i) in order.iter().enumerate() {
             let row = &rows[i];
-            self.h
-                .index_axis_mut(Axis(0), row.slot)
-                .assign(&h_n.slice(s![.., b, ..]));
+            scatter(&mut self.h, row.slot, &h_n, b);
             if let (Some(table), Some(c_n)) = (&mut self.c, &c_n) {
-                table
-                    .index_axis_mut(Axis(0), row.slot)
-                    .assign(&c_n.slice(s![.., b, ..]));
+                scatter(table, row.slot, c_n, b);
             }
             output.batch_row[i] = b;
             output.states[i] = row.read_state.then(|| SlotState {
@@ -220,5 +221,24 @@ impl CpuTable {
             });
         }
         Ok(output)
+    }
+}
+
+/// Writes batch row `b` of a forward's final states `[L·D, B, W]` to slot `slot` of `table`
+/// `[slots, L·D, W]`: a slice copy per layer and direction where both are in standard layout.
+fn scatter(table: &mut Array3<f32>, slot: usize, states: &Array3<f32>, b: usize) {
+    let (_, ld, w) = table.dim();
+    let rows = states.dim().1;
+    match (table.as_slice_mut(), states.as_slice()) {
+        (Some(dst), Some(src)) => {
+            for l in 0..ld {
+                let to = (slot * ld + l) * w;
+                let from = (l * rows + b) * w;
+                dst[to..to + w].copy_from_slice(&src[from..from + w]);
+            }
+        }
+        _ => table
+            .index_axis_mut(Axis(0), slot)
+            .assign(&states.slice(s![.., b, ..])),
     }
 }

@@ -157,4 +157,8 @@ fn load_refuses_bad_arguments() {
         "--servers names each",
     );
     refused(&["--servers", "nope"], "invalid value 'nope'");
+    refused(
+        &["--bursts", "0", "--json", &json],
+        "--bursts must be at least 1",
+    );
 }

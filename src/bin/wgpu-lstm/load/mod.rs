@@ -69,6 +69,10 @@ pub struct LoadArgs {
     /// Seconds the saturation burst aims at.
     #[arg(long, default_value_t = 4.0)]
     pub saturation_seconds: f64,
+    /// Saturation bursts per server, the fastest reported (on a shared machine a neighbour's
+    /// work can slow one burst of a fraction of a second).
+    #[arg(long, default_value_t = 2)]
+    pub bursts: usize,
     /// The share of utterances sent as live streams (0 to 1): each in chunks of --chunk
     /// steps, one every --chunk-ms under Poisson load, back to back in the saturation burst;
     /// the rest are one-shot requests. Streams need a unidirectional model.
@@ -177,6 +181,9 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
         return Err(Error::InvalidInput(
             "--min-steps must be at least 1 and at most --max-steps".into(),
         ));
+    }
+    if args.bursts == 0 {
+        return Err(Error::InvalidInput("--bursts must be at least 1".into()));
     }
     if !(args.seconds > 0.0 && args.saturation_seconds > 0.0) {
         return Err(Error::InvalidInput(
@@ -313,16 +320,34 @@ fn run_device(
             burst *= 2;
         }
         let n = ((rate * args.saturation_seconds) as usize).clamp(2 * args.max_batch, 4000);
-        eprintln!("{label}: saturation, a burst of {n} requests");
-        let before = batcher.as_ref().map(|b| b.stats());
-        let burst_start = Instant::now();
-        let (saturation, failed) = measure::saturation(&server, &done, work, n);
-        let burst_wall = burst_start.elapsed();
-        // The rounds of the burst alone: their mean rows, and the share of the burst's time
-        // the rounds' forwards took.
-        let burst_rounds = before
-            .zip(batcher.as_ref().map(|b| b.stats()))
-            .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
+        let mut best: Option<(f64, Option<BurstRounds>)> = None;
+        for i in 0..args.bursts {
+            eprintln!(
+                "{label}: saturation, a burst of {n} requests ({} of {})",
+                i + 1,
+                args.bursts
+            );
+            let before = batcher.as_ref().map(|b| b.stats());
+            let burst_start = Instant::now();
+            let (rate, failed) = measure::saturation(&server, &done, work, n);
+            let burst_wall = burst_start.elapsed();
+            if failed > 0 {
+                return Err(Error::CheckFailed(format!(
+                    "{label}: {failed} requests failed"
+                )));
+            }
+            // The rounds of the burst alone: their mean rows, and the share of the burst's
+            // time the rounds' forwards took.
+            let rounds = before
+                .zip(batcher.as_ref().map(|b| b.stats()))
+                .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
+            if best.as_ref().is_none_or(|(r, _)| rate > *r) {
+                best = Some((rate, rounds));
+            }
+        }
+        let Some((saturation, burst_rounds)) = best else {
+            return Err(Error::InvalidInput("--bursts must be at least 1".into()));
+        };
         if let Some(r) = &burst_rounds {
             eprintln!(
                 "{label}: {:.1} rows per round, rounds' forwards {:.0} % of the burst's wall time, {:.2} µs per sequence-step in them",
@@ -330,11 +355,6 @@ fn run_device(
                 r.busy * 100.0,
                 r.us_per_sequence_step
             );
-        }
-        if failed > 0 {
-            return Err(Error::CheckFailed(format!(
-                "{label}: {failed} requests failed"
-            )));
         }
         let mut loads = Vec::new();
         for (i, f) in FRACTIONS.into_iter().enumerate() {
