@@ -53,6 +53,26 @@ pub(crate) struct RoundOutput {
 }
 
 impl RoundOutput {
+    /// Checks that the outputs hold every row's steps (`steps[row]`), which the appends
+    /// below index.
+    pub fn check(&self, steps: &[usize]) -> Result<()> {
+        let (t, rows, _) = self.y.dim();
+        let fits = self.batch_row.len() == steps.len()
+            && self
+                .batch_row
+                .iter()
+                .zip(steps)
+                .all(|(&b, &n)| b < rows && n <= t);
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "a round's outputs of shape {:?} do not hold its rows",
+                self.y.shape()
+            )))
+        }
+    }
+
     /// Appends row `i`'s outputs of its first `steps` steps to `dst` (`[.., D·H_out]` in
     /// standard layout): one copy, from the forward's `y` to where they are kept, with
     /// nothing written before.
@@ -134,12 +154,21 @@ impl JobDone {
             .view()
             .into_dimensionality::<ndarray::Ix3>()
             .map_err(|e| Error::Internal(format!("round output: {e}")))?;
-        let (_, rows, width) = y.dim();
+        let (t, rows, width) = y.dim();
+        let fits = self.order.len() <= rows
+            && outputs.len() == steps.len()
+            && self
+                .order
+                .iter()
+                .all(|&i| steps.get(i).is_some_and(|&n| n <= t));
+        if !fits {
+            return Err(Error::Internal(format!(
+                "a round's outputs of shape {:?} do not hold its rows",
+                y.shape()
+            )));
+        }
         for (b, &i) in self.order.iter().enumerate() {
-            let (Some(dst), Some(&n)) = (outputs.get_mut(i), steps.get(i)) else {
-                return Err(Error::Internal("a round's outputs and rows differ".into()));
-            };
-            append_batch_row(y, b, rows, width, n, dst);
+            append_batch_row(y, b, rows, width, steps[i], &mut outputs[i]);
         }
         Ok(())
     }

@@ -537,6 +537,45 @@ fn a_deep_queue_keeps_both_cpu_lanes_fed() {
     }
 }
 
+/// A deep queue does not hold up what the scheduler answers between rounds: a stream's state
+/// read while many requests wait is answered after a round or two, not once the queue has
+/// drained (on the GPU, whose table runs rounds whole, and on the CPU's lanes).
+#[test]
+fn a_deep_queue_still_answers_state_reads() {
+    let seed = seed("a_deep_queue_still_answers_state_reads", 52);
+    let spec = RnnSpec::lstm(5, 12);
+    let weights = Weights::random(&spec, seed).unwrap();
+    for (device, model) in devices(&weights) {
+        let options = BatcherOptions::default().max_batch(2).quantum(1);
+        let batcher = Batcher::new(model, options).unwrap();
+        let mut rng = rng(seed);
+        let xs: Vec<Array2<f32>> = (0..40)
+            .map(|_| uniform(&mut rng, (50, spec.input_size), 1.0))
+            .collect();
+        let pending: Vec<_> = xs
+            .iter()
+            .map(|x| batcher.submit(Request::new(x.view())).unwrap())
+            .collect();
+        let stream = batcher.open_stream().unwrap();
+        let state = stream.state().unwrap();
+        assert!(
+            state.h.iter().all(|&v| v == 0.0),
+            "{device}: a new stream's state"
+        );
+        // Oldest first, two rows a round, 50 rounds each: the read came long before the end.
+        let answered = batcher.stats().requests;
+        assert!(
+            answered < 30,
+            "{device}: the read waited for the queue: {answered} answered"
+        );
+        stream.close();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        assert_drains(&batcher, device);
+    }
+}
+
 /// Int8 weights behind the batcher: one-shot requests and a stream fed in chunks, on the
 /// CPU's int8 engine (against the same engine alone: each sequence's activations are
 /// quantized on their own) and on the GPU (against the reference engine on the weights as

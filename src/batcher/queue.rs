@@ -127,9 +127,8 @@ pub(crate) enum StepsReply {
 }
 
 impl Steps {
-    /// The outputs of every step, `[T, D·H_out]`, once all have run.
-    pub fn into_y(y: Vec<f32>, width: usize) -> Result<Array2<f32>> {
-        let steps = y.len() / width.max(1);
+    /// The outputs of all `steps` steps, `[T, D·H_out]`, once every one has run.
+    pub fn into_y(y: Vec<f32>, steps: usize, width: usize) -> Result<Array2<f32>> {
         Array2::from_shape_vec((steps, width), y)
             .map_err(|e| Error::Internal(format!("a request's outputs: {e}")))
     }

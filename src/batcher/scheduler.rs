@@ -170,7 +170,10 @@ fn refill<'a>(
         let ran = start(table, lanes, flights, lane, rows, false);
         q = shared.lock();
         if let Some((rows, out, took)) = ran {
+            // A table that runs rounds whole (the GPU's) has no lanes to keep fed: back to
+            // the loop, which answers state reads and sweeps between rounds.
             finish(&mut q, rows, out, took, Appended::No);
+            break;
         }
     }
     q
@@ -498,7 +501,8 @@ fn finish(
     q.counters.rows += rows.len() as u64;
     q.counters.steps += steps as u64;
     q.counters.compute_time.record(took);
-    let out = match out {
+    let steps: Vec<usize> = rows.iter().map(|r| r.steps).collect();
+    let out = match out.and_then(|out| out.check(&steps).map(|()| out)) {
         Ok(out) => out,
         Err(e) => {
             let message = e.to_string();
@@ -534,10 +538,8 @@ fn finish(
             unreachable!("matched above")
         };
         let latency = now.duration_since(done.arrived);
-        let Steps {
-            y, width, reply, ..
-        } = done;
-        let y = Steps::into_y(y, width);
+        let y = Steps::into_y(done.y, done.x.nrows(), done.width);
+        let reply = done.reply;
         match reply {
             StepsReply::OneShot(reply) => {
                 let answer = match (out.states[i].clone(), y) {
