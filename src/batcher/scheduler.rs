@@ -385,11 +385,16 @@ fn plan(
         options.max_batch
     };
     // No one waits beyond this round: where the table runs rounds that long, it goes on for
-    // several quanta — fewer fixed costs per step at light load.
+    // several quanta — fewer fixed costs per step at light load; with another lane free
+    // for whoever comes next, to the end of each row's work (one forward per request, as
+    // alone).
     let quantum = options.quantum;
+    let idle = q.ready.len() <= most;
     let cap = if whole {
         None
-    } else if q.ready.len() <= most && table.fits(quantum * IDLE_QUANTA, most) {
+    } else if idle && free_lanes > 1 {
+        Some(usize::MAX)
+    } else if idle && table.fits(quantum * IDLE_QUANTA, most) {
         Some(quantum * IDLE_QUANTA)
     } else {
         Some(quantum)
