@@ -70,6 +70,7 @@
 mod lanes;
 mod options;
 mod pending;
+mod plan;
 mod queue;
 mod request;
 mod scheduler;
