@@ -53,32 +53,11 @@ pub(crate) struct RoundOutput {
 }
 
 impl RoundOutput {
-    /// Checks that the outputs hold every row's steps (`steps[row]`), which the appends
-    /// below index.
-    pub fn check(&self, steps: &[usize]) -> Result<()> {
-        let (t, rows, _) = self.y.dim();
-        let fits = self.batch_row.len() == steps.len()
-            && self
-                .batch_row
-                .iter()
-                .zip(steps)
-                .all(|(&b, &n)| b < rows && n <= t);
-        if fits {
-            Ok(())
-        } else {
-            Err(Error::Internal(format!(
-                "a round's outputs of shape {:?} do not hold its rows",
-                self.y.shape()
-            )))
-        }
-    }
-
-    /// Appends row `i`'s outputs of its first `steps` steps to `dst` (`[.., D·H_out]` in
-    /// standard layout): one copy, from the forward's `y` to where they are kept, with
-    /// nothing written before.
-    pub fn append_row(&self, i: usize, steps: usize, dst: &mut Vec<f32>) {
-        let (_, rows, width) = self.y.dim();
-        append_batch_row(self.y.view(), self.batch_row[i], rows, width, steps, dst);
+    /// Appends each row's outputs of this round (its first `steps[row]` steps) to
+    /// `outputs[row]`: one copy, from the forward's `y` to where they are kept.
+    pub fn append_rows(&self, outputs: &mut [&mut Vec<f32>], steps: &[usize]) -> Result<()> {
+        let pairs = self.batch_row.iter().enumerate().map(|(i, &b)| (b, i));
+        append_outputs(self.y.view(), pairs, outputs, steps)
     }
 }
 
@@ -144,55 +123,54 @@ pub(crate) struct JobDone {
 }
 
 impl JobDone {
-    /// Appends each row's outputs to `outputs[row]` (its first `steps[row]` steps; see
-    /// [`RoundOutput::append_row`]): on the thread that ran the forward, whose cache holds
-    /// them.
-    pub fn append_rows(&self, outputs: &mut [Vec<f32>], steps: &[usize]) -> Result<()> {
+    /// [`RoundOutput::append_rows`] before the round's end: on the thread that ran the
+    /// forward, whose cache holds the outputs.
+    pub fn append_rows(&self, outputs: &mut [&mut Vec<f32>], steps: &[usize]) -> Result<()> {
         let y = self
             .out
             .y
             .view()
             .into_dimensionality::<ndarray::Ix3>()
             .map_err(|e| Error::Internal(format!("round output: {e}")))?;
-        let (t, rows, width) = y.dim();
-        let fits = self.order.len() <= rows
-            && outputs.len() == steps.len()
-            && self
-                .order
-                .iter()
-                .all(|&i| steps.get(i).is_some_and(|&n| n <= t));
-        if !fits {
-            return Err(Error::Internal(format!(
-                "a round's outputs of shape {:?} do not hold its rows",
-                y.shape()
-            )));
-        }
-        for (b, &i) in self.order.iter().enumerate() {
-            append_batch_row(y, b, rows, width, steps[i], &mut outputs[i]);
-        }
-        Ok(())
+        append_outputs(y, self.order.iter().copied().enumerate(), outputs, steps)
     }
 }
 
-/// Appends batch row `b` of `y` `[T, rows, width]`, its first `steps` steps, to `dst`.
-fn append_batch_row(
+/// Appends, for each `(b, row)` of `pairs`, batch row `b` of `y` `[T, B, W]` (its first
+/// `steps[row]` steps) to `outputs[row]` (`[.., W]` in standard layout), every index checked
+/// first.
+fn append_outputs(
     y: ndarray::ArrayView3<'_, f32>,
-    b: usize,
-    rows: usize,
-    width: usize,
-    steps: usize,
-    dst: &mut Vec<f32>,
-) {
-    dst.reserve(steps * width);
-    match y.to_slice() {
-        Some(src) => {
-            for t in 0..steps {
-                let at = (t * rows + b) * width;
-                dst.extend_from_slice(&src[at..at + width]);
-            }
-        }
-        None => dst.extend(y.slice(ndarray::s![..steps, b, ..]).iter()),
+    pairs: impl Iterator<Item = (usize, usize)> + Clone,
+    outputs: &mut [&mut Vec<f32>],
+    steps: &[usize],
+) -> Result<()> {
+    let (t, rows, width) = y.dim();
+    let fits = outputs.len() == steps.len()
+        && pairs
+            .clone()
+            .all(|(b, i)| b < rows && steps.get(i).is_some_and(|&n| n <= t));
+    if !fits {
+        return Err(Error::Internal(format!(
+            "a round's outputs of shape {:?} do not hold its rows",
+            y.shape()
+        )));
     }
+    let src = y.to_slice();
+    for (b, i) in pairs {
+        let dst = &mut *outputs[i];
+        dst.reserve(steps[i] * width);
+        match src {
+            Some(src) => {
+                for t in 0..steps[i] {
+                    let at = (t * rows + b) * width;
+                    dst.extend_from_slice(&src[at..at + width]);
+                }
+            }
+            None => dst.extend(y.slice(ndarray::s![..steps[i], b, ..]).iter()),
+        }
+    }
+    Ok(())
 }
 
 impl Job {

@@ -103,7 +103,10 @@ fn run_lane(shared: &Shared, lane: usize, jobs: Receiver<LaneJob>) {
         let done = job.run();
         let took = start.elapsed();
         let done = match done {
-            Ok(d) => d.append_rows(&mut outputs, &steps).map(|()| d),
+            Ok(d) => {
+                let mut to: Vec<&mut Vec<f32>> = outputs.iter_mut().collect();
+                d.append_rows(&mut to, &steps).map(|()| d)
+            }
             Err(e) => Err(e),
         };
         shared.lock().landed.push(Landed {

@@ -276,13 +276,20 @@ fn finish(
     for row in &rows {
         q.land(row.id);
     }
-    let steps: usize = rows.iter().map(|r| r.steps).sum();
+    let steps: Vec<usize> = rows.iter().map(|r| r.steps).collect();
     q.counters.rounds += 1;
     q.counters.rows += rows.len() as u64;
-    q.counters.steps += steps as u64;
+    q.counters.steps += steps.iter().sum::<usize>() as u64;
     q.counters.compute_time.record(took);
-    let steps: Vec<usize> = rows.iter().map(|r| r.steps).collect();
-    let out = match out.and_then(|out| out.check(&steps).map(|()| out)) {
+    // A round run here: its outputs appended to the rows' now (a lane's were on the lane).
+    let out = out.and_then(|out| {
+        if matches!(appended, Appended::No) {
+            let mut to: Vec<&mut Vec<f32>> = rows.iter_mut().map(|r| &mut r.y).collect();
+            out.append_rows(&mut to, &steps)?;
+        }
+        Ok(out)
+    });
+    let out = match out {
         Ok(out) => out,
         Err(e) => {
             let message = e.to_string();
@@ -304,12 +311,8 @@ fn finish(
         let Some(Work::Steps(steps)) = seq.work.front_mut() else {
             unreachable!("a planned row's sequence has steps at its front")
         };
-        let n = row.steps;
         steps.y = std::mem::take(&mut row.y);
-        if matches!(appended, Appended::No) {
-            out.append_row(i, n, &mut steps.y);
-        }
-        steps.done += n;
+        steps.done += row.steps;
         if steps.done < steps.x.nrows() {
             q.requeue(row.id);
             continue;
