@@ -10,7 +10,7 @@ mod servers;
 mod streams;
 
 use std::path::PathBuf;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,9 +69,10 @@ pub struct LoadArgs {
     /// Seconds the saturation burst aims at.
     #[arg(long, default_value_t = 4.0)]
     pub saturation_seconds: f64,
-    /// Saturation bursts per server, the fastest reported (on a shared machine a neighbour's
-    /// work can slow one burst of a fraction of a second).
-    #[arg(long, default_value_t = 2)]
+    /// Saturation bursts per server, the fastest reported; the servers take turns, one burst
+    /// each, so that a neighbour's work on a shared machine (which can slow a burst of a
+    /// fraction of a second) falls on all of them alike.
+    #[arg(long, default_value_t = 3)]
     pub bursts: usize,
     /// The share of utterances sent as live streams (0 to 1): each in chunks of --chunk
     /// steps, one every --chunk-ms under Poisson load, back to back in the saturation burst;
@@ -165,8 +166,11 @@ pub struct LoadReport {
 /// A device to test on: its name and how to make its models.
 struct Device {
     name: String,
-    /// A model shared by the per-request and padding servers.
+    /// A model shared by the per-request server's workers (on the CPU each forward on one
+    /// thread).
     shared: Arc<dyn Forward + Send + Sync>,
+    /// The padding server's model (on the CPU each forward on every core, as a team).
+    team: Arc<dyn Forward + Send + Sync>,
     /// A model of the batcher's own.
     owned: Box<dyn Fn() -> Result<BatcherModel, Error>>,
     workers: usize,
@@ -236,9 +240,11 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
         let info = ctx.adapter_info();
         let w = weights.clone();
         let owned_ctx = ctx.clone();
+        let shared: Arc<dyn Forward + Send + Sync> = Arc::new(GpuModel::upload(&ctx, &weights)?);
         devices.push(Device {
             name: format!("{:?} {}", info.backend, info.name).to_lowercase(),
-            shared: Arc::new(GpuModel::upload(&ctx, &weights)?),
+            team: shared.clone(),
+            shared,
             owned: Box::new(move || Ok(GpuModel::upload(&owned_ctx, &w)?.into())),
             workers: args.workers.unwrap_or(4),
         });
@@ -249,6 +255,7 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
         devices.push(Device {
             name: format!("cpu ({cores} threads)"),
             shared: Arc::new(CpuModel::with_threads(weights.clone(), 1)?),
+            team: Arc::new(CpuModel::new(weights.clone())),
             owned: Box::new(move || Ok(CpuModel::new(w.clone()).into())),
             workers: args.workers.unwrap_or(cores),
         });
@@ -280,22 +287,36 @@ pub fn run_load(args: &LoadArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The three servers on one device.
-fn run_device(
-    args: &LoadArgs,
-    spec: &RnnSpec,
-    device: &Device,
-    work: &Workload,
-) -> Result<Vec<ServerRecord>, Error> {
-    let mut out: Vec<ServerRecord> = Vec::new();
-    for &kind in &args.servers {
+/// One server under test on a device.
+struct Running {
+    kind: Kind,
+    label: String,
+    server: servers::Server,
+    done: Receiver<Done>,
+    batcher: Option<Batcher>,
+    /// Requests in one saturation burst (from the warm-up's rate).
+    burst: usize,
+    /// The fastest burst so far, with its rounds (cellular only).
+    best: Option<(f64, Option<BurstRounds>)>,
+}
+
+impl Running {
+    /// Starts `kind` on `device` and warms it up with bursts of 1, 2, 4 … `max_batch`
+    /// requests, sizing its saturation burst from the last one.
+    fn start(
+        args: &LoadArgs,
+        spec: &RnnSpec,
+        device: &Device,
+        work: &Workload,
+        kind: Kind,
+    ) -> Result<Self, Error> {
         let (tx, done) = channel::<Done>();
         let mut batcher = None;
         let server = match kind {
             Kind::PerRequest => {
                 servers::per_request(device.shared.clone(), spec, device.workers, tx)
             }
-            Kind::Padding => servers::padding(device.shared.clone(), spec, args.max_batch, tx),
+            Kind::Padding => servers::padding(device.team.clone(), spec, args.max_batch, tx),
             Kind::Cellular => {
                 let options = BatcherOptions::default()
                     .max_batch(args.max_batch)
@@ -308,7 +329,6 @@ fn run_device(
             }
         };
         let label = format!("{} / {}", device.name, kind.name());
-        let start = Instant::now();
         eprintln!(
             "{label}: warming up (bursts of 1, 2, 4 … {} requests)",
             args.max_batch
@@ -319,98 +339,151 @@ fn run_device(
             rate = measure::saturation(&server, &done, work, burst).0;
             burst *= 2;
         }
-        let n = ((rate * args.saturation_seconds) as usize).clamp(2 * args.max_batch, 4000);
-        let mut best: Option<(f64, Option<BurstRounds>)> = None;
-        for i in 0..args.bursts {
-            eprintln!(
-                "{label}: saturation, a burst of {n} requests ({} of {})",
-                i + 1,
-                args.bursts
-            );
-            let before = batcher.as_ref().map(|b| b.stats());
-            let burst_start = Instant::now();
-            let (rate, failed) = measure::saturation(&server, &done, work, n);
-            let burst_wall = burst_start.elapsed();
-            if failed > 0 {
-                return Err(Error::CheckFailed(format!(
-                    "{label}: {failed} requests failed"
-                )));
-            }
-            // The rounds of the burst alone: their mean rows, and the share of the burst's
-            // time the rounds' forwards took.
-            let rounds = before
-                .zip(batcher.as_ref().map(|b| b.stats()))
-                .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
-            if best.as_ref().is_none_or(|(r, _)| rate > *r) {
-                best = Some((rate, rounds));
-            }
+        Ok(Running {
+            kind,
+            label,
+            server,
+            done,
+            batcher,
+            burst: ((rate * args.saturation_seconds) as usize).clamp(2 * args.max_batch, 4000),
+            best: None,
+        })
+    }
+
+    /// One saturation burst; keeps the fastest.
+    fn saturate(&mut self, work: &Workload, i: usize, bursts: usize) -> Result<(), Error> {
+        let label = &self.label;
+        eprintln!(
+            "{label}: saturation, a burst of {} requests ({} of {bursts})",
+            self.burst,
+            i + 1,
+        );
+        let before = self.batcher.as_ref().map(|b| b.stats());
+        let burst_start = Instant::now();
+        let (rate, failed) = measure::saturation(&self.server, &self.done, work, self.burst);
+        let burst_wall = burst_start.elapsed();
+        if failed > 0 {
+            return Err(Error::CheckFailed(format!(
+                "{label}: {failed} requests failed"
+            )));
         }
-        let Some((saturation, burst_rounds)) = best else {
+        // The rounds of the burst alone: their mean rows, and the share of the burst's
+        // time the rounds' forwards took.
+        let rounds = before
+            .zip(self.batcher.as_ref().map(|b| b.stats()))
+            .map(|(a, b)| BurstRounds::between(&a, &b, burst_wall));
+        if self.best.as_ref().is_none_or(|(r, _)| rate > *r) {
+            self.best = Some((rate, rounds));
+        }
+        Ok(())
+    }
+
+    /// Poisson arrivals at `rate`, reported as `fraction` (of this server's saturation or of
+    /// another's).
+    fn poisson(
+        &self,
+        work: &Workload,
+        args: &LoadArgs,
+        rate: f64,
+        fraction: f64,
+        salt: u64,
+    ) -> LoadPoint {
+        let mut p = measure::poisson(&self.server, &self.done, work, rate, args.seconds, salt);
+        p.fraction = fraction;
+        p
+    }
+}
+
+/// The servers on one device, measured interleaved so that a neighbour's work on a shared
+/// host falls on all of them alike: every server's saturation burst in turn (`--bursts`
+/// rounds of them, the fastest of each server's kept), then each load point in turn — every
+/// server at its own fraction of its saturation, the cellular batcher at the padding
+/// batcher's rate right after the padding batcher.
+fn run_device(
+    args: &LoadArgs,
+    spec: &RnnSpec,
+    device: &Device,
+    work: &Workload,
+) -> Result<Vec<ServerRecord>, Error> {
+    let start = Instant::now();
+    let mut running = args
+        .servers
+        .iter()
+        .map(|&kind| Running::start(args, spec, device, work, kind))
+        .collect::<Result<Vec<_>, Error>>()?;
+    for i in 0..args.bursts {
+        for r in &mut running {
+            r.saturate(work, i, args.bursts)?;
+        }
+    }
+    let mut saturation = Vec::new();
+    for r in &running {
+        let Some((rate, rounds)) = &r.best else {
             return Err(Error::InvalidInput("--bursts must be at least 1".into()));
         };
-        if let Some(r) = &burst_rounds {
+        if let Some(b) = rounds {
             eprintln!(
-                "{label}: {:.1} rows per round, rounds' forwards {:.0} % of the burst's wall time, {:.2} µs per sequence-step in them",
-                r.rows_per_round,
-                r.busy * 100.0,
-                r.us_per_sequence_step
+                "{}: {:.1} rows per round, rounds' forwards {:.0} % of the burst's wall time, {:.2} µs per sequence-step in them",
+                r.label,
+                b.rows_per_round,
+                b.busy * 100.0,
+                b.us_per_sequence_step
             );
         }
-        let mut loads = Vec::new();
-        for (i, f) in FRACTIONS.into_iter().enumerate() {
+        saturation.push(*rate);
+    }
+    let padding = running.iter().position(|r| r.kind == Kind::Padding);
+    let mut loads = vec![Vec::new(); running.len()];
+    let mut at_padding_loads = vec![Vec::new(); running.len()];
+    for (i, f) in FRACTIONS.into_iter().enumerate() {
+        let salt = 10 + i as u64;
+        for (j, r) in running.iter().enumerate() {
+            let rate = f * saturation[j];
             eprintln!(
-                "{label}: Poisson arrivals at {:.0} % of saturation ({:.1} requests/s)",
+                "{}: Poisson arrivals at {:.0} % of saturation ({rate:.1} requests/s)",
+                r.label,
                 f * 100.0,
-                f * saturation
             );
-            let mut p = measure::poisson(
-                &server,
-                &done,
-                work,
-                f * saturation,
-                args.seconds,
-                10 + i as u64,
-            );
-            p.fraction = f;
-            loads.push(p);
+            loads[j].push(r.poisson(work, args, rate, f, salt));
         }
-        let mut at_padding_loads = Vec::new();
-        if kind == Kind::Cellular {
-            if let Some(padding) = out.iter().find(|r| r.server == Kind::Padding.name()) {
-                for (i, p) in padding.loads.iter().enumerate() {
-                    if p.rate < saturation {
-                        eprintln!(
-                            "{label}: at the padding batcher's {:.0} % load",
-                            p.fraction * 100.0
-                        );
-                        let mut q = measure::poisson(
-                            &server,
-                            &done,
-                            work,
-                            p.rate,
-                            args.seconds,
-                            10 + i as u64,
-                        );
-                        q.fraction = p.fraction;
-                        at_padding_loads.push(q);
-                    }
-                }
+        let Some(p) = padding else { continue };
+        let rate = f * saturation[p];
+        for (j, r) in running.iter().enumerate() {
+            if r.kind == Kind::Cellular && rate < saturation[j] {
+                eprintln!(
+                    "{}: at the padding batcher's {:.0} % load",
+                    r.label,
+                    f * 100.0
+                );
+                at_padding_loads[j].push(r.poisson(work, args, rate, f, salt));
             }
         }
-        drop(server);
-        let base = out.first().map_or(saturation, |r| r.saturation);
-        out.push(ServerRecord {
-            device: device.name.clone(),
-            server: kind.name(),
-            saturation,
-            speedup: saturation / base,
-            mean_batch: batcher.map(|b| b.stats().mean_batch),
-            burst_rounds,
-            loads,
-            at_padding_loads,
-        });
-        eprintln!("{label}: done in {:.0} s", start.elapsed().as_secs_f64());
     }
+    let base = saturation[0];
+    let out = running
+        .into_iter()
+        .zip(saturation)
+        .zip(loads.into_iter().zip(at_padding_loads))
+        .map(|((r, saturation), (loads, at_padding_loads))| {
+            let record = ServerRecord {
+                device: device.name.clone(),
+                server: r.kind.name(),
+                saturation,
+                speedup: saturation / base,
+                mean_batch: r.batcher.as_ref().map(|b| b.stats().mean_batch),
+                burst_rounds: r.best.and_then(|(_, rounds)| rounds),
+                loads,
+                at_padding_loads,
+            };
+            drop(r.server);
+            record
+        })
+        .collect();
+    eprintln!(
+        "{}: done in {:.0} s",
+        device.name,
+        start.elapsed().as_secs_f64()
+    );
     Ok(out)
 }
 
