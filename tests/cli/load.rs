@@ -127,6 +127,53 @@ fn load_runs_only_the_servers_named() {
     assert_eq!(records[0]["speedup"].as_f64(), Some(1.0));
 }
 
+/// The servers in another order: the cellular batcher named before the padding batcher is
+/// still run at the padding batcher's rates (the servers take turns at each load), and the
+/// "×" column is relative to the first one named.
+#[test]
+fn load_compares_at_the_padding_loads_in_any_order() {
+    let case = Case::new();
+    let json = case.p("load.json");
+    let out = tiny_load(&[
+        "--max-steps",
+        "20",
+        "--servers",
+        "cellular,padding",
+        "--bursts",
+        "1",
+        "--json",
+        &json,
+    ]);
+    assert_ok(&out);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let records = report["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["server"], "cellular");
+    assert_eq!(records[0]["speedup"].as_f64(), Some(1.0));
+    assert_eq!(records[1]["server"], "padding");
+    let padding_rates: Vec<f64> = records[1]["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["rate"].as_f64().unwrap())
+        .collect();
+    let cellular_saturation = records[0]["saturation"].as_f64().unwrap();
+    let at_padding = records[0]["at_padding_loads"].as_array().unwrap();
+    // Every padding load the batcher can carry, at the very same rate.
+    let expected: Vec<f64> = padding_rates
+        .iter()
+        .copied()
+        .filter(|&r| r < cellular_saturation)
+        .collect();
+    assert!(!expected.is_empty(), "{report}");
+    let got: Vec<f64> = at_padding
+        .iter()
+        .map(|p| p["rate"].as_f64().unwrap())
+        .collect();
+    assert_eq!(got, expected, "{report}");
+}
+
 /// An unknown shape or impossible lengths: one line, a non-zero exit, nothing written.
 #[test]
 fn load_refuses_bad_arguments() {

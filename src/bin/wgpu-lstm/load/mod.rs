@@ -137,7 +137,8 @@ pub struct ServerRecord {
     pub server: &'static str,
     /// Requests per second at saturation.
     pub saturation: f64,
-    /// Saturation over the per-request server's on the same device.
+    /// Saturation over the first server run's on the same device (the per-request server's
+    /// by default).
     pub speedup: f64,
     /// Mean sequences per round (cellular only).
     pub mean_batch: Option<f64>,
@@ -296,7 +297,7 @@ struct Running {
     done: Receiver<Done>,
     batcher: Option<Batcher>,
     /// Requests in one saturation burst: about `--saturation-seconds` at the warm-up's rate,
-    /// at most 4000, and at least 8 full batches (a padding server answers a batch at once:
+    /// at most 4000, but at least 8 full batches (a padding server answers a batch at once:
     /// with 2 batches, the 10th and 90th percentiles of completions would be one forward
     /// apart, and its rate twice what it is).
     burst: usize,
@@ -349,7 +350,9 @@ impl Running {
             server,
             done,
             batcher,
-            burst: ((rate * args.saturation_seconds) as usize).clamp(8 * args.max_batch, 4000),
+            burst: ((rate * args.saturation_seconds) as usize)
+                .min(4000)
+                .max(8 * args.max_batch),
             best: None,
         })
     }
@@ -449,17 +452,19 @@ fn run_device(
                 f * 100.0,
             );
             loads[j].push(r.poisson(work, args, rate, f, salt));
-        }
-        let Some(p) = padding else { continue };
-        let rate = f * saturation[p];
-        for (j, r) in running.iter().enumerate() {
-            if r.kind == Kind::Cellular && rate < saturation[j] {
-                eprintln!(
-                    "{}: at the padding batcher's {:.0} % load",
-                    r.label,
-                    f * 100.0
-                );
-                at_padding_loads[j].push(r.poisson(work, args, rate, f, salt));
+            if Some(j) != padding {
+                continue;
+            }
+            // The cellular batcher at the same arrivals, right after the padding batcher.
+            for (c, r) in running.iter().enumerate() {
+                if r.kind == Kind::Cellular && rate < saturation[c] {
+                    eprintln!(
+                        "{}: at the padding batcher's {:.0} % load",
+                        r.label,
+                        f * 100.0
+                    );
+                    at_padding_loads[c].push(r.poisson(work, args, rate, f, salt));
+                }
             }
         }
     }
