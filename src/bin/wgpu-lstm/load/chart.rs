@@ -1,6 +1,6 @@
 //! The load test's chart: p99 (solid) and p50 (thin) latency against offered load, one
-//! line per device and server, both axes logarithmic (the servers' loads differ by orders of
-//! magnitude).
+//! line per device and server, and the cellular batcher's p99 at the padding batcher's rates
+//! as triangles; both axes logarithmic (the servers' loads differ by orders of magnitude).
 
 use std::path::Path;
 
@@ -62,6 +62,21 @@ pub fn draw(path: &Path, report: &LoadReport) -> Result<(), Error> {
                     .iter()
                     .map(|p| Circle::new((p.rate, p.p99_ms), 3, color.filled())),
             )?;
+            if !r.at_padding_loads.is_empty() {
+                // The cellular batcher's p99 at the padding batcher's own rates: triangles
+                // beside that server's points.
+                chart
+                    .draw_series(r.at_padding_loads.iter().map(|p| {
+                        TriangleMarker::new((p.rate, p.p99_ms), 6, color.stroke_width(2))
+                    }))?
+                    .label(format!(
+                        "{}: {} at the padding batcher's loads (p99)",
+                        r.device, r.server
+                    ))
+                    .legend(move |(x, y)| {
+                        TriangleMarker::new((x + 7, y), 6, color.stroke_width(2))
+                    });
+            }
         }
         chart
             .configure_series_labels()
