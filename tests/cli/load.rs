@@ -22,6 +22,12 @@ fn tiny_load(extra: &[&str]) -> std::process::Output {
     run(&args)
 }
 
+/// The JSON report written at `path`.
+fn read_report(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// A tiny CPU run: a row per server, the comparison at the padding batcher's loads, every
 /// measurement in the JSON report, the chart, and no temporary file left behind.
 #[test]
@@ -39,8 +45,7 @@ fn load_compares_three_servers_and_writes_a_report() {
         stdout.contains("at the padding batcher's loads"),
         "{stdout}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_report(&json);
     let records = report["records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
     for r in records {
@@ -82,8 +87,7 @@ fn load_mixes_live_streams_with_one_shot_requests() {
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("stream chunks: latency"), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_report(&json);
     assert_eq!(report["streams"].as_f64(), Some(0.5));
     assert_eq!(report["chunk"].as_u64(), Some(4));
     for r in report["records"].as_array().unwrap() {
@@ -119,8 +123,7 @@ fn load_runs_only_the_servers_named() {
         !stdout.contains("| per-request |") && !stdout.contains("| padding |"),
         "{stdout}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_report(&json);
     let records = report["records"].as_array().unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["server"], "cellular");
@@ -145,8 +148,7 @@ fn load_compares_at_the_padding_loads_in_any_order() {
         &json,
     ]);
     assert_ok(&out);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = read_report(&json);
     let records = report["records"].as_array().unwrap();
     assert_eq!(records.len(), 2);
     assert_eq!(records[0]["server"], "cellular");
