@@ -303,6 +303,10 @@ struct Running {
     burst: usize,
     /// The fastest burst so far, with its rounds (cellular only).
     best: Option<(f64, Option<BurstRounds>)>,
+    /// Latency at each fraction of its own saturation.
+    loads: Vec<LoadPoint>,
+    /// The cellular batcher at the padding batcher's loads.
+    at_padding_loads: Vec<LoadPoint>,
 }
 
 impl Running {
@@ -354,7 +358,14 @@ impl Running {
                 .min(4000)
                 .max(8 * args.max_batch),
             best: None,
+            loads: Vec::new(),
+            at_padding_loads: Vec::new(),
         })
+    }
+
+    /// Requests per second of the fastest burst so far.
+    fn saturation(&self) -> f64 {
+        self.best.as_ref().map_or(0.0, |(rate, _)| *rate)
     }
 
     /// One saturation burst; keeps the fastest.
@@ -423,12 +434,8 @@ fn run_device(
             r.saturate(work, i, args.bursts)?;
         }
     }
-    let mut saturation = Vec::new();
     for r in &running {
-        let Some((rate, rounds)) = &r.best else {
-            return Err(Error::InvalidInput("--bursts must be at least 1".into()));
-        };
-        if let Some(b) = rounds {
+        if let Some((_, Some(b))) = &r.best {
             eprintln!(
                 "{}: {:.1} rows per round, rounds' forwards {:.0} % of the burst's wall time, {:.2} µs per sequence-step in them",
                 r.label,
@@ -437,55 +444,48 @@ fn run_device(
                 b.us_per_sequence_step
             );
         }
-        saturation.push(*rate);
     }
-    let padding = running.iter().position(|r| r.kind == Kind::Padding);
-    let mut loads = vec![Vec::new(); running.len()];
-    let mut at_padding_loads = vec![Vec::new(); running.len()];
     for (i, f) in FRACTIONS.into_iter().enumerate() {
         let salt = 10 + i as u64;
-        for (j, r) in running.iter().enumerate() {
-            let rate = f * saturation[j];
+        for j in 0..running.len() {
+            let r = &running[j];
+            let rate = f * r.saturation();
             eprintln!(
                 "{}: Poisson arrivals at {:.0} % of saturation ({rate:.1} requests/s)",
                 r.label,
                 f * 100.0,
             );
-            loads[j].push(r.poisson(work, args, rate, f, salt));
-            if Some(j) != padding {
+            let point = r.poisson(work, args, rate, f, salt);
+            running[j].loads.push(point);
+            if running[j].kind != Kind::Padding {
                 continue;
             }
             // The cellular batcher at the same arrivals, right after the padding batcher.
-            for (c, r) in running.iter().enumerate() {
-                if r.kind == Kind::Cellular && rate < saturation[c] {
+            for c in &mut running {
+                if c.kind == Kind::Cellular && rate < c.saturation() {
                     eprintln!(
                         "{}: at the padding batcher's {:.0} % load",
-                        r.label,
+                        c.label,
                         f * 100.0
                     );
-                    at_padding_loads[c].push(r.poisson(work, args, rate, f, salt));
+                    let point = c.poisson(work, args, rate, f, salt);
+                    c.at_padding_loads.push(point);
                 }
             }
         }
     }
-    let base = saturation[0];
+    let base = running.first().map_or(1.0, Running::saturation);
     let out = running
         .into_iter()
-        .zip(saturation)
-        .zip(loads.into_iter().zip(at_padding_loads))
-        .map(|((r, saturation), (loads, at_padding_loads))| {
-            let record = ServerRecord {
-                device: device.name.clone(),
-                server: r.kind.name(),
-                saturation,
-                speedup: saturation / base,
-                mean_batch: r.batcher.as_ref().map(|b| b.stats().mean_batch),
-                burst_rounds: r.best.and_then(|(_, rounds)| rounds),
-                loads,
-                at_padding_loads,
-            };
-            drop(r.server);
-            record
+        .map(|r| ServerRecord {
+            device: device.name.clone(),
+            server: r.kind.name(),
+            saturation: r.saturation(),
+            speedup: r.saturation() / base,
+            mean_batch: r.batcher.as_ref().map(|b| b.stats().mean_batch),
+            burst_rounds: r.best.and_then(|(_, rounds)| rounds),
+            loads: r.loads,
+            at_padding_loads: r.at_padding_loads,
         })
         .collect();
     eprintln!(
