@@ -299,6 +299,10 @@ fn cancellations_and_deadlines_free_their_slots() {
         assert_drains(&batcher, device);
         let s = batcher.stats();
         assert_eq!(s.requests + s.failed + s.cancelled, 24, "{device}: {s:?}");
+        assert_eq!(
+            s.admitted, 24,
+            "{device}: every request admitted counted once"
+        );
         assert_eq!(s.failed, 8, "{device}: every late request fails");
         assert!(s.cancelled > 0, "{device}: {s:?}");
     }

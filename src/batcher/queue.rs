@@ -309,6 +309,7 @@ impl Shared {
             .push_back(Work::Steps(steps));
         q.requeue(id);
         q.queued += 1;
+        q.counters.admitted += 1;
         drop(q);
         self.wake.notify_all();
         Ok(pending)
@@ -351,6 +352,7 @@ impl Shared {
         seq.last_active = Instant::now();
         q.requeue(id);
         q.queued += 1;
+        q.counters.admitted += 1;
         drop(q);
         self.wake.notify_all();
         Ok(pending)

@@ -84,6 +84,9 @@ pub struct Latency {
 /// A batcher's figures since it started ([`Batcher::stats`](crate::Batcher::stats)).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatcherStats {
+    /// One-shot requests and stream chunks admitted to the queue (each ends answered, failed
+    /// or cancelled; until then it counts in `queued`).
+    pub admitted: u64,
     /// One-shot requests answered with results.
     pub requests: u64,
     /// Stream chunks answered with results.
@@ -121,6 +124,7 @@ pub struct BatcherStats {
 /// The counters the scheduler keeps.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Counters {
+    pub admitted: u64,
     pub requests: u64,
     pub chunks: u64,
     pub failed: u64,
@@ -145,6 +149,7 @@ impl Counters {
         bytes: u64,
     ) -> BatcherStats {
         BatcherStats {
+            admitted: self.admitted,
             requests: self.requests,
             chunks: self.chunks,
             failed: self.failed,

@@ -14,7 +14,7 @@ struct Metric {
     value: fn(&ServedModel, &crate::batcher::BatcherStats) -> u64,
 }
 
-const METRICS: [Metric; 10] = [
+const METRICS: [Metric; 12] = [
     Metric {
         name: "nv_inference_request_success",
         kind: "counter",
@@ -50,6 +50,18 @@ const METRICS: [Metric; 10] = [
         kind: "counter",
         help: "Cumulative time of the batcher's rounds, in microseconds",
         value: |_, s| s.compute_time.total.as_micros() as u64,
+    },
+    Metric {
+        name: "wgpu_lstm_admitted",
+        kind: "counter",
+        help: "Requests and sequence chunks the batcher admitted to its queue",
+        value: |_, s| s.admitted,
+    },
+    Metric {
+        name: "wgpu_lstm_cancelled",
+        kind: "counter",
+        help: "Admitted requests dropped before their answer (their client went away)",
+        value: |_, s| s.cancelled,
     },
     Metric {
         name: "wgpu_lstm_open_sequences",

@@ -138,10 +138,29 @@ fn clients_that_disconnect_leak_nothing() {
         let head = "POST /v2/models/lstm/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n{\"inputs\": [";
         s.write_all(head.as_bytes()).unwrap();
     }
-    // Whole requests (long ones), then gone before the answer.
+    // Whole requests (long ones), then gone before the answer: each socket is dropped once the
+    // batcher has admitted its request, so that no admission can come after the table is seen
+    // empty.
+    let metric = |name: &str| -> u64 {
+        let text = String::from_utf8(server.get("/metrics").body).unwrap();
+        let prefix = format!("{name}{{model=\"lstm\",version=\"1\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let x = Array2::<f32>::ones((3000, 5));
     let body = json!({ "inputs": [json_input("x", &x)] }).to_string();
-    for _ in 0..4 {
+    for i in 0..4 {
+        let admitted = metric("wgpu_lstm_admitted");
         let mut s = TcpStream::connect(server.http).unwrap();
         let head = format!(
             "POST /v2/models/lstm/infer HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
@@ -149,25 +168,25 @@ fn clients_that_disconnect_leak_nothing() {
         );
         s.write_all(head.as_bytes()).unwrap();
         s.write_all(body.as_bytes()).unwrap();
+        wait_for(&format!("request {i} admitted"), &|| {
+            metric("wgpu_lstm_admitted") > admitted
+        });
     }
     let small = json!({ "inputs": [json_input("x", &Array2::<f32>::ones((2, 5)))] });
     assert_eq!(
         server.post_json("/v2/models/lstm/infer", &small).status,
         200
     );
-    let slots = || {
-        let text = String::from_utf8(server.get("/metrics").body).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("wgpu_lstm_slots_in_use{model=\"lstm\",version=\"1\"} "))
-            .unwrap()
-            .to_string()
-    };
-    let mut waited = 0;
-    while slots() != "0" && waited < 100 {
-        std::thread::sleep(Duration::from_millis(100));
-        waited += 1;
-    }
-    assert_eq!(slots(), "0", "every abandoned request's slot freed");
+    wait_for("every abandoned request's slot freed", &|| {
+        metric("wgpu_lstm_slots_in_use") == 0
+    });
+    assert_eq!(metric("wgpu_lstm_queued"), 0, "nothing left in the queue");
+    assert_eq!(metric("wgpu_lstm_admitted"), 5, "the half body never reached the batcher");
+    println!(
+        "admitted {}, cancelled {}",
+        metric("wgpu_lstm_admitted"),
+        metric("wgpu_lstm_cancelled")
+    );
 }
 
 /// A POST with a chunked body (no Content-Length); the response's head and body as text.

@@ -217,6 +217,9 @@ fn metrics_count_requests_and_rounds() {
     assert!(value("nv_inference_exec_count") >= 1.0);
     assert!(value("nv_inference_compute_infer_duration_us") > 0.0);
     assert_eq!(value("wgpu_lstm_open_sequences"), 0.0);
+    // The refused request never reached the batcher.
+    assert_eq!(value("wgpu_lstm_admitted"), 3.0);
+    assert_eq!(value("wgpu_lstm_cancelled"), 0.0);
     assert!(value("wgpu_lstm_state_table_bytes") > 0.0);
     assert!(text.contains("# TYPE nv_inference_request_success counter"));
 }
