@@ -181,7 +181,11 @@ fn clients_that_disconnect_leak_nothing() {
         metric("wgpu_lstm_slots_in_use") == 0
     });
     assert_eq!(metric("wgpu_lstm_queued"), 0, "nothing left in the queue");
-    assert_eq!(metric("wgpu_lstm_admitted"), 5, "the half body never reached the batcher");
+    assert_eq!(
+        metric("wgpu_lstm_admitted"),
+        5,
+        "the half body never reached the batcher"
+    );
     println!(
         "admitted {}, cancelled {}",
         metric("wgpu_lstm_admitted"),
