@@ -144,6 +144,8 @@ fn load_compares_at_the_padding_loads_in_any_order() {
         "cellular,padding",
         "--bursts",
         "1",
+        "--repeats",
+        "2",
         "--json",
         &json,
     ]);
@@ -174,6 +176,25 @@ fn load_compares_at_the_padding_loads_in_any_order() {
         .map(|p| p["rate"].as_f64().unwrap())
         .collect();
     assert_eq!(got, expected, "{report}");
+    // Two runs of every point: the slower of the two reported, both kept.
+    for point in records
+        .iter()
+        .flat_map(|r| ["loads", "at_padding_loads"].map(|k| r[k].as_array().unwrap().clone()))
+        .flatten()
+    {
+        let runs: Vec<f64> = point["p99_runs_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 2, "{point}");
+        assert_eq!(
+            point["p99_ms"].as_f64(),
+            Some(runs[0].max(runs[1])),
+            "{point}"
+        );
+    }
 }
 
 /// An unknown shape or impossible lengths: one line, a non-zero exit, nothing written.
@@ -209,5 +230,9 @@ fn load_refuses_bad_arguments() {
     refused(
         &["--bursts", "0", "--json", &json],
         "--bursts must be at least 1",
+    );
+    refused(
+        &["--repeats", "0", "--json", &json],
+        "--repeats must be at least 1",
     );
 }

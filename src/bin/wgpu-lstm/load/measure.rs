@@ -101,6 +101,21 @@ pub struct LoadPoint {
     /// Latency of the streams' chunks, each from its own arrival (`None` without streams).
     pub chunk_p50_ms: Option<f64>,
     pub chunk_p99_ms: Option<f64>,
+    /// The p99 of every run at this load (`--repeats`), in the order they ran; this point is
+    /// the run with the median.
+    pub p99_runs_ms: Vec<f64>,
+}
+
+/// The run with the median p99 of `runs` (of an even number, the slower of the middle two),
+/// carrying every run's p99; `None` for no runs.
+pub fn median_run(runs: Vec<LoadPoint>) -> Option<LoadPoint> {
+    let p99s: Vec<f64> = runs.iter().map(|p| p.p99_ms).collect();
+    let mut sorted = runs;
+    sorted.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+    let mid = sorted.len() / 2;
+    let mut point = sorted.into_iter().nth(mid)?;
+    point.p99_runs_ms = p99s;
+    Some(point)
 }
 
 /// Requests per second a server answers in steady state when `n` requests are all due at
@@ -177,6 +192,7 @@ pub fn poisson(
     let chunk_ms = latencies(&mut chunks.iter());
     let streams = !chunks.is_empty();
     let last = got.iter().map(|d| d.finished).max().unwrap_or(start);
+    let p99_ms = quantile(&whole_ms, 0.99);
     LoadPoint {
         fraction: 0.0,
         rate,
@@ -184,9 +200,10 @@ pub fn poisson(
         requests: n,
         failed: got.iter().filter(|d| !d.ok).count() + n.saturating_sub(got.len()),
         p50_ms: quantile(&whole_ms, 0.5),
-        p99_ms: quantile(&whole_ms, 0.99),
+        p99_ms,
         chunk_p50_ms: streams.then(|| quantile(&chunk_ms, 0.5)),
         chunk_p99_ms: streams.then(|| quantile(&chunk_ms, 0.99)),
+        p99_runs_ms: vec![p99_ms],
     }
 }
 
