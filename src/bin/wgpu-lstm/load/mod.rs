@@ -78,7 +78,7 @@ pub struct LoadArgs {
     /// every server's second …), each with its own draw of arrivals; the run with the median
     /// p99 is reported (of an even number, the slower of the middle two) and every run's p99
     /// kept in the JSON: a slow stretch of a shared machine then moves no server's figure.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// The share of utterances sent as live streams (0 to 1): each in chunks of --chunk
     /// steps, one every --chunk-ms under Poisson load, back to back in the saturation burst;
