@@ -4,8 +4,8 @@
 
 use crate::{assert_fails, assert_ok, run, Case};
 
-/// `load` on the CPU with a tiny load (a batch of 4, a fifth of a second per load point) and
-/// `extra` arguments.
+/// `load` on the CPU with a tiny load (a batch of 4, a fifth of a second per load point, one
+/// run of each unless `extra` says) and `extra` arguments.
 fn tiny_load(extra: &[&str]) -> std::process::Output {
     let mut args = vec![
         "load",
@@ -18,6 +18,9 @@ fn tiny_load(extra: &[&str]) -> std::process::Output {
         "--saturation-seconds",
         "0.2",
     ];
+    if !extra.contains(&"--repeats") {
+        args.extend_from_slice(&["--repeats", "1"]);
+    }
     args.extend_from_slice(extra);
     run(&args)
 }

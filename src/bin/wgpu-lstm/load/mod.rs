@@ -77,7 +77,8 @@ pub struct LoadArgs {
     /// Runs of each load point per server, in turns (every server's first run at a load, then
     /// every server's second …), each with its own draw of arrivals; the run with the median
     /// p99 is reported (of an even number, the slower of the middle two) and every run's p99
-    /// kept in the JSON: a slow stretch of a shared machine then moves no server's figure.
+    /// kept in the JSON: with 3 or more, a slow stretch of a shared machine during one run moves
+    /// no server's figure.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// The share of utterances sent as live streams (0 to 1): each in chunks of --chunk

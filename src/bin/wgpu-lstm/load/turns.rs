@@ -165,7 +165,8 @@ impl Running {
 /// host falls on all of them alike: every server's saturation burst in turn (`--bursts`
 /// rounds of them, the fastest of each server's kept), then each load point in turn — every
 /// server at its own fraction of its saturation, the cellular batcher at the padding
-/// batcher's rate right after the padding batcher.
+/// batcher's rate right after the padding batcher — `--repeats` rounds of them, the run with
+/// each server's median p99 kept.
 pub(super) fn run_device(
     args: &LoadArgs,
     spec: &RnnSpec,
